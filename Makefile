@@ -1,0 +1,37 @@
+# nanbyo: `make run` sets up and serves the demo on SQLite; `make test` installs and runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app app
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run setup test test-postgres browser bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+setup: $(BIN)/.installed
+	$(FLASK) db upgrade
+	$(FLASK) nanbyo load-masters
+	$(FLASK) nanbyo demo --if-empty
+
+run: setup
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium' (browser tests will be skipped)"; fi; }
+
+test: $(BIN)/.installed browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres:
+	NANBYO_TEST_DATABASE_URL=$${NANBYO_TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1/test} $(MAKE) test
+
+clean:
+	rm -rf $(VENV) .pytest_cache

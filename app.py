@@ -1,0 +1,22 @@
+"""Entry point: `flask --app app ...` finds create_app() here."""
+import os
+
+from flask import Flask
+
+
+def create_app(test_config=None):
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=os.environ.get("NANBYO_INSTANCE_PATH") or None)
+    from nanbyo.config import load_config
+    load_config(app, test_config)
+
+    from nanbyo.extensions import init_extensions
+    init_extensions(app)
+
+    from nanbyo import security, cli
+    security.init_app(app)
+    cli.init_app(app)
+
+    from views import init_views
+    init_views(app)
+    return app

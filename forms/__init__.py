@@ -1,0 +1,1 @@
+"""WTForms forms (Flask-WTF: every POST carries the CSRF token)."""

@@ -1,0 +1,174 @@
+"""Accounts: users, their memberships in 医療機関, and server-side login sessions."""
+from datetime import date, datetime
+
+from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from models._types import UTCDateTime, utcnow
+from nanbyo.extensions import db
+from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, MEMBERSHIP_KIND_LABELS, ROLE_LABELS,
+                          STATUS_ACTIVE, STATUS_LABELS)
+
+
+class User(db.Model):
+    __tablename__ = "user_account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    name_kana: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=STATUS_ACTIVE)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Only a digest of the key file's secret: the file itself never stays on the server.
+    key_digest: Mapped[str | None] = mapped_column(String(64))
+    key_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Municipality roles: the 自治体 the account belongs to.
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
+    # Doctors and institution staff: the 自治体 that issued the ID (only it edits or deletes the ID).
+    issuing_municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    municipality = relationship("Municipality", foreign_keys=[municipality_id])
+    issuing_municipality = relationship("Municipality", foreign_keys=[issuing_municipality_id])
+    memberships = relationship("Membership", back_populates="user", cascade="all, delete-orphan",
+                               order_by="Membership.id")
+    # A doctor may hold several designations (難病指定医 and 小慢指定医 are separate).
+    designations = relationship("Designation", back_populates="user", cascade="all, delete-orphan",
+                                order_by="Designation.id")
+
+    @validates("role")
+    def _check_role(self, key, value):
+        if value not in ROLE_LABELS:
+            raise ValueError("ロールが正しくありません。")
+        return value
+
+    @validates("status")
+    def _check_status(self, key, value):
+        if value not in STATUS_LABELS:
+            raise ValueError("状態が正しくありません。")
+        return value
+
+    # Flask-Login protocol
+    @property
+    def is_authenticated(self):
+        return True
+
+    @property
+    def is_active(self):
+        return self.status == STATUS_ACTIVE
+
+    @property
+    def is_anonymous(self):
+        return False
+
+    def get_id(self):
+        return str(self.id)
+
+    @property
+    def is_doctor(self):
+        return self.role == DESIGNATED_DOCTOR
+
+    @property
+    def designation_text(self):
+        return "、".join(str(d) for d in self.designations)
+
+    @property
+    def doctor_kinds(self):
+        return {d.kind for d in self.designations}
+
+    @property
+    def needs_setup(self):
+        """First login (or after a reset): password, e-mail and key file must be set before anything else."""
+        return self.must_change_password or not self.email or not self.key_digest
+
+    @property
+    def primary_membership(self):
+        return next((m for m in self.memberships if m.kind == "primary"), None)
+
+    @property
+    def managed_institution_ids(self):
+        return [m.institution_id for m in self.memberships if m.is_manager]
+
+    @property
+    def is_manager(self):
+        return bool(self.managed_institution_ids)
+
+    def __str__(self):
+        return f"{self.name}（{self.login_id}）"
+
+
+class Membership(db.Model):
+    """A user's place in a 医療機関: primary (主たる勤務先) or concurrent (兼務), and the 責任者 flag."""
+    __tablename__ = "membership"
+    __table_args__ = (
+        UniqueConstraint("user_id", "institution_id", name="uq_membership_user_institution"),
+        # At most one 責任者 per institution and one primary institution per user.
+        Index("uq_membership_one_manager", "institution_id", unique=True,
+              sqlite_where=text("is_manager"), postgresql_where=text("is_manager")),
+        Index("uq_membership_one_primary", "user_id", unique=True,
+              sqlite_where=text("kind = 'primary'"), postgresql_where=text("kind = 'primary'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="primary")
+    is_manager: Mapped[bool] = mapped_column(Boolean, default=False)
+    department: Mapped[str] = mapped_column(String(100), default="")
+
+    user = relationship("User", back_populates="memberships")
+    institution = relationship("Institution", back_populates="memberships")
+
+    @validates("kind")
+    def _check_kind(self, key, value):
+        if value not in MEMBERSHIP_KIND_LABELS:
+            raise ValueError("所属の種別が正しくありません。")
+        return value
+
+    def __str__(self):
+        return f"{self.institution} / {MEMBERSHIP_KIND_LABELS.get(self.kind, self.kind)}"
+
+
+class Designation(db.Model):
+    """指定医の指定: kind (難病指定医 / 協力難病指定医 / 小慢指定医), 指定医番号 and 指定期間."""
+    __tablename__ = "designation"
+    __table_args__ = (UniqueConstraint("user_id", "kind", name="uq_designation_user_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    number: Mapped[str] = mapped_column(String(20), default="")
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+
+    user = relationship("User", back_populates="designations")
+
+    @validates("kind")
+    def _check_kind(self, key, value):
+        if value not in DOCTOR_KIND_LABELS:
+            raise ValueError("指定医区分が正しくありません。")
+        return value
+
+    def __str__(self):
+        return f"{DOCTOR_KIND_LABELS.get(self.kind, self.kind)} {self.number}"
+
+
+class UserSession(db.Model):
+    """A login session kept on the server, so logout, idle timeout and disabling end it for real."""
+    __tablename__ = "user_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+
+    user = relationship("User")

@@ -1,0 +1,33 @@
+"""Operation log: one append-only, hash-chained entry model with structured data (Indico-style)."""
+from datetime import datetime
+
+from sqlalchemy import JSON, String, event
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models._types import UTCDateTime, utcnow
+from nanbyo.extensions import db
+
+
+class OperationLog(db.Model):
+    __tablename__ = "operation_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(index=True)  # no FK: the log outlives deleted users
+    actor_login: Mapped[str] = mapped_column(String(64), default="", index=True)
+    actor_role: Mapped[str] = mapped_column(String(32), default="")
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target_type: Mapped[str] = mapped_column(String(40), default="", index=True)
+    target_id: Mapped[str] = mapped_column(String(64), default="")
+    result: Mapped[str] = mapped_column(String(16), default="success")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+@event.listens_for(OperationLog, "before_update")
+@event.listens_for(OperationLog, "before_delete")
+def _append_only(mapper, connection, target):
+    raise RuntimeError("operation_log is append-only")

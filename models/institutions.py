@@ -1,0 +1,59 @@
+"""自治体 and 医療機関."""
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from nanbyo.codes import institution_code_error, municipality_code_error
+from nanbyo.extensions import db
+from nanbyo.roles import MUNICIPALITY_KIND_LABELS
+
+
+class Municipality(db.Model):
+    __tablename__ = "municipality"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(6), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefecture_no: Mapped[str] = mapped_column(String(2))
+    kind: Mapped[str] = mapped_column(String(20), default="other")
+
+    institutions = relationship("Institution", back_populates="municipality", lazy="dynamic")
+
+    @validates("code")
+    def _check_code(self, key, value):
+        error = municipality_code_error(value)
+        if error:
+            raise ValueError(error)
+        return value
+
+    @validates("kind")
+    def _check_kind(self, key, value):
+        if value not in MUNICIPALITY_KIND_LABELS:
+            raise ValueError("自治体の種別が正しくありません。")
+        return value
+
+    def __str__(self):
+        return f"{self.name}（{self.code}）"
+
+
+class Institution(db.Model):
+    __tablename__ = "institution"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(10), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    address: Mapped[str] = mapped_column(String(300), default="")
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
+
+    municipality = relationship("Municipality", back_populates="institutions")
+    memberships = relationship("Membership", back_populates="institution", lazy="dynamic",
+                               cascade="all, delete-orphan")
+
+    @validates("code")
+    def _check_code(self, key, value):
+        error = institution_code_error(value)
+        if error:
+            raise ValueError(error)
+        return value
+
+    def __str__(self):
+        return f"{self.name}（{self.code}）"

@@ -1,0 +1,153 @@
+"""The one place that decides who may see and change what.
+
+Three questions, asked by every view:
+- `allowed(user, area, permission)`: may this user use this screen for this (list, details, create, edit, ...)?
+- `row_filter(user, model, purpose)`: which rows of a table (an SQL criterion) may be read / written / supported?
+- `assignable(user, model)`: which form fields and which roles this user may set.
+"""
+from sqlalchemy import and_, exists, false, or_, select, true
+
+from models.accounts import Membership, User
+from models.audit import OperationLog
+from models.institutions import Institution, Municipality
+from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
+from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_MANAGER, INSTITUTION_STAFF, MUNICIPALITY_ADMIN,
+                          MUNICIPALITY_ROLES, MUNICIPALITY_USER, OPERATOR_ADMIN, OPERATOR_ROLES, OPERATOR_USER,
+                          ROLES)
+
+READ = frozenset({"list", "details"})
+ALL = READ | {"create", "edit", "delete", "export"}
+
+# area -> principal -> permissions. A principal is a role, or INSTITUTION_MANAGER for a 責任者.
+RULES = {
+    "municipalities": {
+        OPERATOR_ADMIN: ALL, OPERATOR_USER: READ, MUNICIPALITY_ADMIN: READ, MUNICIPALITY_USER: READ,
+    },
+    "institutions": {
+        OPERATOR_ADMIN: ALL, OPERATOR_USER: READ | {"export"},
+        MUNICIPALITY_ADMIN: ALL, MUNICIPALITY_USER: READ | {"export"}, INSTITUTION_MANAGER: READ,
+    },
+    "users": {
+        OPERATOR_ADMIN: ALL | {"unlock", "disable", "key_reset"},
+        MUNICIPALITY_ADMIN: ALL | {"unlock", "disable", "key_reset"},
+        INSTITUTION_MANAGER: READ | {"unlock", "key_reset"},
+    },
+    "memberships": {
+        OPERATOR_ADMIN: ALL, MUNICIPALITY_ADMIN: ALL, INSTITUTION_MANAGER: READ,
+    },
+    "masters": {role: READ for role in ROLES} | {OPERATOR_ADMIN: READ | {"export"}},
+    "operation_log": {OPERATOR_ADMIN: READ | {"export"}},
+    "account": {role: frozenset({"use"}) for role in ROLES},
+}
+
+# Roles each principal may give when creating or editing an account.
+ASSIGNABLE_ROLES = {
+    OPERATOR_ADMIN: ROLES,
+    MUNICIPALITY_ADMIN: (MUNICIPALITY_USER, DESIGNATED_DOCTOR, INSTITUTION_STAFF),
+}
+
+
+def principals(user) -> set[str]:
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    found = {user.role}
+    if user.role in (DESIGNATED_DOCTOR, INSTITUTION_STAFF) and user.is_manager:
+        found.add(INSTITUTION_MANAGER)
+    return found
+
+
+def permissions(user, area: str) -> frozenset:
+    rules = RULES.get(area, {})
+    result = frozenset()
+    for principal in principals(user):
+        result |= rules.get(principal, frozenset())
+    return result
+
+
+def allowed(user, area: str, permission: str) -> bool:
+    return permission in permissions(user, area)
+
+
+# --- rows --------------------------------------------------------------------------------------------------------
+
+def _managed_ids(user):
+    return user.managed_institution_ids if INSTITUTION_MANAGER in principals(user) else []
+
+
+def _has_membership_in(institution_criterion):
+    return exists(select(Membership.id).join(Institution, Institution.id == Membership.institution_id)
+                  .where(Membership.user_id == User.id, institution_criterion))
+
+
+def row_filter(user, model, purpose: str = "read"):
+    """SQL criterion for the rows of `model` this user may use for `purpose` ('read', 'write' or 'support')."""
+    roles = principals(user)
+    if not roles:
+        return false()
+    if model in (NanbyoCategory, NanbyoDisease, ShomanGroup, ShomanDisease):
+        return true() if purpose == "read" or OPERATOR_ADMIN in roles else false()
+    if model is OperationLog:
+        return true() if OPERATOR_ADMIN in roles and purpose == "read" else false()
+    if roles & set(OPERATOR_ROLES):
+        return true() if purpose == "read" or OPERATOR_ADMIN in roles else false()
+
+    own_muni = user.municipality_id if roles & set(MUNICIPALITY_ROLES) else None
+    is_muni_admin = MUNICIPALITY_ADMIN in roles
+    managed = _managed_ids(user)
+
+    if model is Municipality:
+        return Municipality.id == own_muni if own_muni and purpose == "read" else false()
+
+    if model is Institution:
+        if own_muni and (purpose == "read" or is_muni_admin):
+            return Institution.municipality_id == own_muni
+        if managed and purpose == "read":
+            return Institution.id.in_(managed)
+        return false()
+
+    if model is User:
+        if is_muni_admin:
+            issued = User.issuing_municipality_id == own_muni
+            if purpose == "read":
+                return or_(issued, User.municipality_id == own_muni)
+            # Only the issuer edits a doctor's ID; admins of the same 自治体 are the operator's to manage.
+            return or_(issued, and_(User.municipality_id == own_muni, User.role == MUNICIPALITY_USER))
+        if managed and purpose in ("read", "support"):
+            return _has_membership_in(Institution.id.in_(managed))
+        return User.id == user.id if purpose == "read" else false()
+
+    if model is Membership:
+        if is_muni_admin:
+            under_own = Membership.institution_id.in_(
+                select(Institution.id).where(Institution.municipality_id == own_muni))
+            issued_by_own = Membership.user_id.in_(select(User.id).where(User.issuing_municipality_id == own_muni))
+            return or_(under_own, issued_by_own) if purpose == "read" else issued_by_own
+        if managed and purpose == "read":
+            return Membership.institution_id.in_(managed)
+        return Membership.user_id == user.id if purpose == "read" else false()
+
+    return false()
+
+
+# --- fields ------------------------------------------------------------------------------------------------------
+
+def assignable_roles(user) -> tuple:
+    roles = principals(user)
+    for principal in (OPERATOR_ADMIN, MUNICIPALITY_ADMIN):
+        if principal in roles:
+            return ASSIGNABLE_ROLES[principal]
+    return ()
+
+
+# Fields that only the operator may set; everyone else gets them fixed by the server.
+OPERATOR_ONLY_FIELDS = {
+    User: {"municipality", "issuing_municipality"},
+    Institution: {"municipality"},
+    Membership: set(),
+}
+
+
+def hidden_fields(user, model) -> set[str]:
+    if OPERATOR_ADMIN in principals(user):
+        return set()
+    return OPERATOR_ONLY_FIELDS.get(model, set())

@@ -1,0 +1,172 @@
+"""Passwords (argon2id), the password policy, key files (暗号化鍵ファイル) and the login decision."""
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+
+from models._types import utcnow
+from models.accounts import User
+from nanbyo.extensions import db
+from nanbyo.roles import STATUS_ACTIVE, STATUS_LOCKED
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 128
+KEY_FILE_MAGIC = "NANBYO-KEYFILE-1"
+KEY_FILE_MAX_BYTES = 4096
+INITIAL_PASSWORD_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"
+LOGIN_FAILED_MESSAGE = ("ログインID、パスワードまたは鍵ファイルが正しくありません。"
+                        "5回続けて誤るとアカウントがロックされます。ロックされた場合は医療機関の責任者"
+                        "または発行元の自治体に解除を依頼してください。")
+
+
+@lru_cache(maxsize=2)
+def _hasher(profile: str) -> PasswordHasher:
+    if profile == "fast":  # tests only: same algorithm, cheaper parameters
+        return PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+    return PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+
+
+def hasher() -> PasswordHasher:
+    return _hasher(current_app.config.get("NANBYO_ARGON2_PROFILE", "default"))
+
+
+def hash_password(password: str) -> str:
+    return hasher().hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        return hasher().verify(password_hash or _dummy_hash(), password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _dummy_hash():
+    # Verifying against a real hash for unknown IDs keeps their timing the same as a wrong password.
+    return _dummy_hash_for(current_app.config.get("NANBYO_ARGON2_PROFILE", "default"))
+
+
+@lru_cache(maxsize=2)
+def _dummy_hash_for(profile):
+    return _hasher(profile).hash(secrets.token_urlsafe(16))
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset:
+    path = Path(__file__).parent / "data" / "common-passwords.txt"
+    return frozenset(line.strip().lower() for line in path.read_text(encoding="utf-8").splitlines()
+                     if line.strip() and not line.startswith("#"))
+
+
+def password_problems(password: str, login_id: str = "") -> list[str]:
+    """Japanese reasons a new password is refused (empty list = accepted)."""
+    problems = []
+    if len(password) < MIN_PASSWORD_LENGTH:
+        problems.append(f"パスワードは{MIN_PASSWORD_LENGTH}文字以上にしてください。")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        problems.append(f"パスワードは{MAX_PASSWORD_LENGTH}文字以下にしてください。")
+    lowered = password.lower()
+    if lowered in _common_passwords():
+        problems.append("よく使われる（漏えいが知られている）パスワードは使えません。")
+    if len(set(password)) < 5:
+        problems.append("同じ文字の繰り返しが多すぎます。5種類以上の文字を使ってください。")
+    if _is_sequence(lowered):
+        problems.append("連続した文字や数字（1234…、abcd…）だけのパスワードは使えません。")
+    if login_id and login_id.lower() in lowered:
+        problems.append("ログインIDを含むパスワードは使えません。")
+    return problems
+
+
+def _is_sequence(s: str) -> bool:
+    steps = {ord(b) - ord(a) for a, b in zip(s, s[1:])}
+    return len(s) > 1 and len(steps) == 1 and steps.pop() in (1, -1)
+
+
+def generate_initial_password() -> str:
+    return "".join(secrets.choice(INITIAL_PASSWORD_ALPHABET) for _ in range(14))
+
+
+# --- key files -------------------------------------------------------------------------------------------------
+
+def _digest(secret: bytes) -> str:
+    return hashlib.sha256(secret).hexdigest()
+
+
+def issue_key_file(user: User) -> bytes:
+    """Make a new key file for `user`, keep only its digest; the previous file stops working."""
+    secret = secrets.token_bytes(32)
+    user.key_digest = _digest(secret)
+    user.key_issued_at = utcnow()
+    lines = [KEY_FILE_MAGIC, f"login_id: {user.login_id}", f"issued_at: {user.key_issued_at.isoformat()}",
+             f"key: {base64.urlsafe_b64encode(secret).decode()}", ""]
+    return "\n".join(lines).encode()
+
+
+def key_file_matches(user: User, content: bytes | None) -> bool:
+    if not user.key_digest or not content or len(content) > KEY_FILE_MAX_BYTES:
+        return False
+    try:
+        lines = content.decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        return False
+    if not lines or lines[0].strip() != KEY_FILE_MAGIC:
+        return False
+    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    try:
+        secret = base64.urlsafe_b64decode(fields.get("key", "").strip())
+    except ValueError:
+        return False
+    return (fields.get("login_id", "").strip() == user.login_id
+            and hmac.compare_digest(_digest(secret), user.key_digest))
+
+
+def key_file_name(user: User) -> str:
+    return f"{user.login_id}.key"
+
+
+# --- the login decision ----------------------------------------------------------------------------------------
+
+@dataclass
+class LoginOutcome:
+    user: User | None
+    ok: bool
+    reason: str  # for the operation log only; the user always sees LOGIN_FAILED_MESSAGE
+    locked_now: bool = False
+
+
+def authenticate(login_id: str, password: str, key_content: bytes | None) -> LoginOutcome:
+    """Check ID, password and (once registered) key file; count failures and lock at the threshold.
+
+    Commits the failure counter; the caller writes the operation log and starts the session.
+    """
+    user = db.session.execute(db.select(User).filter_by(login_id=login_id)).scalar_one_or_none()
+    password_ok = verify_password(user.password_hash if user else None, password)
+    if user is None:
+        return LoginOutcome(None, False, "unknown_login_id")
+    if user.status != STATUS_ACTIVE:
+        return LoginOutcome(user, False, user.status)
+    # A registered key file is the second factor; before first-login setup there is none yet.
+    key_ok = key_file_matches(user, key_content) if user.key_digest else True
+    if password_ok and key_ok:
+        user.failed_logins = 0
+        user.last_login_at = utcnow()
+        db.session.commit()
+        return LoginOutcome(user, True, "ok")
+    user.failed_logins += 1
+    locked_now = user.failed_logins >= current_app.config["NANBYO_LOCKOUT_THRESHOLD"]
+    if locked_now:
+        user.status = STATUS_LOCKED
+    db.session.commit()
+    return LoginOutcome(user, False, "bad_password" if not password_ok else "bad_key_file", locked_now)
+
+
+def unlock(user: User) -> None:
+    user.status = STATUS_ACTIVE
+    user.failed_logins = 0

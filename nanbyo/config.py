@@ -1,0 +1,48 @@
+"""Configuration: defaults, then the instance folder, then the environment, then the test config."""
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+def _instance_secret(app):
+    """SECRET_KEY from the environment, else a key generated once into the instance folder."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = Path(app.instance_path) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def load_config(app, test_config=None):
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    default_db = "sqlite:///" + str(Path(app.instance_path) / "nanbyo.db")
+    app.config.from_mapping(
+        SQLALCHEMY_DATABASE_URI=os.environ.get("NANBYO_DATABASE_URL", default_db),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        BABEL_DEFAULT_LOCALE="ja",
+        BABEL_DEFAULT_TIMEZONE="Asia/Tokyo",
+        FLASK_ADMIN_SWATCH="default",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (server-checked) session
+        SESSION_COOKIE_NAME="nanbyo_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("NANBYO_TLS") == "1",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=32 * 1024 * 1024,
+        NANBYO_TLS=os.environ.get("NANBYO_TLS") == "1",
+        NANBYO_IDLE_TIMEOUT=timedelta(minutes=30),
+        NANBYO_LOCKOUT_THRESHOLD=5,
+        NANBYO_ARGON2_PROFILE="default",
+        NANBYO_MASTERS_DIR=str(Path(app.root_path) / "data" / "masters"),
+        NANBYO_DEMO_KEYS_DIR=str(Path(app.instance_path) / "demo-keys"),
+    )
+    app.config.from_pyfile("config.py", silent=True)
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(app)

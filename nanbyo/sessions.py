@@ -1,0 +1,75 @@
+"""Server-side login sessions: the cookie holds a random token, the database decides whether it is still valid."""
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app, request, session
+from flask_login import login_user, logout_user
+from sqlalchemy import update
+
+from models._types import utcnow
+from models.accounts import User, UserSession
+from nanbyo.extensions import db
+
+TOKEN_KEY = "nanbyo_sid"
+TOUCH_EVERY = timedelta(seconds=30)  # writes of last_seen_at are throttled; the idle check stays exact enough
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start(user: User) -> None:
+    """A fresh session at login: nothing of the pre-login session survives (no fixation)."""
+    session.clear()
+    token = secrets.token_urlsafe(32)
+    db.session.add(UserSession(token_digest=_digest(token), user_id=user.id,
+                               remote_addr=(request.remote_addr or "")[:64]))
+    db.session.commit()
+    session[TOKEN_KEY] = token
+    session.permanent = True
+    login_user(user)
+
+
+def current_record() -> UserSession | None:
+    token = session.get(TOKEN_KEY)
+    if not token:
+        return None
+    return db.session.execute(db.select(UserSession).filter_by(token_digest=_digest(token))).scalar_one_or_none()
+
+
+def load_user(user_id: str) -> User | None:
+    """Flask-Login user loader: the user only if this browser's server-side session is live."""
+    record = current_record()
+    if record is None or record.revoked_at is not None or str(record.user_id) != str(user_id):
+        return None
+    now = utcnow()
+    if now - record.last_seen_at > current_app.config["NANBYO_IDLE_TIMEOUT"]:
+        record.revoked_at = now
+        db.session.commit()
+        from nanbyo import audit
+        audit.record("session_expired", target=record.user, actor=record.user)
+        return None
+    user = db.session.get(User, record.user_id)
+    if user is None or not user.is_active:
+        return None
+    if now - record.last_seen_at > TOUCH_EVERY:
+        record.last_seen_at = now
+        db.session.commit()
+    return user
+
+
+def end() -> None:
+    """Logout: revoke the server-side record, then forget the cookie."""
+    record = current_record()
+    if record is not None and record.revoked_at is None:
+        record.revoked_at = utcnow()
+        db.session.commit()
+    logout_user()
+    session.clear()
+
+
+def revoke_all(user: User) -> None:
+    """Disable, lock or password reset: every session of this user ends now, on every browser."""
+    db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+                       .values(revoked_at=utcnow()))

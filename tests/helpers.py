@@ -1,0 +1,85 @@
+"""Plain factory functions for test data (CTFd's gen_* style) and a login helper."""
+import itertools
+import re
+from io import BytesIO
+
+from models.accounts import Designation, Membership, User
+from models.institutions import Institution, Municipality
+from nanbyo import auth
+from nanbyo.extensions import db
+from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_ROLES, MUNICIPALITY_ROLES
+
+PASSWORD = "correct-horse-battery-9"
+TOKYO, OSAKA = "130001", "270008"
+_counter = itertools.count(1)
+
+
+def gen_municipality(code=TOKYO):
+    """Municipalities come from the loaded masters."""
+    return db.session.execute(db.select(Municipality).filter_by(code=code)).scalar_one()
+
+
+def gen_institution(municipality=None, code=None, name=None):
+    municipality = municipality or gen_municipality()
+    n = next(_counter)
+    code = code or f"{municipality.prefecture_no}1{n:07d}"
+    inst = Institution(code=code, name=name or f"テスト病院{n}", address="テスト住所", municipality=municipality)
+    db.session.add(inst)
+    db.session.commit()
+    return inst
+
+
+def gen_user(role, login_id=None, *, municipality=None, issuer=None, institution=None, kind="primary",
+             manager=False, designations=("nanbyo",), password=PASSWORD, setup_done=True, name=None):
+    """A user; `user.key_file` holds the key file bytes when setup is done (like a user past first login)."""
+    n = next(_counter)
+    user = User(login_id=login_id or f"user{n}", name=name or f"テスト 利用者{n}", name_kana="テスト リヨウシャ",
+                role=role, password_hash=auth.hash_password(password),
+                email=f"user{n}@example.jp" if setup_done else None, must_change_password=not setup_done)
+    if role in MUNICIPALITY_ROLES:
+        user.municipality = municipality or gen_municipality()
+    if role in INSTITUTION_ROLES:
+        user.issuing_municipality = issuer or (institution.municipality if institution else gen_municipality())
+    if role == DESIGNATED_DOCTOR:
+        for d in designations:
+            user.designations.append(Designation(kind=d, number=f"{d}-{n}"))
+    if institution is not None:
+        user.memberships.append(Membership(institution=institution, kind=kind, is_manager=manager))
+    user.key_file = auth.issue_key_file(user) if setup_done else None
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def csrf_from(html):
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    assert match, "no csrf_token in page"
+    return match.group(1)
+
+
+def csrf_token(client, path="/login"):
+    return csrf_from(client.get(path).get_data(as_text=True))
+
+
+def login(client, user_or_id, password=PASSWORD, key_file=None, follow_redirects=False):
+    """Log in through the real form (CSRF token, multipart key file upload)."""
+    if isinstance(user_or_id, User):
+        login_id, key_file = user_or_id.login_id, key_file if key_file is not None else user_or_id.key_file
+    else:
+        login_id = user_or_id
+    data = {"login_id": login_id, "password": password, "csrf_token": csrf_token(client, "/login")}
+    if key_file is not None:
+        data["key_file"] = (BytesIO(key_file), f"{login_id}.key")
+    return client.post("/login", data=data, content_type="multipart/form-data", follow_redirects=follow_redirects)
+
+
+def logout(client):
+    token = csrf_token(client, "/admin/account/")
+    return client.post("/logout", data={"csrf_token": token})
+
+
+def post_form(client, path, data, token_page=None):
+    """POST with a CSRF token taken from a page of the same session."""
+    data = dict(data)
+    data.setdefault("csrf_token", csrf_token(client, token_page or "/admin/account/"))
+    return client.post(path, data=data)

@@ -1,0 +1,34 @@
+"""Flask-Admin screens, grouped by who uses them; every one asks nanbyo.access."""
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+
+from models.accounts import Membership, User
+from models.audit import OperationLog
+from models.institutions import Institution, Municipality
+from nanbyo.extensions import db
+from nanbyo.security import csp_nonce
+
+
+def init_views(app):
+    from views.account import AccountView
+    from views.audit import OperationLogView
+    from views.auth import bp as auth_bp
+    from views.base import HomeView
+    from views.masters import MASTER_VIEWS
+    from views.organizations import InstitutionView, MunicipalityView
+    from views.users import MembershipView, UserView
+
+    app.register_blueprint(auth_bp)
+    admin = Admin(app, name="難病・小慢データベース", theme=Bootstrap4Theme(base_template="admin/nanbyo_base.html"),
+                  index_view=HomeView(name="ホーム", url="/admin"), csp_nonce_generator=csp_nonce)
+    org, acc, mst = "組織", "アカウント", "マスタ"
+    admin.add_view(MunicipalityView(Municipality, db.session, name="自治体", category=org, endpoint="municipality"))
+    admin.add_view(InstitutionView(Institution, db.session, name="医療機関", category=org, endpoint="institution"))
+    admin.add_view(UserView(User, db.session, name="ユーザ", category=acc, endpoint="user"))
+    admin.add_view(MembershipView(Membership, db.session, name="医療機関への所属", category=acc,
+                                  endpoint="membership"))
+    for view, model, name in MASTER_VIEWS:
+        admin.add_view(view(model, db.session, name=name, category=mst, endpoint=model.__tablename__))
+    admin.add_view(OperationLogView(OperationLog, db.session, name="操作ログ", endpoint="operation_log"))
+    admin.add_view(AccountView(name="自アカウント管理", endpoint="account", url="/admin/account"))
+    return admin

@@ -1,0 +1,192 @@
+"""Base views: every admin screen asks nanbyo.access, and scoped model views scope every URL they serve."""
+from datetime import datetime
+
+from flask import Response, abort, flash, g, has_request_context, redirect, request, url_for
+from flask_admin import AdminIndexView, BaseView, expose
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import inspect as sa_inspect
+from werkzeug.utils import secure_filename
+from wtforms.validators import ValidationError
+
+from nanbyo import access, audit, exports
+from nanbyo.roles import ROLE_LABELS
+
+# Flask-Admin view method -> the permission it needs. A method missing here is refused.
+VIEW_PERMISSIONS = {
+    "index_view": "list", "details_view": "details", "create_view": "create", "edit_view": "edit",
+    "delete_view": "delete", "export": "export", "ajax_update": "edit", "action_view": None,
+    "ajax_lookup": None,
+}
+WRITE_VIEWS = {"edit_view", "delete_view", "ajax_update"}
+
+
+def _login_redirect():
+    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+
+
+class ProtectedBaseView(BaseView):
+    """A non-model admin screen guarded by one access area."""
+    area: str = ""
+    permission = "use"
+
+    def is_accessible(self):
+        return current_user.is_authenticated and access.allowed(current_user, self.area, self.permission)
+
+    def inaccessible_callback(self, name, **kwargs):
+        return _login_redirect() if not current_user.is_authenticated else abort(403)
+
+
+class HomeView(AdminIndexView):
+    def is_accessible(self):
+        return current_user.is_authenticated
+
+    def inaccessible_callback(self, name, **kwargs):
+        return _login_redirect()
+
+    @expose("/")
+    def index(self):
+        return self.render("admin/home.html", role_label=ROLE_LABELS.get(current_user.role, ""))
+
+
+class ScopedAjaxLoader(QueryAjaxModelLoader):
+    """Ajax choices limited to the rows the user may read: no dropdown leaks other institutions."""
+
+    def get_query(self):
+        return super().get_query().filter(access.row_filter(current_user, self.model, "read"))
+
+    def get_one(self, pk):
+        # A posted id outside the user's rows resolves to nothing, so it cannot be attached to a form.
+        with self.session.no_autoflush:
+            return self.get_query().filter(getattr(self.model, self.pk) == pk).one_or_none()
+
+
+class ScopedModelView(ModelView):
+    """A model view whose list, count, single-row, action, export and ajax queries all pass nanbyo.access."""
+    area: str = ""
+    form_base_class = FlaskForm
+    page_size = 50
+    can_set_page_size = True
+    export_types = ["csv", "csv_cp932", "xlsx"]
+    export_max_rows = 100_000
+    action_permissions: dict[str, str] = {}
+
+    # Permissions follow the logged-in user, per request. At set-up (no request) Flask-Admin builds everything.
+    def _may(self, permission):
+        if not has_request_context():
+            return True
+        return current_user.is_authenticated and access.allowed(current_user, self.area, permission)
+
+    can_create = property(lambda self: self._may("create"))
+    can_edit = property(lambda self: self._may("edit"))
+    can_delete = property(lambda self: self._may("delete"))
+    can_view_details = property(lambda self: self._may("details"))
+    can_export = property(lambda self: self._may("export"))
+
+    def is_accessible(self):
+        return current_user.is_authenticated and bool(access.permissions(current_user, self.area))
+
+    def inaccessible_callback(self, name, **kwargs):
+        return _login_redirect() if not current_user.is_authenticated else abort(403)
+
+    def _handle_view(self, name, **kwargs):
+        if not current_user.is_authenticated:
+            return _login_redirect()
+        if name not in VIEW_PERMISSIONS:
+            abort(403)
+        permission = VIEW_PERMISSIONS[name]
+        if permission and not self._may(permission):
+            abort(403)
+        if name == "ajax_lookup" and not (self._may("create") or self._may("edit")):
+            abort(403)
+        return super()._handle_view(name, **kwargs)
+
+    def is_action_allowed(self, name):
+        permission = self.action_permissions.get(name, name)
+        return self._may(permission) and super().is_action_allowed(name)
+
+    # --- scoping -------------------------------------------------------------------------------------------------
+    def scoped_query(self, purpose="read"):
+        return super().get_query().filter(access.row_filter(current_user, self.model, purpose))
+
+    def get_query(self):
+        return self.scoped_query("read")
+
+    def get_count_query(self):
+        return super().get_count_query().filter(access.row_filter(current_user, self.model, "read"))
+
+    def get_one(self, id):
+        try:
+            pk = int(id)
+        except (TypeError, ValueError):
+            return None
+        purpose = "write" if request.endpoint and request.endpoint.rsplit(".", 1)[-1] in WRITE_VIEWS else "read"
+        return self.scoped_query(purpose).filter(self.model.id == pk).one_or_none()
+
+    def rows_for_action(self, ids, purpose):
+        pks = [int(i) for i in ids if str(i).isdigit()]
+        return self.scoped_query(purpose).filter(self.model.id.in_(pks)).all()
+
+    def _create_ajax_loader(self, name, options):
+        attr = getattr(self.model, name)
+        remote_model = attr.property.mapper.class_
+        return ScopedAjaxLoader(name, self.session, remote_model, **options)
+
+    # --- forms: fields this user may not set are removed, so they cannot be mass-assigned -----------------------
+    def _strip_fields(self, form):
+        for name in access.hidden_fields(current_user, self.model):
+            if name in form:
+                del form[name]
+        return form
+
+    def create_form(self, obj=None):
+        return self._strip_fields(super().create_form(obj))
+
+    def edit_form(self, obj=None):
+        return self._strip_fields(super().edit_form(obj))
+
+    # --- operation log -------------------------------------------------------------------------------------------
+    def on_model_change(self, form, model, is_created):
+        state = sa_inspect(model)
+        g.changed_fields = sorted(a.key for a in state.attrs if a.history.has_changes())
+        # Whatever the form said, the saved row must still be one this user may write.
+        self.session.flush()
+        if self.scoped_query("write").filter(self.model.id == model.id).first() is None:
+            raise ValidationError("権限の範囲外になるため保存できません。")
+
+    def after_model_change(self, form, model, is_created):
+        audit.record("create" if is_created else "update", target=model,
+                     data={"fields": g.get("changed_fields", [])})
+
+    def after_model_delete(self, model):
+        audit.record("delete", target=model)
+
+    # --- export --------------------------------------------------------------------------------------------------
+    @expose("/export/<export_type>/")
+    def export(self, export_type):
+        if export_type not in exports.FORMATS:
+            abort(404)
+        _count, rows = self._export_data()
+        headers = [str(label) for _name, label in self._export_columns]
+        values = ([self.get_export_value(row, name) for name, _label in self._export_columns] for row in rows)
+        body = exports.render(export_type, headers, values)
+        audit.record("export", target_type=self.model.__tablename__,
+                     data={"format": export_type, "rows": len(rows)})
+        mimetype, ext = exports.FORMATS[export_type]
+        stamp = datetime.now(exports.JST).strftime("%Y%m%d_%H%M%S")
+        filename = secure_filename(f"{self.endpoint}_{stamp}.{ext}")
+        return Response(body, mimetype=mimetype,
+                        headers={"Content-Disposition": f"attachment; filename={filename}"})
+
+    def get_export_value(self, model, name):
+        # Raw values: exports.cell_text() does the formatting and the neutralising.
+        value = model
+        for part in str(name).split("."):
+            value = getattr(value, part, None) if value is not None else None
+        return value
+
+
+def flash_done(message):
+    flash(message, "success")

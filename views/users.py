@@ -1,0 +1,159 @@
+"""Accounts and memberships, for the operator, the municipality admin and the institution's 責任者."""
+from flask import flash
+from flask_admin.actions import action
+from flask_login import current_user
+from wtforms import SelectField
+from wtforms.validators import ValidationError
+
+from models.accounts import Designation, Membership, User
+from nanbyo import access, audit, auth, sessions
+from nanbyo.extensions import db
+from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, INSTITUTION_ROLES, MEMBERSHIP_KIND_LABELS,
+                          MUNICIPALITY_ROLES, ROLE_LABELS, STATUS_ACTIVE, STATUS_DISABLED, STATUS_LABELS,
+                          STATUS_LOCKED)
+from views.base import ScopedModelView
+
+
+def _label(labels, attr):
+    return lambda v, c, m, n: labels.get(getattr(m, attr), getattr(m, attr) or "")
+
+
+class UserView(ScopedModelView):
+    area = "users"
+    column_list = ["login_id", "name", "role", "status", "municipality", "issuing_municipality", "designations",
+                   "last_login_at"]
+    column_details_list = ["login_id", "name", "name_kana", "email", "role", "status", "failed_logins",
+                           "must_change_password", "key_issued_at", "municipality", "issuing_municipality",
+                           "designations", "memberships", "created_at", "last_login_at"]
+    column_export_list = ["login_id", "name", "name_kana", "email", "role", "status", "municipality.name",
+                          "issuing_municipality.name", "designation_text"]
+    column_labels = {
+        "login_id": "ログインID", "name": "氏名", "name_kana": "氏名カナ", "email": "メールアドレス", "role": "ロール",
+        "status": "状態", "failed_logins": "連続ログイン失敗回数", "must_change_password": "初期パスワード変更待ち",
+        "key_issued_at": "鍵ファイル発行日時", "municipality": "所属自治体", "municipality.name": "所属自治体",
+        "issuing_municipality": "発行自治体", "issuing_municipality.name": "発行自治体",
+        "designations": "指定医の指定", "designation_text": "指定医の指定", "memberships": "所属医療機関",
+        "created_at": "登録日時",
+        "last_login_at": "最終ログイン",
+    }
+    column_searchable_list = ["login_id", "name", "name_kana", "email"]
+    column_filters = ["role", "status"]
+    column_default_sort = "login_id"
+    column_formatters = {"role": _label(ROLE_LABELS, "role"), "status": _label(STATUS_LABELS, "status"),
+                         "designations": lambda v, c, m, n: "、".join(str(d) for d in m.designations)}
+    form_columns = ["login_id", "name", "name_kana", "email", "role", "municipality", "issuing_municipality",
+                    "designations"]
+    form_overrides = {"role": SelectField}
+    form_args = {"role": {"choices": list(ROLE_LABELS.items()), "label": "ロール"}}
+    inline_models = [(Designation, {
+        "form_columns": ["id", "kind", "number", "valid_from", "valid_until"],
+        "form_overrides": {"kind": SelectField},
+        "form_args": {"kind": {"choices": list(DOCTOR_KIND_LABELS.items()), "label": "指定医区分"}},
+        "column_labels": {"number": "指定医番号", "valid_from": "指定期間（開始）", "valid_until": "指定期間（終了）"},
+    })]
+    action_permissions = {"unlock": "unlock", "disable": "disable", "enable": "disable", "key_reset": "key_reset"}
+
+    def _limit_roles(self, form):
+        if "role" in form:
+            allowed = access.assignable_roles(current_user)
+            form.role.choices = [(r, ROLE_LABELS[r]) for r in allowed]
+        return form
+
+    def create_form(self, obj=None):
+        return self._limit_roles(super().create_form(obj))
+
+    def edit_form(self, obj=None):
+        return self._limit_roles(super().edit_form(obj))
+
+    def on_model_change(self, form, model, is_created):
+        if "municipality" not in form:
+            # Outside the operator, the account belongs to (or is issued by) the admin's own 自治体.
+            own = current_user.municipality_id
+            model.municipality_id = own if model.role in MUNICIPALITY_ROLES else None
+            if model.role in INSTITUTION_ROLES and (is_created or model.issuing_municipality_id is None):
+                model.issuing_municipality_id = own
+        if model.role in MUNICIPALITY_ROLES and not (model.municipality_id or model.municipality):
+            raise ValidationError("自治体のユーザには所属自治体が必要です。")
+        if model.role in INSTITUTION_ROLES and not (model.issuing_municipality_id or model.issuing_municipality):
+            raise ValidationError("医療機関のユーザには発行自治体が必要です。")
+        if model.role == DESIGNATED_DOCTOR and not model.designations:
+            raise ValidationError("指定医には指定医区分（指定）が1つ以上必要です。")
+        if model.role != DESIGNATED_DOCTOR and model.designations:
+            raise ValidationError("指定医以外のユーザに指定医の指定は登録できません。")
+        if is_created:
+            password = auth.generate_initial_password()
+            model.password_hash = auth.hash_password(password)
+            model.must_change_password = True
+            model.status = STATUS_ACTIVE
+            model.failed_logins = 0
+            # Shown once, to the registering admin only; the account must change it at first login.
+            flash(f"{model.login_id} の初期パスワード: {password}（この画面でのみ表示されます。"
+                  "本人に安全な方法で伝えてください。初回ログイン時に変更が必要です）", "warning")
+        super().on_model_change(form, model, is_created)
+
+    def on_model_delete(self, model):
+        sessions.revoke_all(model)
+
+    def _apply(self, ids, purpose, log_action, change, done_message):
+        users = self.rows_for_action(ids, purpose)
+        for user in users:
+            change(user)
+            db.session.commit()
+            audit.record(log_action, target=user)
+        flash(done_message.format(count=len(users)), "success")
+
+    @action("unlock", "ロック解除", "選択したアカウントのロックを解除しますか？")
+    def action_unlock(self, ids):
+        self._apply(ids, "support", "unlock", auth.unlock, "{count}件のロックを解除しました。")
+
+    @action("key_reset", "鍵ファイル失効",
+            "選択したアカウントの鍵ファイルを失効させますか？次回ログイン時に本人が新しい鍵ファイルを発行します。")
+    def action_key_reset(self, ids):
+        def reset(user):
+            user.key_digest = None
+            sessions.revoke_all(user)
+        self._apply(ids, "support", "key_reset", reset, "{count}件の鍵ファイルを失効させました。")
+
+    @action("disable", "無効化", "選択したアカウントを無効にしますか？ログイン中のセッションも終了します。")
+    def action_disable(self, ids):
+        def disable(user):
+            user.status = STATUS_DISABLED
+            sessions.revoke_all(user)
+        self._apply(ids, "write", "disable", disable, "{count}件を無効にしました。")
+
+    @action("enable", "有効化", "選択したアカウントを有効にしますか？")
+    def action_enable(self, ids):
+        def enable(user):
+            if user.status in (STATUS_DISABLED, STATUS_LOCKED):
+                auth.unlock(user)
+        self._apply(ids, "write", "enable", enable, "{count}件を有効にしました。")
+
+
+class MembershipView(ScopedModelView):
+    area = "memberships"
+    column_list = ["user", "institution", "kind", "is_manager", "department"]
+    column_labels = {"user": "ユーザ", "institution": "医療機関", "kind": "種別", "is_manager": "責任者",
+                     "department": "部署（部門/診療科）", "user.login_id": "ログインID", "institution.code": "医療機関コード"}
+    column_export_list = ["user.login_id", "institution.code", "kind", "is_manager", "department"]
+    column_formatters = {"kind": _label(MEMBERSHIP_KIND_LABELS, "kind")}
+    form_columns = ["user", "institution", "kind", "is_manager", "department"]
+    form_overrides = {"kind": SelectField}
+    form_args = {"kind": {"choices": list(MEMBERSHIP_KIND_LABELS.items()), "label": "種別"}}
+    form_ajax_refs = {
+        "user": {"fields": ["login_id", "name"], "page_size": 20},
+        "institution": {"fields": ["code", "name"], "page_size": 20},
+    }
+
+    def on_model_change(self, form, model, is_created):
+        if model.user is None or model.institution is None:
+            raise ValidationError("ユーザと医療機関を選択してください。")
+        if model.user.role not in INSTITUTION_ROLES:
+            raise ValidationError("医療機関に所属できるのは指定医と医療機関の一般ユーザだけです。")
+        others = Membership.query.filter(Membership.id != model.id) if model.id else Membership.query
+        if model.is_manager and others.filter_by(institution_id=model.institution.id, is_manager=True).first():
+            raise ValidationError("この医療機関には既に責任者がいます。責任者は1医療機関に1人です。")
+        if model.kind == "primary" and others.filter_by(user_id=model.user.id, kind="primary").first():
+            raise ValidationError("主たる勤務先は1人に1つです。")
+        if others.filter_by(user_id=model.user.id, institution_id=model.institution.id).first():
+            raise ValidationError("この医療機関には既に所属しています。")
+        super().on_model_change(form, model, is_created)
