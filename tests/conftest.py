@@ -1,14 +1,17 @@
 """Fixtures in the style of Flask's tutorial: app, client, runner; one database per test.
 
 The schema comes from the real Alembic migrations, once per session. On SQLite every test gets a copy of the
-migrated template file; on PostgreSQL (NANBYO_TEST_DATABASE_URL) the tables are emptied between tests.
+migrated template file; on PostgreSQL (NANBYO_TEST_DATABASE_URL names the server) the run creates its own database
+and empties its tables between tests.
 """
+import contextvars
 import os
 import shutil
 
 import pytest
+from flask.testing import FlaskClient
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from app import create_app
 from nanbyo.extensions import db
@@ -34,15 +37,22 @@ def database_template(tmp_path_factory):
     instance = tmp_path_factory.mktemp("instance-template")
     os.environ["NANBYO_INSTANCE_PATH"] = str(instance)
     if TEST_DATABASE_URL:
-        engine = create_engine(TEST_DATABASE_URL)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        _migrate(TEST_DATABASE_URL, instance)
+        # A database of its own per run, so parallel runs on one server never meet.
+        server = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+        name = f"nanbyo_test_{os.getpid()}"
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+        engine = create_engine(url)
+        _migrate(url, instance)
         with engine.connect() as conn:
             municipalities = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM municipality"))]
-        yield {"engine": engine, "municipalities": municipalities}
+        yield {"engine": engine, "url": url, "municipalities": municipalities}
         engine.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
         return
     path = instance / "template.db"
     _migrate(f"sqlite:///{path}", instance)
@@ -62,16 +72,28 @@ def _reset_postgresql(template):
         conn.execute(text("SELECT setval('municipality_id_seq', (SELECT max(id) FROM municipality))"))
 
 
+class IsolatedClient(FlaskClient):
+    """Each request runs as in production: its own app context, so its own `g` and database session.
+
+    Without this, a request reuses the app context the test pushed, and `g` (Flask-Login's user, Flask-WTF's
+    token) and the SQLAlchemy session would leak from one request into the next.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
 @pytest.fixture
 def app(database_template, tmp_path, monkeypatch):
     monkeypatch.setenv("NANBYO_INSTANCE_PATH", str(tmp_path))
     if TEST_DATABASE_URL:
         _reset_postgresql(database_template)
-        uri = TEST_DATABASE_URL
+        uri = database_template["url"]
     else:
         shutil.copy(database_template["path"], tmp_path / "test.db")
         uri = f"sqlite:///{tmp_path / 'test.db'}"
     app = create_app(BASE_CONFIG | {"SQLALCHEMY_DATABASE_URI": uri})
+    app.test_client_class = IsolatedClient
     with app.app_context():
         yield app
         db.session.remove()

@@ -1,0 +1,297 @@
+"""Authorization matrix: every rule of app.url_map x every role (and anonymous) x own / same institution /
+other institution / other municipality rows.
+
+The expectations below are written out by hand from DESIGN.md and the issue, independently of nanbyo.access, so a
+mistake in the rules shows up here. A rule missing from the matrix fails `test_every_rule_is_in_the_matrix`.
+"""
+import json
+
+import pytest
+
+from models.accounts import Membership, User
+from models.audit import OperationLog
+from models.institutions import Institution, Municipality
+from models.masters import NanbyoDisease, ShomanDisease, ShomanGroup
+from nanbyo import audit
+from nanbyo.extensions import db
+from tests.helpers import OSAKA, TOKYO, csrf_token, gen_institution, gen_municipality, gen_user, login
+
+PRINCIPALS = ["anonymous", "op_admin", "op_user", "muni_admin", "muni_user", "manager", "doctor", "staff"]
+LOGGED_IN = PRINCIPALS[1:]
+CATEGORIES = ["own", "same_institution", "other_institution", "other_municipality"]
+EVERY_CATEGORY = set(CATEGORIES)
+NOTHING = set()
+
+# view endpoint -> principal -> (screen permissions, categories readable, categories writable)
+P_READ, P_ALL = {"list", "details"}, {"list", "details", "create", "edit", "delete", "export"}
+MATRIX = {
+    "user": {
+        "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
+        "muni_admin": (P_ALL, {"own", "same_institution", "other_institution"},
+                       {"same_institution", "other_institution"}),
+        "manager": (P_READ, {"own", "same_institution"}, NOTHING),
+    },
+    "membership": {
+        "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
+        "muni_admin": (P_ALL, {"own", "same_institution", "other_institution"},
+                       {"own", "same_institution", "other_institution"}),
+        "manager": (P_READ, {"own", "same_institution"}, NOTHING),
+    },
+    "institution": {
+        "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
+        "op_user": (P_READ | {"export"}, EVERY_CATEGORY, NOTHING),
+        "muni_admin": (P_ALL, {"own", "same_institution", "other_institution"},
+                       {"own", "same_institution", "other_institution"}),
+        "muni_user": (P_READ | {"export"}, {"own", "same_institution", "other_institution"}, NOTHING),
+        "manager": (P_READ, {"own", "same_institution"}, NOTHING),
+    },
+    "municipality": {
+        "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
+        "op_user": (P_READ, EVERY_CATEGORY, NOTHING),
+        "muni_admin": (P_READ, {"own", "same_institution", "other_institution"}, NOTHING),
+        "muni_user": (P_READ, {"own", "same_institution", "other_institution"}, NOTHING),
+    },
+    "operation_log": {"op_admin": (P_READ | {"export"}, EVERY_CATEGORY, NOTHING)},
+}
+for master in ("nanbyo_disease", "shoman_group", "shoman_disease"):
+    MATRIX[master] = {p: (P_READ, EVERY_CATEGORY, NOTHING) for p in LOGGED_IN}
+    MATRIX[master]["op_admin"] = (P_READ | {"export"}, EVERY_CATEGORY, NOTHING)
+
+MODEL_OF = {"user": User, "membership": Membership, "institution": Institution, "municipality": Municipality,
+            "operation_log": OperationLog, "nanbyo_disease": NanbyoDisease, "shoman_group": ShomanGroup,
+            "shoman_disease": ShomanDisease}
+MODEL_ENDPOINTS = {"index_view", "details_view", "edit_view", "create_view", "delete_view", "export",
+                   "action_view", "ajax_lookup", "ajax_update"}
+# Endpoints outside the model views, and what each principal gets.
+OTHER_ENDPOINTS = {
+    "static": "public", "admin.static": "public", "auth.login": "public", "auth.index": "redirect",
+    "auth.logout": "logged_in", "auth.first_login": "logged_in", "auth.first_login_key": "logged_in",
+    "admin.index": "logged_in", "account.index": "logged_in", "account.profile": "logged_in",
+    "account.password": "logged_in", "account.key": "logged_in", "account.add_concurrent": "logged_in",
+    "account.remove_concurrent": "logged_in",
+}
+
+
+def test_every_rule_is_in_the_matrix(app):
+    unknown = []
+    for rule in app.url_map.iter_rules():
+        view, _, name = rule.endpoint.rpartition(".")
+        if rule.endpoint in OTHER_ENDPOINTS or (view in MATRIX and name in MODEL_ENDPOINTS):
+            continue
+        unknown.append(f"{rule.endpoint} {rule.rule}")
+    assert not unknown, f"routes without an access expectation: {unknown}"
+
+
+@pytest.fixture
+def world(app):
+    tokyo, osaka = gen_municipality(TOKYO), gen_municipality(OSAKA)
+    inst_a, inst_b, inst_c = gen_institution(tokyo), gen_institution(tokyo), gen_institution(osaka)
+    users = {
+        "op_admin": gen_user("operator_admin"),
+        "op_user": gen_user("operator_user"),
+        "muni_admin": gen_user("municipality_admin", municipality=tokyo),
+        "muni_user": gen_user("municipality_user", municipality=tokyo),
+        "manager": gen_user("designated_doctor", institution=inst_a, manager=True),
+        "doctor": gen_user("designated_doctor", institution=inst_a),
+        "staff": gen_user("institution_staff", institution=inst_a),
+        "doctor_b": gen_user("designated_doctor", institution=inst_b),
+        "doctor_c": gen_user("designated_doctor", institution=inst_c, issuer=osaka),
+    }
+    audit.record("demo", target_type="test")  # one operation-log row to look at
+    return {"users": users, "tokyo": tokyo, "osaka": osaka, "a": inst_a, "b": inst_b, "c": inst_c}
+
+
+def targets(world, view, principal):
+    """The row standing for each category, seen from `principal`."""
+    u = world["users"]
+    me = u.get(principal)
+    colleague = u["staff"] if principal == "doctor" else u["doctor"]
+    first = lambda user: user.memberships[0]  # noqa: E731
+    if view == "user":
+        return {"own": me or u["op_admin"], "same_institution": colleague,
+                "other_institution": u["doctor_b"], "other_municipality": u["doctor_c"]}
+    if view == "membership":
+        own = first(me) if me is not None and me.memberships else first(colleague)
+        return {"own": own, "same_institution": first(colleague), "other_institution": first(u["doctor_b"]),
+                "other_municipality": first(u["doctor_c"])}
+    if view == "institution":
+        return {"own": world["a"], "same_institution": world["a"], "other_institution": world["b"],
+                "other_municipality": world["c"]}
+    if view == "municipality":
+        return {"own": world["tokyo"], "same_institution": world["tokyo"], "other_institution": world["tokyo"],
+                "other_municipality": world["osaka"]}
+    row = db.session.execute(db.select(MODEL_OF[view]).order_by(MODEL_OF[view].id).limit(1)).scalar_one()
+    return {c: row for c in CATEGORIES}
+
+
+def expectation(view, principal):
+    return MATRIX[view].get(principal, (set(), NOTHING, NOTHING))
+
+
+def assert_denied(response, what):
+    assert not 200 <= response.status_code < 300, f"{what}: unexpected {response.status_code}"
+
+
+def assert_allowed(response, what):
+    assert response.status_code == 200, f"{what}: expected 200, got {response.status_code}"
+
+
+def log_in(client, world, principal):
+    if principal != "anonymous":
+        assert login(client, world["users"][principal]).status_code == 302
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_read_matrix(app, client, world, principal):
+    """GET on every model-view rule: screens by permission, rows by category; ajax and export scoped too."""
+    log_in(client, world, principal)
+    ids = {}
+    for view in MATRIX:
+        perms, readable, writable = expectation(view, principal)
+        rows = targets(world, view, principal)
+        ids[view] = {c: r.id for c, r in rows.items()}
+        what = f"{principal} {view}"
+        r = client.get(f"/admin/{view}/")
+        (assert_allowed if "list" in perms else assert_denied)(r, f"{what} list")
+        if "list" in perms:
+            page = r.get_data(as_text=True)
+            for category, row in rows.items():
+                if view in ("institution", "user") and category not in readable:
+                    key = row.code if view == "institution" else row.login_id
+                    assert key not in page, f"{what} list shows {category}"
+        r = client.get(f"/admin/{view}/new/")
+        (assert_allowed if "create" in perms else assert_denied)(r, f"{what} create")
+        for category, row in rows.items():
+            r = client.get(f"/admin/{view}/details/?id={row.id}")
+            ok = "details" in perms and category in readable
+            (assert_allowed if ok else assert_denied)(r, f"{what} details {category}")
+            r = client.get(f"/admin/{view}/edit/?id={row.id}")
+            ok = "edit" in perms and category in writable
+            (assert_allowed if ok else assert_denied)(r, f"{what} edit {category}")
+        for fmt in ("csv", "xlsx", "csv_cp932"):
+            r = client.get(f"/admin/{view}/export/{fmt}/")
+            (assert_allowed if "export" in perms else assert_denied)(r, f"{what} export {fmt}")
+        if "export" in perms and view in ("institution", "user"):
+            body = client.get(f"/admin/{view}/export/csv/").get_data().decode("utf-8-sig")
+            for category, row in rows.items():
+                key = row.code if view == "institution" else row.login_id
+                assert (key in body) == (category in readable), f"{what} export {category}"
+        r = client.get(f"/admin/{view}/ajax/lookup/?name=institution&query=")
+        if view == "membership" and perms & {"create", "edit"}:
+            assert_allowed(r, f"{what} ajax")
+            found = {item[0] for item in json.loads(r.get_data())}
+            inst_rows = targets(world, "institution", principal)
+            readable_inst = expectation("institution", principal)[1]
+            for category, inst in inst_rows.items():
+                assert (inst.id in found) == (category in readable_inst), f"{what} ajax {category}"
+        else:
+            assert_denied(r, f"{what} ajax lookup")
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_write_matrix(app, client, world, principal):
+    """POST delete / edit / ajax_update / actions on every category: only writable rows change."""
+    log_in(client, world, principal)
+    token = csrf_token(client, "/admin/account/") if principal != "anonymous" else csrf_token(client, "/login")
+    # Memberships first, users next, institutions last: later deletes must not be cascades of earlier ones.
+    for view in ("membership", "user", "institution", "municipality", "operation_log", "nanbyo_disease"):
+        perms, readable, writable = expectation(view, principal)
+        model = MODEL_OF[view]
+        rows = targets(world, view, principal)
+        for category, row in rows.items():
+            if view == "user" and category == "own":
+                continue  # deleting oneself would end the session; covered by the account tests
+            what = f"{principal} {view} {category}"
+            row_id = row.id
+            r = client.post(f"/admin/{view}/ajax/update/", data={"csrf_token": token, "list_form_pk": row_id})
+            assert_denied(r, f"{what} ajax update")
+            if view == "user":
+                r = client.post("/admin/user/action/", data={"csrf_token": token, "action": "disable",
+                                                            "rowid": row_id})
+                db.session.expire_all()
+                disabled = db.session.get(User, row_id).status == "disabled"
+                assert disabled == ("edit" in perms and category in writable), f"{what} disable action"
+            if view == "municipality":
+                continue  # referenced rows cannot be deleted by anyone; see test_operator_deletes_municipality
+            client.post(f"/admin/{view}/delete/", data={"csrf_token": token, "id": row_id})
+            db.session.expire_all()
+            gone = db.session.get(model, row_id) is None
+            expected_gone = "delete" in perms and category in writable
+            assert gone == expected_gone, f"{what} delete: gone={gone}"
+            if gone:
+                break  # the other categories may share this row
+
+
+def test_operator_deletes_unreferenced_municipality(client, world):
+    hokkaido_id = gen_municipality("010006").id
+    login(client, world["users"]["op_admin"])
+    client.post("/admin/municipality/delete/", data={"csrf_token": csrf_token(client, "/admin/account/"),
+                                                     "id": hokkaido_id})
+    db.session.expire_all()
+    assert db.session.get(Municipality, hokkaido_id) is None
+
+
+def test_municipality_admin_cannot_delete_other_municipality(client, world):
+    login(client, world["users"]["muni_admin"])
+    client.post("/admin/municipality/delete/", data={"csrf_token": csrf_token(client, "/admin/account/"),
+                                                     "id": world["tokyo"].id})
+    db.session.expire_all()
+    assert db.session.get(Municipality, world["tokyo"].id) is not None
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_other_endpoints(app, client, world, principal):
+    log_in(client, world, principal)
+    anonymous = principal == "anonymous"
+    for path in ("/admin/", "/admin/account/"):
+        r = client.get(path)
+        if anonymous:
+            assert r.status_code == 302 and "/login" in r.headers["Location"]
+        else:
+            assert_allowed(r, f"{principal} {path}")
+    assert client.get("/").status_code == 302
+    assert client.get("/login").status_code == (200 if anonymous else 302)
+    assert client.get("/static/nanbyo.css").status_code == 200
+    assert client.get("/admin/static/admin/css/bootstrap4/admin.css").status_code == 200
+    for path in ("/first-login", "/first-login/key"):
+        assert_denied(client.get(path), f"{principal} {path}")  # set-up is done: back to the home page
+    for path in ("/admin/account/profile", "/admin/account/password", "/admin/account/key",
+                 "/admin/account/concurrent", "/logout"):
+        r = client.post(path, data={})
+        assert_denied(r, f"{principal} POST {path} without token")
+
+
+@pytest.mark.parametrize("target", ["doctor_b", "own_primary"])
+def test_remove_concurrent_is_own_concurrent_only(client, world, target):
+    doctor = world["users"]["doctor"]
+    other = world["users"]["doctor_b"].memberships[0] if target == "doctor_b" else doctor.memberships[0]
+    login(client, doctor)
+    client.post(f"/admin/account/concurrent/{other.id}/remove",
+                data={"csrf_token": csrf_token(client, "/admin/account/")})
+    db.session.expire_all()
+    assert db.session.get(Membership, other.id) is not None
+
+
+def test_doctor_adds_and_removes_own_concurrent(client, world):
+    doctor = world["users"]["doctor"]
+    login(client, doctor)
+    token = csrf_token(client, "/admin/account/")
+    r = client.post("/admin/account/concurrent", data={"csrf_token": token, "institution_code": world["b"].code})
+    assert r.status_code == 302
+    db.session.expire_all()
+    added = db.session.execute(db.select(Membership).filter_by(user_id=doctor.id, institution_id=world["b"].id)
+                               ).scalar_one()
+    assert added.kind == "concurrent" and not added.is_manager
+    added_id = added.id
+    client.post(f"/admin/account/concurrent/{added_id}/remove", data={"csrf_token": token})
+    db.session.expire_all()
+    assert db.session.get(Membership, added_id) is None
+
+
+def test_staff_cannot_add_concurrent(client, world):
+    staff = world["users"]["staff"]
+    login(client, staff)
+    client.post("/admin/account/concurrent", data={"csrf_token": csrf_token(client, "/admin/account/"),
+                                                   "institution_code": world["b"].code})
+    db.session.expire_all()
+    assert len(db.session.get(User, staff.id).memberships) == 1
