@@ -295,3 +295,23 @@ def test_staff_cannot_add_concurrent(client, world):
                                                    "institution_code": world["b"].code})
     db.session.expire_all()
     assert len(db.session.get(User, staff.id).memberships) == 1
+
+
+
+def test_operation_log_date_filter(app, client, world, monkeypatch):
+    """The operation log is searched by Japan time: 2020-01-01 00:30 JST is 2019-12-31 in UTC."""
+    from datetime import datetime, timezone
+    monkeypatch.setattr(audit, "utcnow", lambda: datetime(2019, 12, 31, 15, 30, tzinfo=timezone.utc))
+    audit.record("update", target_type="test", target_id="old-entry")
+    monkeypatch.undo()
+    audit.record("update", target_type="test", target_id="new-entry")
+    view = next(v for v in app.extensions["admin"][0]._views if getattr(v, "endpoint", "") == "operation_log")
+    index = next(i for i, f in enumerate(view._filters)
+                 if f.column is OperationLog.created_at and type(f).__name__.endswith("BetweenFilter"))
+    login(client, world["users"]["op_admin"])
+    page = client.get(f"/admin/operation_log/?flt0_{index}=2020-01-01+00:00:00+to+2020-01-01+23:59:59"
+                      ).get_data(as_text=True)
+    assert "old-entry" in page and "new-entry" not in page
+    page = client.get(f"/admin/operation_log/?flt0_{index}=2019-12-31+00:00:00+to+2019-12-31+23:59:59"
+                      ).get_data(as_text=True)
+    assert "old-entry" not in page
