@@ -10,6 +10,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
+from sqlalchemy import update
 
 from models._types import utcnow
 from models.accounts import User
@@ -154,17 +155,22 @@ def authenticate(login_id: str, password: str, key_content: bytes | None) -> Log
         return LoginOutcome(user, False, user.status)
     # A registered key file is the second factor; before first-login setup there is none yet.
     key_ok = key_file_matches(user, key_content) if user.key_digest else True
+    # Check-and-write in one SQL statement each: parallel requests for one account must neither overwrite each other's
+    # failure count (extra guesses before the lockout) nor log in after another request has locked the account.
+    still_active = update(User).where(User.id == user.id, User.status == STATUS_ACTIVE) \
+        .execution_options(synchronize_session=False)
     if password_ok and key_ok:
-        user.failed_logins = 0
-        user.last_login_at = utcnow()
+        done = db.session.execute(still_active.values(failed_logins=0, last_login_at=utcnow())).rowcount
         db.session.commit()
-        return LoginOutcome(user, True, "ok")
-    user.failed_logins += 1
-    locked_now = user.failed_logins >= current_app.config["NANBYO_LOCKOUT_THRESHOLD"]
-    if locked_now:
-        user.status = STATUS_LOCKED
+        return LoginOutcome(user, True, "ok") if done else LoginOutcome(user, False, user.status)
+    counted = db.session.execute(still_active.values(failed_logins=User.failed_logins + 1)).rowcount
+    threshold = current_app.config["NANBYO_LOCKOUT_THRESHOLD"]
+    locked_now = counted and db.session.execute(
+        still_active.where(User.failed_logins >= threshold).values(status=STATUS_LOCKED)).rowcount == 1
     db.session.commit()
-    return LoginOutcome(user, False, "bad_password" if not password_ok else "bad_key_file", locked_now)
+    if not counted:
+        return LoginOutcome(user, False, user.status)
+    return LoginOutcome(user, False, "bad_password" if not password_ok else "bad_key_file", bool(locked_now))
 
 
 def unlock(user: User) -> None:
