@@ -16,6 +16,9 @@ def _safe_next(target):
     """Only same-site relative paths: an open redirect after login would be a phishing tool."""
     if not target:
         return None
+    # Browsers read a backslash as "/" and drop tabs and newlines: "/" + backslash + "evil.example" goes off-site.
+    if "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
