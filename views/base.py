@@ -63,10 +63,22 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
             return self.get_query().filter(getattr(self.model, self.pk) == pk).one_or_none()
 
 
+class AdminForm(FlaskForm):
+    """FlaskForm (CSRF) that remembers the edited object as Flask-Admin's own BaseForm does.
+
+    Flask-Admin's Unique validator compares the row it finds with `form._obj`; without it, saving an edit that keeps
+    a unique value (an institution's code, a user's login ID) fails with 「既に存在します」.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._obj = kwargs.get("obj", args[1] if len(args) > 1 else None)
+        super().__init__(*args, **kwargs)
+
+
 class ScopedModelView(ModelView):
     """A model view whose list, count, single-row, action, export and ajax queries all pass nanbyo.access."""
     area: str = ""
-    form_base_class = FlaskForm
+    form_base_class = AdminForm
     page_size = 50
     can_set_page_size = True
     export_types = ["csv", "csv_cp932", "xlsx"]
