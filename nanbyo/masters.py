@@ -31,6 +31,17 @@ def _rows(directory: Path, name: str, required: set[str]):
             yield lineno, {k: (v or "").strip() for k, v in row.items()}
 
 
+def _parse(directory: Path, name: str, required: set[str], convert) -> list[dict]:
+    """The rows of one file through `convert`; a value that does not convert names its file and row."""
+    values = []
+    for lineno, r in _rows(directory, name, required):
+        try:
+            values.append(convert(r))
+        except ValueError as e:
+            raise MasterFileError(f"{name} {lineno}行目: 数値の列に数値でない値があります（{e}）。") from e
+    return values
+
+
 def _upsert(model, key, values):
     existing = {getattr(o, key): o for o in db.session.execute(select(model)).scalars()}
     created = updated = 0
@@ -63,27 +74,28 @@ def load_masters(directory) -> dict[str, tuple[int, int]]:
                                    "prefecture_no": r["prefecture_no"], "kind": KIND_MAP[r["kind"]]})
         report["municipalities.csv"] = _upsert(Municipality, "code", municipalities)
 
-        categories = [{"id": int(r["category_id"]), "name_ja": r["name_ja"], "name_en": r["name_en"]}
-                      for _, r in _rows(directory, "nanbyo_categories.csv", {"category_id", "name_ja", "name_en"})]
+        categories = _parse(directory, "nanbyo_categories.csv", {"category_id", "name_ja", "name_en"},
+                            lambda r: {"id": int(r["category_id"]), "name_ja": r["name_ja"], "name_en": r["name_en"]})
         report["nanbyo_categories.csv"] = _upsert(NanbyoCategory, "id", categories)
 
-        diseases = [{"nando_id": r["nando_id"], "notification_no": int(r["notification_no"]),
-                     "is_subtype": r["is_subtype"] == "1",
-                     "category_id": int(r["category_id"]) if r["category_id"] else None,
-                     "name_ja": r["name_ja"], "name_en": r["name_en"]}
-                    for _, r in _rows(directory, "nanbyo_diseases.csv",
-                                      {"nando_id", "notification_no", "is_subtype", "category_id", "name_ja"})]
+        diseases = _parse(directory, "nanbyo_diseases.csv",
+                          {"nando_id", "notification_no", "is_subtype", "category_id", "name_ja"},
+                          lambda r: {"nando_id": r["nando_id"], "notification_no": int(r["notification_no"]),
+                                     "is_subtype": r["is_subtype"] == "1",
+                                     "category_id": int(r["category_id"]) if r["category_id"] else None,
+                                     "name_ja": r["name_ja"], "name_en": r["name_en"]})
         report["nanbyo_diseases.csv"] = _upsert(NanbyoDisease, "nando_id", diseases)
 
-        groups = [{"group_id": r["group_id"], "name_ja": r["name_ja"], "name_en": r.get("name_en", "")}
-                  for _, r in _rows(directory, "shoman_groups.csv", {"group_id", "name_ja"})]
+        groups = _parse(directory, "shoman_groups.csv", {"group_id", "name_ja"},
+                        lambda r: {"group_id": r["group_id"], "name_ja": r["name_ja"], "name_en": r.get("name_en", "")})
         report["shoman_groups.csv"] = _upsert(ShomanGroup, "group_id", groups)
 
-        shoman = [{"nando_id": r["nando_id"], "shoman_code": r["shoman_code"], "group_id": r["group_id"],
-                   "notification_no": int(r["notification_no"]) if r["notification_no"] else None,
-                   "name_ja": r["name_ja"], "name_en": r.get("name_en", "")}
-                  for _, r in _rows(directory, "shoman_diseases.csv",
-                                    {"nando_id", "shoman_code", "group_id", "notification_no", "name_ja"})]
+        shoman = _parse(directory, "shoman_diseases.csv",
+                        {"nando_id", "shoman_code", "group_id", "notification_no", "name_ja"},
+                        lambda r: {"nando_id": r["nando_id"], "shoman_code": r["shoman_code"],
+                                   "group_id": r["group_id"],
+                                   "notification_no": int(r["notification_no"]) if r["notification_no"] else None,
+                                   "name_ja": r["name_ja"], "name_en": r.get("name_en", "")})
         report["shoman_diseases.csv"] = _upsert(ShomanDisease, "nando_id", shoman)
         db.session.commit()
     except (ValueError, KeyError):
