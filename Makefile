@@ -21,11 +21,12 @@ setup: $(BIN)/.installed
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download), and a Japanese font so the
+# pages render in Japanese rather than as empty boxes.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: run 'sudo apt-get install chromium' (browser tests will be skipped)"; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && [ -n "$$(fc-list :lang=ja 2>/dev/null)" ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	  else echo "chromium or a Japanese font is missing: run 'sudo apt-get install chromium fonts-noto-cjk' (browser tests are skipped without chromium)"; fi; }
 
 test: $(BIN)/.installed browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ import re
 from io import BytesIO
 
 from models.accounts import Designation, Membership, User
+from models.audit import OperationLog
 from models.institutions import Institution, Municipality
 from nanbyo import auth
 from nanbyo.extensions import db
@@ -83,3 +84,16 @@ def post_form(client, path, data, token_page=None):
     data = dict(data)
     data.setdefault("csrf_token", csrf_token(client, token_page or "/admin/account/"))
     return client.post(path, data=data)
+
+
+
+def fresh(user):
+    """The user row as the database has it now (drop what the test's session remembers)."""
+    db.session.expire_all()
+    return db.session.get(User, user.id)
+
+
+def log_entries(action):
+    db.session.expire_all()
+    return db.session.execute(db.select(OperationLog).filter_by(action=action).order_by(OperationLog.seq)
+                              ).scalars().all()
