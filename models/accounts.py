@@ -18,6 +18,7 @@ class User(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     name_kana: Mapped[str] = mapped_column(String(100), default="")
     email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str] = mapped_column(String(20), default="")
     role: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), default=STATUS_ACTIVE)
     failed_logins: Mapped[int] = mapped_column(default=0)
@@ -33,9 +34,12 @@ class User(db.Model):
     issuing_municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    import_batch_id: Mapped[int | None] = mapped_column(ForeignKey("import_batch.id"), index=True)
 
     municipality = relationship("Municipality", foreign_keys=[municipality_id])
     issuing_municipality = relationship("Municipality", foreign_keys=[issuing_municipality_id])
+    import_batch = relationship("ImportBatch", back_populates="users")
     memberships = relationship("Membership", back_populates="user", cascade="all, delete-orphan",
                                order_by="Membership.id")
     # A doctor may hold several designations (難病指定医 and 小慢指定医 are separate).
@@ -138,7 +142,8 @@ class Membership(db.Model):
 class Designation(db.Model):
     """指定医の指定: kind (難病指定医 / 協力難病指定医 / 小慢指定医), 指定医番号 and 指定期間."""
     __tablename__ = "designation"
-    __table_args__ = (UniqueConstraint("user_id", "kind", name="uq_designation_user_kind"),)
+    __table_args__ = (UniqueConstraint("user_id", "kind", name="uq_designation_user_kind"),
+                      Index("ix_designation_kind_number", "kind", "number"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
@@ -157,6 +162,26 @@ class Designation(db.Model):
 
     def __str__(self):
         return f"{DOCTOR_KIND_LABELS.get(self.kind, self.kind)} {self.number}"
+
+
+class ImportBatch(db.Model):
+    """One imported 医療機関ユーザデータファイル: who imported what, for which institution, with what result."""
+    __tablename__ = "import_batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(200), default="")
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(10))  # 難病 or 小慢
+    created_by_id: Mapped[int | None] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_count: Mapped[int] = mapped_column(default=0)
+    reported_count: Mapped[int] = mapped_column(default=0)
+
+    municipality = relationship("Municipality")
+    institution = relationship("Institution")
+    users = relationship("User", back_populates="import_batch", order_by="User.id")
 
 
 class UserSession(db.Model):

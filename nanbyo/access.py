@@ -28,9 +28,9 @@ RULES = {
         MUNICIPALITY_ADMIN: ALL, MUNICIPALITY_USER: READ | {"export"}, INSTITUTION_MANAGER: READ,
     },
     "users": {
-        OPERATOR_ADMIN: ALL | {"unlock", "disable", "key_reset"},
-        MUNICIPALITY_ADMIN: ALL | {"unlock", "disable", "key_reset"},
-        INSTITUTION_MANAGER: READ | {"unlock", "key_reset"},
+        OPERATOR_ADMIN: ALL | {"unlock", "disable", "key_reset", "notice"},
+        MUNICIPALITY_ADMIN: ALL | {"unlock", "disable", "key_reset", "notice"},
+        INSTITUTION_MANAGER: READ | {"unlock", "key_reset", "notice"},
     },
     "memberships": {
         OPERATOR_ADMIN: ALL, MUNICIPALITY_ADMIN: ALL, INSTITUTION_MANAGER: READ,
@@ -38,6 +38,8 @@ RULES = {
     "masters": {role: READ for role in ROLES} | {OPERATOR_ADMIN: READ | {"export"}},
     "operation_log": {OPERATOR_ADMIN: READ | {"export"}},
     "account": {role: frozenset({"use"}) for role in ROLES},
+    "user_import": {MUNICIPALITY_ADMIN: frozenset({"use"})},
+    "institution_users": {INSTITUTION_MANAGER: frozenset({"use"})},
 }
 
 # Roles each principal may give when creating or editing an account.

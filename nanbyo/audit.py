@@ -26,6 +26,8 @@ ACTION_LABELS = {
     "key_issue": "鍵ファイル発行", "key_reset": "鍵ファイル失効", "create": "登録", "update": "更新",
     "delete": "削除", "export": "エクスポート", "access_denied": "アクセス拒否", "disable": "無効化",
     "enable": "有効化", "load_masters": "マスタ読込", "demo": "デモデータ作成",
+    "import_users": "ユーザデータファイル取込", "notice_issue": "発行通知書（初期パスワード設定）",
+    "manager_transfer": "責任者の交代",
 }
 
 

@@ -61,5 +61,41 @@ def demo_command(password, if_empty):
     click.echo(f"パスワード: {password}")
 
 
+@nanbyo_cli.command("import-users")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--municipality", "municipality_code", required=True, help="提出先の自治体の全国地方公共団体コード")
+@click.option("--dry-run", is_flag=True, help="検査と結果の表示だけを行い、登録しない")
+@click.option("--notices", type=click.Path(dir_okay=False), help="発行通知書（PDF）の出力先（初期パスワードを設定する）")
+def import_users_command(file, municipality_code, dry_run, notices):
+    """医療機関ユーザデータファイル（xlsx / csv）から指定医の ID を発行する。"""
+    from pathlib import Path
+
+    from models.institutions import Municipality
+    from nanbyo import userfile
+    from nanbyo.extensions import db
+    municipality = db.session.execute(db.select(Municipality).filter_by(code=municipality_code)).scalar_one_or_none()
+    if municipality is None:
+        click.echo(f"自治体コード {municipality_code} の自治体は登録されていません。", err=True)
+        sys.exit(2)
+    data = Path(file).read_bytes()
+    result = userfile.plan(municipality, Path(file).name, data)
+    for line in userfile.report_lines(result):
+        click.echo(line, err=not result.ok)
+    if not result.ok:
+        click.echo("このファイルは受け付けられません。何も登録していません。", err=True)
+        sys.exit(1)
+    if dry_run:
+        click.echo("--dry-run のため登録していません。")
+        return
+    batch = userfile.execute(result, filename=Path(file).name, data=data)
+    click.echo(f"登録しました（取込番号 {batch.id}）: 新規発行 {batch.created_count} 件, 報告のみ {batch.reported_count} 件")
+    if notices and batch.created_count:
+        from nanbyo.notices import render_notices
+        from nanbyo.issuance import reset_for_notices
+        entries = reset_for_notices(batch.users)
+        Path(notices).write_bytes(render_notices(entries))
+        click.echo(f"発行通知書を {notices} に出力しました（{len(entries)} 件）。")
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)

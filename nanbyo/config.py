@@ -40,6 +40,9 @@ def load_config(app, test_config=None):
         NANBYO_ARGON2_PROFILE="default",
         NANBYO_MASTERS_DIR=str(Path(app.root_path) / "data" / "masters"),
         NANBYO_DEMO_KEYS_DIR=str(Path(app.instance_path) / "demo-keys"),
+        # The address printed on notices made outside a request (the CLI).
+        NANBYO_PUBLIC_URL=os.environ.get("NANBYO_PUBLIC_URL", "http://127.0.0.1:5000"),
+        NANBYO_UPLOAD_DIR=str(Path(app.instance_path) / "uploads"),
     )
     app.config.from_pyfile("config.py", silent=True)
     if test_config:

@@ -31,7 +31,8 @@ DOCTOR_KIND_LABELS = {
 STATUS_ACTIVE = "active"
 STATUS_LOCKED = "locked"
 STATUS_DISABLED = "disabled"
-STATUS_LABELS = {STATUS_ACTIVE: "有効", STATUS_LOCKED: "ロック中", STATUS_DISABLED: "無効"}
+STATUS_DELETED = "deleted"  # an issued ID deleted by its issuer: kept so that its documents' history stays readable
+STATUS_LABELS = {STATUS_ACTIVE: "有効", STATUS_LOCKED: "ロック中", STATUS_DISABLED: "無効", STATUS_DELETED: "削除済み"}
 
 MUNICIPALITY_KIND_LABELS = {
     "prefecture": "都道府県",

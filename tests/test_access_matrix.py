@@ -69,7 +69,17 @@ OTHER_ENDPOINTS = {
     "admin.index": "logged_in", "account.index": "logged_in", "account.profile": "logged_in",
     "account.password": "logged_in", "account.key": "logged_in", "account.add_concurrent": "logged_in",
     "account.remove_concurrent": "logged_in",
+    "user_import.index": "muni_admin", "user_import.template": "muni_admin", "user_import.sample": "muni_admin",
+    "user_import.preview": "muni_admin", "user_import.confirm": "muni_admin", "user_import.batch": "muni_admin",
+    "user_import.notices": "muni_admin",
+    "institution_users.index": "manager", "institution_users.add_staff": "manager",
+    "institution_users.add_concurrent": "manager", "institution_users.remove_concurrent": "manager",
+    "institution_users.notice": "manager", "institution_users.transfer_manager": "manager",
 }
+# Screens for one principal only: GET pages, and POST endpoints tried with a valid token and harmless data.
+SINGLE_PRINCIPAL_PAGES = {"muni_admin": ["/admin/user-import/", "/admin/user-import/template.xlsx",
+                                         "/admin/user-import/sample.csv"],
+                          "manager": ["/admin/institution-users/"]}
 
 
 def test_every_rule_is_in_the_matrix(app):
@@ -215,7 +225,9 @@ def test_write_matrix(app, client, world, principal):
                 continue  # referenced rows cannot be deleted by anyone; see test_operator_deletes_municipality
             client.post(f"/admin/{view}/delete/", data={"csrf_token": token, "id": row_id})
             db.session.expire_all()
-            gone = db.session.get(model, row_id) is None
+            row_now = db.session.get(model, row_id)
+            # Doctors and staff are kept as 削除済み (their documents' history stays readable).
+            gone = row_now is None or (view == "user" and row_now.status == "deleted")
             expected_gone = "delete" in perms and category in writable
             assert gone == expected_gone, f"{what} delete: gone={gone}"
             if gone:
@@ -315,3 +327,28 @@ def test_operation_log_date_filter(app, client, world, monkeypatch):
     page = client.get(f"/admin/operation_log/?flt0_{index}=2019-12-31+00:00:00+to+2019-12-31+23:59:59"
                       ).get_data(as_text=True)
     assert "old-entry" not in page
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_single_principal_screens(client, world, principal):
+    """The file import is the municipality admin's, the institution user screen the 責任者's; nobody else's."""
+    log_in(client, world, principal)
+    for owner, paths in SINGLE_PRINCIPAL_PAGES.items():
+        for path in paths:
+            r = client.get(path)
+            (assert_allowed if principal == owner else assert_denied)(r, f"{principal} {path}")
+    if principal == "anonymous":
+        return
+    token = csrf_token(client, "/admin/account/")
+    a, b = world["a"], world["b"]
+    doctor_b = world["users"]["doctor_b"]
+    # Another institution's users through the 責任者 URLs: refused even for the 責任者 of A.
+    for path in (f"/admin/institution-users/{b.id}/staff", f"/admin/institution-users/{b.id}/notice/{doctor_b.id}",
+                 f"/admin/institution-users/{b.id}/manager"):
+        assert_denied(client.post(path, data={"csrf_token": token, "name": "x", "name_kana": "エックス"}), path)
+    r = client.post(f"/admin/institution-users/{a.id}/notice/{doctor_b.id}", data={"csrf_token": token})
+    assert_denied(r, f"{principal} notice for a user of another institution")
+    db.session.expire_all()
+    assert db.session.get(User, doctor_b.id).must_change_password is False
+    r = client.post("/admin/user-import/confirm", data={"csrf_token": token})
+    assert_denied(r, f"{principal} confirm without a pending file")

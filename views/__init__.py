@@ -5,6 +5,7 @@ from flask_admin.theme import Bootstrap4Theme
 from models.accounts import Membership, User
 from models.audit import OperationLog
 from models.institutions import Institution, Municipality
+from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.security import csp_nonce
 
@@ -16,9 +17,12 @@ def init_views(app):
     from views.base import HomeView
     from views.masters import MASTER_VIEWS
     from views.organizations import InstitutionView, MunicipalityView
+    from views.institution_users import InstitutionUsersView
+    from views.user_import import UserImportView
     from views.users import MembershipView, UserView
 
     app.register_blueprint(auth_bp)
+    app.jinja_env.filters["jst"] = lambda dt: dt.astimezone(JST).strftime("%Y-%m-%d %H:%M") if dt else ""
     admin = Admin(app, name="難病・小慢データベース", theme=Bootstrap4Theme(base_template="admin/nanbyo_base.html"),
                   index_view=HomeView(name="ホーム", url="/admin"), csp_nonce_generator=csp_nonce)
     org, acc, mst = "組織", "アカウント", "マスタ"
@@ -27,6 +31,10 @@ def init_views(app):
     admin.add_view(UserView(User, db.session, name="ユーザ", category=acc, endpoint="user"))
     admin.add_view(MembershipView(Membership, db.session, name="医療機関への所属", category=acc,
                                   endpoint="membership"))
+    admin.add_view(UserImportView(name="ユーザデータファイル取込", category=acc, endpoint="user_import",
+                                  url="/admin/user-import"))
+    admin.add_view(InstitutionUsersView(name="医療機関ユーザ管理", category=acc, endpoint="institution_users",
+                                        url="/admin/institution-users"))
     for view, model, name in MASTER_VIEWS:
         admin.add_view(view(model, db.session, name=name, category=mst, endpoint=model.__tablename__))
     admin.add_view(OperationLogView(OperationLog, db.session, name="操作ログ", endpoint="operation_log"))

@@ -1,16 +1,20 @@
 """Accounts and memberships, for the operator, the municipality admin and the institution's 責任者."""
-from flask import flash
+from flask import Response, flash
 from flask_admin.actions import action
 from flask_login import current_user
 from wtforms import SelectField
 from wtforms.validators import ValidationError
 
 from models.accounts import Designation, Membership, User
+from models._types import utcnow
 from nanbyo import access, audit, auth, sessions
 from nanbyo.extensions import db
+from nanbyo.issuance import NotIssuable, reset_for_notices
+from nanbyo.notices import render_notices
+from nanbyo.userfile import unusable_password_hash
 from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, INSTITUTION_ROLES, MEMBERSHIP_KIND_LABELS,
-                          MUNICIPALITY_ROLES, ROLE_LABELS, STATUS_ACTIVE, STATUS_DISABLED, STATUS_LABELS,
-                          STATUS_LOCKED)
+                          MUNICIPALITY_ROLES, ROLE_LABELS, STATUS_ACTIVE, STATUS_DELETED, STATUS_DISABLED,
+                          STATUS_LABELS, STATUS_LOCKED)
 from views.base import ScopedModelView
 
 
@@ -51,7 +55,8 @@ class UserView(ScopedModelView):
         "form_args": {"kind": {"choices": list(DOCTOR_KIND_LABELS.items()), "label": "指定医区分"}},
         "column_labels": {"number": "指定医番号", "valid_from": "指定期間（開始）", "valid_until": "指定期間（終了）"},
     })]
-    action_permissions = {"unlock": "unlock", "disable": "disable", "enable": "disable", "key_reset": "key_reset"}
+    action_permissions = {"unlock": "unlock", "disable": "disable", "enable": "disable", "key_reset": "key_reset",
+                          "issue_notice": "notice"}
 
     def _limit_roles(self, form):
         if "role" in form:
@@ -81,18 +86,32 @@ class UserView(ScopedModelView):
         if model.role != DESIGNATED_DOCTOR and model.designations:
             raise ValidationError("指定医以外のユーザに指定医の指定は登録できません。")
         if is_created:
-            password = auth.generate_initial_password()
-            model.password_hash = auth.hash_password(password)
+            # Nobody knows this password: the 発行通知書 action sets the one the user receives.
+            model.password_hash = unusable_password_hash()
             model.must_change_password = True
             model.status = STATUS_ACTIVE
             model.failed_logins = 0
-            # Shown once, to the registering admin only; the account must change it at first login.
-            flash(f"{model.login_id} の初期パスワード: {password}（この画面でのみ表示されます。"
-                  "本人に安全な方法で伝えてください。初回ログイン時に変更が必要です）", "warning")
+            flash(f"{model.login_id} を登録しました。一覧で選択して「発行通知書」を出力し、本人に送付してください。", "info")
         super().on_model_change(form, model, is_created)
 
-    def on_model_delete(self, model):
+    def delete_model(self, model):
+        """Doctors and institution staff are deleted by their issuer but kept, so the history of what they wrote
+        stays readable; the ID then no longer logs in, belongs nowhere, and may be issued again elsewhere."""
+        if model.role not in INSTITUTION_ROLES:
+            sessions.revoke_all(model)
+            return super().delete_model(model)
+        if model.is_manager:
+            flash("責任者になっている指定医は削除できません。先に責任者を交代してください。", "error")
+            return False
+        model.status = STATUS_DELETED
+        model.deleted_at = utcnow()
+        model.key_digest = None
+        for membership in list(model.memberships):
+            db.session.delete(membership)
         sessions.revoke_all(model)
+        db.session.commit()
+        self.after_model_delete(model)
+        return True
 
     def _apply(self, ids, purpose, log_action, change, done_message):
         users = self.rows_for_action(ids, purpose)
@@ -101,6 +120,22 @@ class UserView(ScopedModelView):
             db.session.commit()
             audit.record(log_action, target=user)
         flash(done_message.format(count=len(users)), "success")
+
+    @action("issue_notice", "発行通知書",
+            "選択したアカウントの初期パスワードを新しく設定し、ID・PW発行通知書（PDF）を出力しますか？"
+            "以前の通知書のパスワードは使えなくなります。")
+    def action_issue_notice(self, ids):
+        users = self.rows_for_action(ids, "support")
+        if not users:
+            flash("対象のアカウントがありません。", "error")
+            return None
+        try:
+            entries = reset_for_notices(users)
+        except NotIssuable as e:
+            flash(str(e), "error")
+            return None
+        return Response(render_notices(entries), mimetype="application/pdf",
+                        headers={"Content-Disposition": "attachment; filename=notices.pdf"})
 
     @action("unlock", "ロック解除", "選択したアカウントのロックを解除しますか？")
     def action_unlock(self, ids):
