@@ -232,3 +232,12 @@ def test_cli_refused_file_exits_non_zero(runner, tokyo, hospital, tmp_path):
     assert result.exit_code == 1 and "2行目 勤務区分" in result.output and counts() == before
     result = runner.invoke(args=["nanbyo", "import-users", str(path), "--municipality", "999999"])
     assert result.exit_code == 2
+
+
+def test_published_definition_matches_the_importer():
+    """docs/user-data-file.md is what hospital vendors read: every column, in order, with its flags."""
+    from pathlib import Path
+    doc = (Path(__file__).parent.parent / "docs" / "user-data-file.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and "---" not in line][1:len(userfile.COLUMNS) + 1]
+    assert rows == [f"| {c.label} | {'必須' if c.required else '任意'} | {c.example} | {c.description} |"
+                    for c in userfile.COLUMNS]
