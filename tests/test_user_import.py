@@ -241,3 +241,23 @@ def test_published_definition_matches_the_importer():
     rows = [line for line in doc.splitlines() if line.startswith("| ") and "---" not in line][1:len(userfile.COLUMNS) + 1]
     assert rows == [f"| {c.label} | {'必須' if c.required else '任意'} | {c.example} | {c.description} |"
                     for c in userfile.COLUMNS]
+
+
+def test_unconfirmed_uploads_are_removed_after_a_day(client, app, tokyo, hospital):
+    import os
+    import time
+    from pathlib import Path
+    login(client, gen_user("municipality_admin", municipality=tokyo))
+    token = csrf_token(client, "/admin/user-import/")
+    upload_dir = Path(app.config["NANBYO_UPLOAD_DIR"])
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    stale, fresh_file = upload_dir / "old.upload", upload_dir / "new.upload"
+    stale.write_bytes(b"x")
+    fresh_file.write_bytes(b"y")
+    os.utime(stale, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    client.post("/admin/user-import/preview", data={"csrf_token": token,
+                                                     "file": (io.BytesIO(csv_bytes([doctor_row(1)])), "u.csv")},
+                content_type="multipart/form-data")
+    assert not stale.exists() and fresh_file.exists()
+    stored = [p for p in upload_dir.glob("*.upload") if p.name not in ("new.upload",)]
+    assert len(stored) == 1 and len(stored[0].stem) >= 20, "the pending file has a random name"

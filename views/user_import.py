@@ -2,6 +2,7 @@
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import Response, abort, current_app, flash, redirect, request, session, url_for
@@ -19,6 +20,7 @@ from nanbyo.notices import render_notices
 from views.base import ProtectedBaseView
 
 PENDING_KEY = "user_import_pending"
+STALE_AFTER_SECONDS = 24 * 3600
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -40,6 +42,13 @@ class UserImportView(ProtectedBaseView):
         path = Path(current_app.config["NANBYO_UPLOAD_DIR"])
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return path
+
+    def _forget_stale_uploads(self):
+        """Files of previews nobody confirmed hold personal data: keep them a day at most."""
+        limit = time.time() - STALE_AFTER_SECONDS
+        for stale in self._upload_dir().glob("*.upload"):
+            if stale.stat().st_mtime < limit:
+                stale.unlink(missing_ok=True)
 
     @expose("/")
     def index(self):
@@ -68,6 +77,7 @@ class UserImportView(ProtectedBaseView):
         data = upload.read(userfile.MAX_BYTES + 1)
         result = userfile.plan(self._municipality(), filename, data)
         self._discard_pending()
+        self._forget_stale_uploads()
         if result.ok:
             # Kept under a random name until the clerk confirms; the digest proves the confirmed file is this one.
             token = secrets.token_urlsafe(16)
