@@ -28,6 +28,20 @@ def check_zip(data: bytes, *, max_entries=100, max_total=50 * 1024 * 1024, max_r
             raise UnsafeFile("xlsx ファイルの展開後のサイズが大きすぎます。")
         if info.file_size > 1024 * 1024 and info.file_size > max_ratio * max(info.compress_size, 1):
             raise UnsafeFile("xlsx ファイルの圧縮率が異常です（ZIP 爆弾の疑い）。")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # bzip2/LZMA inflate a whole read at once, without a limit; xlsx uses deflate.
+            raise UnsafeFile("xlsx ファイルの圧縮形式に対応していません。")
+    # The sizes above are only what the headers claim, and ZipFile.read() inflates a part in one call however big
+    # it really is. Inflate every part once in small chunks: zipfile stops at the claimed size and then checks the
+    # CRC, so a part that lies about its size is refused here rather than blowing up in openpyxl.
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    try:
+        for info in infos:
+            with archive.open(info) as part:
+                while part.read(64 * 1024):
+                    pass
+    except Exception as e:  # bad CRC, truncated or corrupt deflate stream, encrypted part
+        raise UnsafeFile("xlsx ファイルが壊れています。") from e
     return infos
 
 

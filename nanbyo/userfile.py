@@ -26,6 +26,7 @@ from nanbyo.safe_files import UnsafeFile, check_zip, parse_xml
 
 MAX_ROWS = 5000
 MAX_SHEET_ROWS = 20 * MAX_ROWS  # blank rows included: spreadsheets save formatted-but-empty rows
+MAX_COLUMNS = 100  # cells read per xlsx row: a forged <dimension ref="A1:XFD…"> would make every row 16,384 wide
 MAX_BYTES = 10 * 1024 * 1024
 SHEET_NAME = "医療機関ユーザデータ"
 KIND_BY_LABEL = {label: code for code, label in DOCTOR_KIND_LABELS.items()}
@@ -210,7 +211,7 @@ def _read_xlsx(data: bytes):
         sheet_xml = z.read(paths[SHEET_NAME])
         # openpyxl parses these parts with a plain XML parser: the same no-DTD rule as parse_xml.
         dtd = any(DTD.search(z.read(info)) for info in z.infolist() if info.filename.endswith((".xml", ".rels")))
-    except (KeyError, zipfile.BadZipFile):
+    except Exception:  # a missing part, a bad CRC or deflate stream, an encrypted or unsupported entry
         raise FileRefused(["xlsx ファイルが壊れています。"])
     if dtd:
         raise FileRefused(["XML に DOCTYPE や実体宣言は使えません。"])
@@ -223,7 +224,7 @@ def _read_xlsx(data: bytes):
     try:
         ws = wb[SHEET_NAME]
         return _collect((number, [_cell_value(c) for c in cells])
-                        for number, cells in enumerate(ws.iter_rows(), start=1))
+                        for number, cells in enumerate(ws.iter_rows(max_col=MAX_COLUMNS), start=1))
     except FileRefused:
         raise
     except Exception:  # the worksheet is parsed while iterating: malformed XML, a NUL byte, a bad character
