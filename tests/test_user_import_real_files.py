@@ -1,0 +1,105 @@
+"""医療機関ユーザデータファイル saved by a real spreadsheet program (LibreOffice Calc 7.4).
+
+The files are committed in tests/data/ and made by tests/data/make_lo_files.sh: LibreOffice is not needed to run
+these tests.
+"""
+import datetime
+from pathlib import Path
+
+import pytest
+
+from models.accounts import Designation, ImportBatch, Membership, User
+from models.institutions import Institution
+from nanbyo import userfile
+from nanbyo.extensions import db
+from tests.helpers import TOKYO, gen_institution, gen_municipality
+
+DATA = Path(__file__).parent / "data"
+APRIL_2026, MARCH_2031 = datetime.date(2026, 4, 1), datetime.date(2031, 3, 31)
+
+
+@pytest.fixture
+def tokyo(app):
+    return gen_municipality(TOKYO)
+
+
+@pytest.fixture
+def hospital(tokyo):
+    return gen_institution(tokyo, code="1310000017", name="東京見本病院")
+
+
+def counts():
+    db.session.expire_all()
+    return tuple(db.session.query(m).count() for m in (User, Membership, Designation, Institution, ImportBatch))
+
+
+def import_file(municipality, name, expected_rows):
+    data = (DATA / name).read_bytes()
+    before = counts()
+    result = userfile.plan(municipality, name, data)
+    assert result.ok, [str(p) for p in result.problems]
+    assert [r.outcome for r in result.rows] == ["create"] * expected_rows
+    batch = userfile.execute(result, filename=name, data=data)
+    users, memberships, designations, institutions, batches = counts()
+    assert (users, memberships, designations, institutions, batches) == (
+        before[0] + expected_rows, before[1] + expected_rows, before[2] + expected_rows, before[3], before[4] + 1)
+    assert batch.created_count == expected_rows and batch.reported_count == 0
+    return batch
+
+
+def summary(user):
+    d, m = user.designations[0], user.primary_membership
+    return (d.kind, d.number, user.name, user.name_kana, m.department, user.phone, user.email, d.valid_from,
+            d.valid_until, m.is_manager)
+
+
+VALID = [
+    ("nanbyo", "13-N-1001", "山田 太郎", "ヤマダ タロウ", "脳神経内科", "03-1234-5678", "yamada@example.jp",
+     APRIL_2026, MARCH_2031, True),
+    ("nanbyo", "13-N-1002", "鈴木 花子", "スズキ ハナコ", "小児科", "0312345679", None, APRIL_2026, MARCH_2031, False),
+    ("nanbyo_kyoryoku", "13-N-1003", "髙橋 一郎", "タカハシ イチロウ", "", "", None, None, None, False),
+]
+
+
+def test_libreoffice_xlsx_with_text_cells(tokyo, hospital):
+    batch = import_file(tokyo, "userfile_lo_valid.xlsx", 3)
+    assert [summary(u) for u in batch.users] == VALID
+    assert batch.institution == hospital and batch.family == "難病"
+    assert all(u.issuing_municipality == tokyo and u.must_change_password for u in batch.users)
+
+
+def test_libreoffice_xlsx_with_date_cells(tokyo, hospital):
+    batch = import_file(tokyo, "userfile_lo_dates.xlsx", 3)
+    assert [(u.designations[0].number, u.designations[0].valid_from, u.designations[0].valid_until)
+            for u in batch.users] == [
+        ("13-S-2001", APRIL_2026, MARCH_2031),
+        ("13-S-2002", datetime.date(2025, 10, 15), datetime.date(2030, 10, 14)),
+        ("13-S-2003", APRIL_2026, None)]
+    assert batch.family == "小慢" and {u.designations[0].kind for u in batch.users} == {"shoman"}
+    assert [u.name for u in batch.users] == ["佐藤 健", "伊藤 美咲", "渡辺 翔"]
+
+
+def test_libreoffice_cp932_csv(tokyo, hospital):
+    data = (DATA / "userfile_lo_sjis.csv").read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+    # 髙 as Calc writes it: the IBM extension code 0xFBFC, which is CP932 and not plain Shift_JIS.
+    assert b"\xfb\xfc\x8b\xb4" in data and b"\xfb\xfc\x8b\xb4".decode("cp932") == "髙橋"
+    batch = import_file(tokyo, "userfile_lo_sjis.csv", 3)
+    assert [summary(u) for u in batch.users] == VALID
+
+
+def test_libreoffice_xlsx_with_numeric_hokkaido_code(app):
+    hokkaido = gen_municipality("010006")
+    clinic = gen_institution(hokkaido, code="0110000011", name="北海道見本病院")
+    batch = import_file(hokkaido, "userfile_lo_hokkaido.xlsx", 1)
+    [user] = batch.users
+    assert batch.institution == clinic and user.primary_membership.institution == clinic
+    assert user.designations[0].number == "01-N-3001" and user.name == "北野 大地"
+
+
+def test_the_same_file_twice_reports_registered_doctors(tokyo, hospital):
+    import_file(tokyo, "userfile_lo_valid.xlsx", 3)
+    data = (DATA / "userfile_lo_valid.xlsx").read_bytes()
+    again = userfile.plan(tokyo, "userfile_lo_valid.xlsx", data)
+    assert again.ok and [r.outcome for r in again.rows] == ["registered"] * 3
