@@ -34,5 +34,9 @@ test: $(BIN)/.installed browser
 test-postgres:
 	NANBYO_TEST_DATABASE_URL=$${NANBYO_TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1/test} $(MAKE) test
 
+# Benchmarks print their figures (not tests). BENCH_DATABASE_URL=postgresql+psycopg://... runs them on PostgreSQL.
+bench: $(BIN)/.installed
+	$(BIN)/python bench/import_users.py $${BENCH_DATABASE_URL:+--database-url $$BENCH_DATABASE_URL}
+
 clean:
 	rm -rf $(VENV) .pytest_cache
