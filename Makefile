@@ -21,12 +21,15 @@ setup: $(BIN)/.installed
 run: setup
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-# Debian's Chromium for the browser tests (Playwright drives it; no browser download), and a Japanese font so the
-# pages render in Japanese rather than as empty boxes.
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download), a Japanese font so the
+# pages render in Japanese rather than as empty boxes, poppler (pdftotext) to read the PDFs back and zbar to scan
+# their QR codes.
+DEBIAN_PACKAGES := chromium fonts-noto-cjk poppler-utils zbar-tools
 browser:
-	@{ command -v chromium >/dev/null 2>&1 && [ -n "$$(fc-list :lang=ja 2>/dev/null)" ]; } || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
-	  else echo "chromium or a Japanese font is missing: run 'sudo apt-get install chromium fonts-noto-cjk' (browser tests are skipped without chromium)"; fi; }
+	@{ command -v chromium >/dev/null 2>&1 && [ -n "$$(fc-list :lang=ja 2>/dev/null)" ] && command -v pdftotext >/dev/null 2>&1 \
+	   && command -v zbarimg >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	  else echo "missing test tools: run 'sudo apt-get install $(DEBIAN_PACKAGES)' (the tests needing them are skipped)"; fi; }
 
 test: $(BIN)/.installed browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
