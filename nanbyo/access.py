@@ -9,8 +9,10 @@ from sqlalchemy import and_, exists, false, or_, select, true
 
 from models.accounts import Membership, User
 from models.audit import OperationLog
+from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
+from nanbyo.document_codes import DRAFT, EDITABLE_BY_AUTHOR, MUNICIPALITY_VISIBLE, UNDER_REVIEW
 from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_MANAGER, INSTITUTION_STAFF, MUNICIPALITY_ADMIN,
                           MUNICIPALITY_ROLES, MUNICIPALITY_USER, OPERATOR_ADMIN, OPERATOR_ROLES, OPERATOR_USER,
                           ROLES)
@@ -40,6 +42,15 @@ RULES = {
     "account": {role: frozenset({"use"}) for role in ROLES},
     "user_import": {MUNICIPALITY_ADMIN: frozenset({"use"})},
     "institution_users": {INSTITUTION_MANAGER: frozenset({"use"})},
+    # Documents: "finalize" the doctor's, "review" (key lookup, 行政記載欄, corrections, 審査結果) the municipality's.
+    "documents": {
+        OPERATOR_ADMIN: ALL | {"finalize", "print"}, OPERATOR_USER: ALL | {"finalize", "print"},
+        MUNICIPALITY_ADMIN: READ | {"export", "print", "review"},
+        MUNICIPALITY_USER: READ | {"export", "print", "review"},
+        DESIGNATED_DOCTOR: ALL | {"finalize", "print"},
+        INSTITUTION_STAFF: ALL | {"print"},
+        INSTITUTION_MANAGER: READ | {"export", "print"},
+    },
 }
 
 # Roles each principal may give when creating or editing an account.
@@ -90,6 +101,8 @@ def row_filter(user, model, purpose: str = "read"):
         return true() if purpose == "read" or OPERATOR_ADMIN in roles else false()
     if model is OperationLog:
         return true() if OPERATOR_ADMIN in roles and purpose == "read" else false()
+    if model is Document:
+        return _document_filter(user, roles, purpose)
     if roles & set(OPERATOR_ROLES):
         return true() if purpose == "read" or OPERATOR_ADMIN in roles else false()
 
@@ -128,6 +141,38 @@ def row_filter(user, model, purpose: str = "read"):
             return Membership.institution_id.in_(managed)
         return Membership.user_id == user.id if purpose == "read" else false()
 
+    return false()
+
+
+def _document_filter(user, roles, purpose):
+    """Purposes: read; write (change content, delete); finalize; review (the municipality's work)."""
+    if roles & set(OPERATOR_ROLES):
+        # The operator digitizes paper: it reads, writes and finalizes any document, and reviews none.
+        return {"read": true(), "write": true(), "finalize": Document.status == DRAFT}.get(purpose, false())
+    if roles & set(MUNICIPALITY_ROLES):
+        addressed = Document.municipality_id == user.municipality_id
+        if purpose == "read":
+            return and_(addressed, Document.status.in_(MUNICIPALITY_VISIBLE))
+        if purpose == "review":
+            return and_(addressed, Document.status.in_(UNDER_REVIEW))
+        return false()
+    member_of = [m.institution_id for m in user.memberships]
+    managed = _managed_ids(user)
+    if purpose == "read":
+        # Their own (as author or drafter); a 責任者 also every document of the institutions they manage.
+        mine = [Document.author_id == user.id, Document.created_by_id == user.id]
+        return or_(*mine, Document.institution_id.in_(managed)) if managed else or_(*mine)
+    at_own_institution = Document.institution_id.in_(member_of)
+    if DESIGNATED_DOCTOR in roles:
+        mine = and_(Document.author_id == user.id, at_own_institution)
+        if purpose == "write":
+            return and_(mine, Document.status.in_(EDITABLE_BY_AUTHOR))
+        if purpose == "finalize":
+            return and_(mine, Document.status == DRAFT)
+        return false()
+    if INSTITUTION_STAFF in roles and purpose == "write":
+        # Staff draft for a doctor; once the doctor finalizes, the document is the doctor's.
+        return and_(Document.created_by_id == user.id, at_own_institution, Document.status == DRAFT)
     return false()
 
 

@@ -27,7 +27,9 @@ ACTION_LABELS = {
     "delete": "削除", "export": "エクスポート", "access_denied": "アクセス拒否", "disable": "無効化",
     "enable": "有効化", "load_masters": "マスタ読込", "demo": "デモデータ作成",
     "import_users": "ユーザデータファイル取込", "notice_issue": "発行通知書（初期パスワード設定）",
-    "manager_transfer": "責任者の交代",
+    "manager_transfer": "責任者の交代", "document_finalize": "書類の確定", "document_view": "書類の閲覧",
+    "document_print": "書類の印刷", "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会",
+    "patient_search": "患者検索", "rotate_key": "暗号鍵のローテーション",
 }
 
 

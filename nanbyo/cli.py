@@ -97,5 +97,19 @@ def import_users_command(file, municipality_code, dry_run, notices):
         click.echo(f"発行通知書を {notices} に出力しました（{len(entries)} 件）。")
 
 
+@nanbyo_cli.command("rotate-key")
+@click.option("--batch-size", default=500, show_default=True, help="1トランザクションで再暗号化する件数")
+def rotate_key_command(batch_size):
+    """患者情報の暗号鍵と検索用インデックス鍵を新しくし、全件を再暗号化する（中断しても再実行できる）。"""
+    from nanbyo.crypto import keys_path
+    from nanbyo.documents import rotate_keys
+    click.echo(f"鍵ファイル: {keys_path()}")
+    counts = rotate_keys(batch_size=batch_size,
+                         progress=lambda name, n: click.echo(f"  {name}: {n} 件", err=True))
+    audit.record("rotate_key", target_type="document", data=counts)
+    click.echo(f"再暗号化しました: 書類 {counts['documents']} 件, 訂正履歴 {counts['corrections']} 件。古い鍵は削除しました。")
+    click.echo("鍵ファイルのバックアップを更新してください（古いバックアップでは新しいデータを復号できません）。")
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)

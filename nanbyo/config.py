@@ -42,6 +42,10 @@ def load_config(app, test_config=None):
         NANBYO_DEMO_KEYS_DIR=str(Path(app.instance_path) / "demo-keys"),
         # The address printed on notices made outside a request (the CLI).
         NANBYO_PUBLIC_URL=os.environ.get("NANBYO_PUBLIC_URL", "http://127.0.0.1:5000"),
+        # Access-key lookups per municipality user: failures allowed in the window, and lookups per minute.
+        NANBYO_KEY_LOOKUP_MAX_FAILURES=10,
+        NANBYO_KEY_LOOKUP_WINDOW=timedelta(minutes=15),
+        NANBYO_KEY_LOOKUP_MAX_PER_MINUTE=30,
         NANBYO_UPLOAD_DIR=str(Path(app.instance_path) / "uploads"),
     )
     app.config.from_pyfile("config.py", silent=True)

@@ -1,14 +1,17 @@
 """Demo data: two 自治体, three 医療機関 and one account per role, past first login, with key files on disk."""
 import os
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
 from models._types import utcnow
 from models.accounts import Designation, Membership, User
+from models.documents import Document
 from models.institutions import Institution, Municipality
-from nanbyo import auth
+from models.masters import NanbyoDisease, ShomanDisease
+from nanbyo import auth, documents, formdefs
+from nanbyo.document_codes import COMPLETED, DRAFT, FINALIZED, NANBYO, NEW, RECEIVED, REVIEWED, SHOMAN
 from nanbyo.extensions import db
 from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_STAFF, MUNICIPALITY_ADMIN, OPERATOR_ADMIN)
 
@@ -86,4 +89,99 @@ def create_demo(keys_dir, password=DEFAULT_PASSWORD):
             f.write(key)
         written.append((login_id, path))
     db.session.commit()
+    create_demo_documents(db.session.execute(select(User).filter_by(login_id="doctor")).scalar_one(),
+                          insts["1310000017"], munis["130001"],
+                          db.session.execute(select(User).filter_by(login_id="muni-tokyo")).scalar_one())
     return written
+
+
+# --- documents ---------------------------------------------------------------------------------------------------
+
+# Fictional patients (見本 = sample): カナ starts with ミホン so that nobody mistakes them for real people.
+DEMO_PATIENTS = {
+    SHOMAN: [("見本", "花子", "ミホン", "ハナコ", "2", date(2016, 5, 12)),
+             ("見本", "太郎", "ミホン", "タロウ", "1", date(2012, 9, 3)),
+             ("見本", "さくら", "ミホン", "サクラ", "2", date(2019, 1, 20)),
+             ("見本", "健太", "ミホン", "ケンタ", "1", date(2009, 7, 7)),
+             ("見本", "陽菜", "ミホン", "ヒナ", "2", date(2014, 11, 30))],
+    NANBYO: [("見本", "一郎", "ミホン", "イチロウ", "1", date(1958, 4, 1)),
+             ("見本", "和子", "ミホン", "カズコ", "2", date(1949, 2, 14)),
+             ("見本", "次郎", "ミホン", "ジロウ", "1", date(1975, 10, 10)),
+             ("見本", "美咲", "ミホン", "ミサキ", "2", date(1990, 6, 18)),
+             ("見本", "三郎", "ミホン", "サブロウ", "1", date(1966, 12, 24))],
+}
+
+
+def sample_values(definition) -> dict:
+    """Values that pass the definition's finalize checks: the first code of every choice, the minimum of every
+    number, so that conditional items that apply get filled too (items are in order)."""
+    values = {}
+    for item in definition.items:
+        if item.type in ("choice", "yesno"):
+            values[item.id] = item.codes[0][0] if item.codes else "1"
+        elif item.type == "multichoice":
+            values[item.id] = [item.codes[0][0]]
+        elif item.type in ("integer", "decimal"):
+            values[item.id] = str(item.min if item.min is not None else 1)
+        elif item.type == "date":
+            values[item.id] = "2026-04-01"
+        elif item.type == "yearmonth":
+            values[item.id] = "2025-04"
+        else:
+            values[item.id] = "見本の記載"
+    clean, problems = formdefs.validate(definition, values, finalize=True)
+    if problems:
+        raise DemoRefused(f"{definition.code}: 見本の値が検査を通りません: {problems}")
+    return clean
+
+
+def _demo_disease(kind):
+    """A disease that has its own form, so the demo shows a disease-specific definition."""
+    for definition in formdefs.load_definitions().values():
+        if definition.kind == kind and definition.diseases:
+            key = definition.diseases[0]
+            model, column = (NanbyoDisease, NanbyoDisease.notification_no) if kind == NANBYO else \
+                (ShomanDisease, ShomanDisease.shoman_code)
+            found = db.session.execute(select(model).where(column == key).order_by(model.id).limit(1)).scalar()
+            if found:
+                return found
+    raise DemoRefused("疾病マスタが読み込まれていません（nanbyo load-masters）。")
+
+
+def create_demo_documents(doctor, institution, municipality, clerk):
+    """Both kinds in every status, written by `doctor` at `institution`, addressed to `municipality`."""
+    today = date.today()
+    for kind in (SHOMAN, NANBYO):
+        disease = _demo_disease(kind)
+        definition = formdefs.definition_for(kind, disease)
+        for status, patient in zip((DRAFT, FINALIZED, RECEIVED, REVIEWED, COMPLETED), DEMO_PATIENTS[kind]):
+            family, given, family_kana, given_kana, sex, birth = patient
+            doc = Document(kind=kind, application_kind=NEW, form_code=definition.code, author=doctor,
+                           created_by_id=doctor.id, institution=institution, municipality=municipality,
+                           status=DRAFT, written_on=today, diagnosed_on=today - timedelta(days=30),
+                           explained_on=today, items=sample_values(definition))
+            doc.shoman_disease, doc.nanbyo_disease = (disease, None) if kind == SHOMAN else (None, disease)
+            db.session.add(doc)
+            documents.set_patient(doc, {
+                "family_name": family, "given_name": given, "family_kana": family_kana, "given_kana": given_kana,
+                "sex": sex, "birth_date": birth.isoformat(), "postal_code": "1000001",
+                "address": "東京都千代田区見本町1-1-1", "insurance_kind": "national", "insurer_number": "138000"})
+            db.session.flush()
+            if status == DRAFT:
+                continue
+            problems = documents.finalize_problems(doc)
+            if problems:
+                raise DemoRefused(f"見本の書類を確定できません: {problems}")
+            documents.finalize(doc, doctor)
+            if status == FINALIZED:
+                continue
+            doc.status, doc.received_at, doc.received_by_id = RECEIVED, utcnow(), clerk.id
+            doc.reception_no = f"R{today:%Y}-{doc.id:05d}"
+            if status in (REVIEWED, COMPLETED):
+                documents.save_review(doc, {"application_received_on": today.isoformat(),
+                                            "review_result": "approved", "research_consent": "1",
+                                            "valid_from": today.isoformat(),
+                                            "valid_until": date(today.year + 1, today.month, 1).isoformat(),
+                                            "severity": "重症度分類 該当", "recipient_no": f"{doc.id:07d}"},
+                                      clerk, complete=status == COMPLETED)
+            db.session.commit()

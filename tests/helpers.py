@@ -97,3 +97,62 @@ def log_entries(action):
     db.session.expire_all()
     return db.session.execute(db.select(OperationLog).filter_by(action=action).order_by(OperationLog.seq)
                               ).scalars().all()
+
+
+# --- documents ---------------------------------------------------------------------------------------------------
+
+_patients = itertools.count(1)
+KANA_DIGITS = "アイウエオカキクケコ"
+
+
+def gen_patient(**changes):
+    """A fictional patient with a カナ of its own (so a blind-index search finds exactly this one)."""
+    n = next(_patients)
+    tag = "".join(KANA_DIGITS[int(c)] for c in str(n))
+    patient = {"family_name": "見本", "given_name": f"患者{n}", "family_kana": "ミホン", "given_kana": f"カンジャ{tag}",
+               "sex": "2", "birth_date": "2015-04-01", "postal_code": "1000001", "address": "東京都千代田区見本町1-1",
+               "insurance_kind": "national", "insurer_number": "138000"}
+    patient.update(changes)
+    return patient
+
+
+def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", status="draft", created_by=None,
+                 application_kind="new", patient=None, disease=None, items=None):
+    """A document that passes the finalize checks, brought to `status` the way the screens would."""
+    from datetime import date, timedelta
+
+    from models._types import utcnow
+    from models.documents import Document
+    from models.masters import NanbyoDisease, ShomanDisease
+    from nanbyo import documents, formdefs
+    from nanbyo.demo import sample_values
+
+    institution = institution or author.primary_membership.institution
+    municipality = municipality or institution.municipality
+    if disease is None:
+        model, order = (ShomanDisease, ShomanDisease.shoman_code) if kind == "shoman" else \
+            (NanbyoDisease, NanbyoDisease.notification_no)
+        disease = db.session.execute(db.select(model).order_by(order, model.id).limit(1)).scalar_one()
+    definition = formdefs.definition_for(kind, disease)
+    today = date.today()
+    doc = Document(kind=kind, application_kind=application_kind, form_code=definition.code, author=author,
+                   created_by_id=(created_by or author).id, institution=institution, municipality=municipality,
+                   status="draft", written_on=today, diagnosed_on=today - timedelta(days=10), explained_on=today,
+                   items=sample_values(definition) if items is None else items)
+    if kind == "shoman":
+        doc.shoman_disease = disease
+    else:
+        doc.nanbyo_disease = disease
+    db.session.add(doc)
+    documents.set_patient(doc, patient or gen_patient())
+    db.session.commit()
+    if status != "draft":
+        assert documents.finalize_problems(doc) == [], documents.finalize_problems(doc)
+        documents.finalize(doc, author)
+    if status in ("received", "reviewed", "completed"):
+        doc.status, doc.received_at = "received", utcnow()
+    if status in ("reviewed", "completed"):
+        doc.status, doc.review_result = status, "approved"
+        doc.valid_from, doc.valid_until = today, today + timedelta(days=365)
+    db.session.commit()
+    return doc

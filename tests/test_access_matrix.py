@@ -14,6 +14,7 @@ from models.institutions import Institution, Municipality
 from models.masters import NanbyoDisease, ShomanDisease, ShomanGroup
 from nanbyo import audit
 from nanbyo.extensions import db
+from tests.test_document_access import COVERED as COVERED_DOCUMENT_ENDPOINTS
 from tests.helpers import OSAKA, TOKYO, csrf_token, gen_institution, gen_municipality, gen_user, login
 
 PRINCIPALS = ["anonymous", "op_admin", "op_user", "muni_admin", "muni_user", "manager", "doctor", "staff"]
@@ -76,6 +77,8 @@ OTHER_ENDPOINTS = {
     "institution_users.add_concurrent": "manager", "institution_users.remove_concurrent": "manager",
     "institution_users.notice": "manager", "institution_users.transfer_manager": "manager",
 }
+# Every document URL x every principal x every relation to the document: tests/test_document_access.py.
+OTHER_ENDPOINTS |= {f"document.{name}": "documents" for name in COVERED_DOCUMENT_ENDPOINTS}
 # Screens for one principal only: GET pages, and POST endpoints tried with a valid token and harmless data.
 SINGLE_PRINCIPAL_PAGES = {"muni_admin": ["/admin/user-import/", "/admin/user-import/template.xlsx",
                                          "/admin/user-import/sample.csv"],

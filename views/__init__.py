@@ -4,6 +4,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 from models.accounts import Membership, User
 from models.audit import OperationLog
+from models.documents import Document
 from models.institutions import Institution, Municipality
 from nanbyo.exports import JST
 from nanbyo.extensions import db
@@ -15,6 +16,7 @@ def init_views(app):
     from views.audit import OperationLogView
     from views.auth import bp as auth_bp
     from views.base import HomeView
+    from views.documents import DocumentView
     from views.masters import MASTER_VIEWS
     from views.organizations import InstitutionView, MunicipalityView
     from views.institution_users import InstitutionUsersView
@@ -26,6 +28,7 @@ def init_views(app):
     admin = Admin(app, name="難病・小慢データベース", theme=Bootstrap4Theme(base_template="admin/nanbyo_base.html"),
                   index_view=HomeView(name="ホーム", url="/admin"), csp_nonce_generator=csp_nonce)
     org, acc, mst = "組織", "アカウント", "マスタ"
+    admin.add_view(DocumentView(Document, db.session, name="書類（意見書・臨個票）", endpoint="document"))
     admin.add_view(MunicipalityView(Municipality, db.session, name="自治体", category=org, endpoint="municipality"))
     admin.add_view(InstitutionView(Institution, db.session, name="医療機関", category=org, endpoint="institution"))
     admin.add_view(UserView(User, db.session, name="ユーザ", category=acc, endpoint="user"))

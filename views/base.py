@@ -84,6 +84,8 @@ class ScopedModelView(ModelView):
     export_types = ["csv", "csv_cp932", "xlsx"]
     export_max_rows = 100_000
     action_permissions: dict[str, str] = {}
+    # Permissions of a view's own @expose methods (method name -> permission); any other method is refused.
+    extra_view_permissions: dict[str, str] = {}
 
     # Permissions follow the logged-in user, per request. At set-up (no request) Flask-Admin builds everything.
     def _may(self, permission):
@@ -106,9 +108,10 @@ class ScopedModelView(ModelView):
     def _handle_view(self, name, **kwargs):
         if not current_user.is_authenticated:
             return _login_redirect()
-        if name not in VIEW_PERMISSIONS:
+        permissions = VIEW_PERMISSIONS | self.extra_view_permissions
+        if name not in permissions:
             abort(403)
-        permission = VIEW_PERMISSIONS[name]
+        permission = permissions[name]
         if permission and not self._may(permission):
             abort(403)
         if name == "ajax_lookup" and not (self._may("create") or self._may("edit")):

@@ -1,0 +1,135 @@
+"""Documents (小慢 医療意見書 / 難病 臨床調査個人票) and their per-field correction history."""
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from models._types import UTCDateTime, utcnow
+from nanbyo.document_codes import (APPLICATION_KIND_LABELS, DRAFT, KIND_LABELS, KIND_SHORT_LABELS,
+                                   REVIEW_RESULT_LABELS, STATUS_LABELS)
+from nanbyo.extensions import db
+
+
+class Document(db.Model):
+    __tablename__ = "document"
+    __table_args__ = (
+        # The scoped lists: newest first within a municipality, an institution, an author, a drafter.
+        Index("ix_document_municipality_status_id", "municipality_id", "status", "id"),
+        Index("ix_document_institution_id_id", "institution_id", "id"),
+        Index("ix_document_author_id_id", "author_id", "id"),
+        Index("ix_document_created_by_id_id", "created_by_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Random, public identifier: the AAD of the encrypted block, printed on the PDF footer.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: uuid.uuid4().hex)
+    kind: Mapped[str] = mapped_column(String(10), index=True)
+    application_kind: Mapped[str] = mapped_column(String(10))
+    form_code: Mapped[str] = mapped_column(String(40))
+    nanbyo_disease_id: Mapped[int | None] = mapped_column(ForeignKey("nanbyo_disease.id"), index=True)
+    shoman_disease_id: Mapped[int | None] = mapped_column(ForeignKey("shoman_disease.id"), index=True)
+
+    # Patient block: AES-GCM ciphertext (nanbyo.crypto) and the blind index of カナ + 生年月日.
+    patient_cipher: Mapped[bytes] = mapped_column(LargeBinary)
+    patient_index: Mapped[str] = mapped_column(String(64), index=True, default="")
+
+    diagnosed_on: Mapped[date | None] = mapped_column(Date)
+    written_on: Mapped[date | None] = mapped_column(Date, index=True)
+    explained_on: Mapped[date | None] = mapped_column(Date)
+    items: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"))
+
+    status: Mapped[str] = mapped_column(String(16), default=DRAFT, index=True)
+    access_key: Mapped[str | None] = mapped_column(String(8), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    finalized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # 行政記載欄 and 審査結果 (the municipality's fields).
+    reception_no: Mapped[str] = mapped_column(String(30), default="")
+    recipient_no: Mapped[str] = mapped_column(String(30), default="")
+    application_received_on: Mapped[date | None] = mapped_column(Date)
+    research_consent: Mapped[bool | None] = mapped_column(Boolean)
+    review_result: Mapped[str | None] = mapped_column(String(16))
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
+    severity: Mapped[str] = mapped_column(String(100), default="")
+    review_note: Mapped[str] = mapped_column(Text, default="")
+
+    # Optimistic locking: every UPDATE says WHERE version_id = <the version read>.
+    version_id: Mapped[int] = mapped_column(default=1)
+    __mapper_args__ = {"version_id_col": version_id}
+
+    nanbyo_disease = relationship("NanbyoDisease")
+    shoman_disease = relationship("ShomanDisease")
+    author = relationship("User", foreign_keys=[author_id])
+    created_by = relationship("User", foreign_keys=[created_by_id])
+    received_by = relationship("User", foreign_keys=[received_by_id])
+    institution = relationship("Institution")
+    municipality = relationship("Municipality")
+    corrections = relationship("DocumentCorrection", back_populates="document", cascade="all, delete-orphan",
+                               order_by="DocumentCorrection.id", lazy="dynamic")
+
+    @validates("kind")
+    def _check_kind(self, key, value):
+        if value not in KIND_LABELS:
+            raise ValueError("書類の種類が正しくありません。")
+        return value
+
+    @validates("application_kind")
+    def _check_application_kind(self, key, value):
+        if value not in APPLICATION_KIND_LABELS:
+            raise ValueError("申請区分が正しくありません。")
+        return value
+
+    @validates("status")
+    def _check_status(self, key, value):
+        if value not in STATUS_LABELS:
+            raise ValueError("状態が正しくありません。")
+        return value
+
+    @validates("review_result")
+    def _check_review_result(self, key, value):
+        if value is not None and value not in REVIEW_RESULT_LABELS:
+            raise ValueError("審査結果が正しくありません。")
+        return value
+
+    @property
+    def disease(self):
+        return self.shoman_disease if self.kind == "shoman" else self.nanbyo_disease
+
+    @property
+    def kind_label(self):
+        return KIND_SHORT_LABELS.get(self.kind, self.kind)
+
+    def __str__(self):
+        return f"{self.kind_label} No.{self.id}"
+
+
+class DocumentCorrection(db.Model):
+    """One changed field of a document after it was finalized: who, when, and the old and new values.
+
+    The values may be patient data, so they are stored encrypted like the patient block.
+    """
+    __tablename__ = "document_correction"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id", ondelete="CASCADE"), index=True)
+    field: Mapped[str] = mapped_column(String(80))
+    label: Mapped[str] = mapped_column(String(200), default="")
+    values_cipher: Mapped[bytes] = mapped_column(LargeBinary)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    user_role: Mapped[str] = mapped_column(String(32), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    document = relationship("Document", back_populates="corrections")
+    user = relationship("User")

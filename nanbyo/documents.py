@@ -1,0 +1,475 @@
+"""Document rules: who may write what, the patient block, finalizing, access keys, key lookup, corrections.
+
+Views call these; none re-implements them. Row scoping itself lives in nanbyo.access.
+"""
+import re
+import secrets
+import uuid
+import unicodedata
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from models._types import utcnow
+from models.audit import OperationLog
+from models.documents import Document, DocumentCorrection
+from nanbyo import audit, formdefs
+from nanbyo.crypto import keyring, normalise_kana, patient_search_value
+from nanbyo.document_codes import (FINALIZED, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, NANBYO, NEW,
+                                   PATIENT_FIELDS, PATIENT_REQUIRED, RECEIVED, RENEWAL, SEX_LABELS, SHOMAN,
+                                   SHOMAN_AGE_LIMIT, DRAFT)
+from nanbyo.extensions import db
+from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, OPERATOR_ROLES
+
+# --- access keys -------------------------------------------------------------------------------------------------
+
+# No 0/O, 1/I/L: a key read off paper or typed from it must not be ambiguous.
+ACCESS_KEY_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+ACCESS_KEY_LENGTH = 8
+
+
+def new_access_key() -> str:
+    """A random key no other document has (8 characters of 31: about 8.5 × 10^11 keys)."""
+    while True:
+        key = "".join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(ACCESS_KEY_LENGTH))
+        if db.session.execute(select(Document.id).filter_by(access_key=key)).first() is None:
+            return key
+
+
+def normalise_access_key(text: str) -> tuple[str | None, str | None]:
+    """(key, None) or (None, Japanese error) for what a clerk typed or a scanner sent."""
+    key = re.sub(r"[\s\-ー－]", "", unicodedata.normalize("NFKC", text or "")).upper()
+    if not key:
+        return None, "アクセスキーを入力してください。"
+    if len(key) != ACCESS_KEY_LENGTH:
+        return None, f"アクセスキーは{ACCESS_KEY_LENGTH}文字です（入力は{len(key)}文字）。"
+    wrong = sorted({c for c in key if c not in ACCESS_KEY_ALPHABET})
+    if wrong:
+        return None, (f"アクセスキーに使われない文字が含まれています: {' '.join(wrong)}"
+                      "（数字の 0・1 と英字の I・L・O は使われません）。")
+    return key, None
+
+
+# --- the patient block -------------------------------------------------------------------------------------------
+
+def _aad(doc: Document) -> bytes:
+    return f"document:{doc.uid}".encode()
+
+
+def patient_of(doc: Document) -> dict:
+    if not doc.patient_cipher:
+        return {}
+    return keyring().decrypt_json(doc.patient_cipher, _aad(doc))
+
+
+def _sealed(doc: Document, patient: dict) -> tuple[bytes, str]:
+    """The ciphertext and blind index of a patient block (empty index when カナ or 生年月日 is missing)."""
+    ring = keyring()
+    kana, birth = _kana(patient), patient.get("birth_date")
+    index = ring.blind_index(patient_search_value(kana, date.fromisoformat(birth))) if kana and birth else ""
+    return ring.encrypt_json(patient, _aad(doc)), index
+
+
+def set_patient(doc: Document, patient: dict):
+    if doc.uid is None:
+        doc.uid = uuid.uuid4().hex
+    doc.patient_cipher, doc.patient_index = _sealed(doc, patient)
+
+
+def _kana(patient: dict) -> str:
+    return f"{patient.get('family_kana', '')}{patient.get('given_kana', '')}"
+
+
+def patient_criterion(kana: str, birth_date: date):
+    """Rows whose patient has this カナ and 生年月日 (any index key, so a rotation in progress still finds them)."""
+    return Document.patient_index.in_(keyring().blind_indexes(patient_search_value(kana, birth_date)))
+
+
+def patient_name(patient: dict) -> str:
+    return f"{patient.get('family_name', '')} {patient.get('given_name', '')}".strip()
+
+
+KANA_RE = re.compile(r"^[\u30A0-\u30FF]+$")
+
+
+def parse_date(text: str, label: str, problems: list) -> date | None:
+    text = unicodedata.normalize("NFKC", text or "").strip().replace("/", "-")
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else \
+            date(*map(int, re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", text).groups()))
+    except (AttributeError, ValueError):
+        problems.append((label, f"「{label}」: 正しい日付ではありません（例 2026-04-01）。"))
+        return None
+
+
+def clean_patient(raw: dict) -> tuple[dict, list]:
+    """Normalise and check the patient block. Returns (patient, [(field, message)]); required is finalize's job."""
+    problems = []
+    patient = {}
+    for key, label in PATIENT_FIELDS.items():
+        value = unicodedata.normalize("NFKC", str(raw.get(key) or "")).strip()
+        value = re.sub(r"\s+", " ", value)
+        if not value:
+            continue
+        if key in ("family_kana", "given_kana"):
+            value = "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in value).replace(" ", "")
+            if not KANA_RE.match(value):
+                problems.append((key, f"「{label}」: カタカナで入力してください。"))
+        elif key == "sex" and value not in SEX_LABELS:
+            problems.append((key, f"「{label}」: 選択肢にない値です。"))
+        elif key == "insurance_kind" and value not in INSURANCE_KIND_LABELS:
+            problems.append((key, f"「{label}」: 選択肢にない値です。"))
+        elif key == "birth_date":
+            found = []
+            parsed = parse_date(value, label, found)
+            if found:
+                problems.append((key, found[0][1]))
+            elif parsed and parsed > date.today():
+                problems.append((key, f"「{label}」: 未来の日付です。"))
+            value = parsed.isoformat() if parsed else value
+        elif key == "postal_code":
+            value = value.replace("-", "")
+            if not re.fullmatch(r"\d{7}", value):
+                problems.append((key, f"「{label}」: 7桁の数字で入力してください。"))
+        elif key == "insurer_number" and not re.fullmatch(r"\d{6}|\d{8}", value):
+            problems.append((key, f"「{label}」: 6桁または8桁の数字で入力してください。"))
+        elif len(value) > 200:
+            problems.append((key, f"「{label}」: 200文字以内で入力してください。"))
+        patient[key] = value
+    return patient, problems
+
+
+def patient_display(patient: dict) -> list[tuple[str, str]]:
+    from nanbyo.notices import both_dates
+    rows = []
+    for key, label in PATIENT_FIELDS.items():
+        value = patient.get(key, "")
+        if key == "sex":
+            value = SEX_LABELS.get(value, value)
+        elif key == "insurance_kind":
+            value = INSURANCE_KIND_LABELS.get(value, value)
+        elif key == "birth_date" and value:
+            value = both_dates(date.fromisoformat(value))
+        rows.append((label, value))
+    return rows
+
+
+# --- who may write what ------------------------------------------------------------------------------------------
+
+def doctor_kinds_for(kind: str, application_kind: str) -> set[str]:
+    """Designations that allow writing this document. 協力難病指定医: 更新 臨個票 only."""
+    if kind == SHOMAN:
+        return {"shoman"}
+    return {"nanbyo", "nanbyo_kyoryoku"} if application_kind == RENEWAL else {"nanbyo"}
+
+
+def authoring_problems(user, kind, application_kind, author, institution) -> list[str]:
+    """Why `user` may not write a document of this kind as `author` at `institution` (empty when allowed)."""
+    problems = []
+    if author is None or author.role != DESIGNATED_DOCTOR:
+        return ["作成者（指定医）を選択してください。"]
+    if institution is None:
+        return ["医療機関を選択してください。"]
+    if not doctor_kinds_for(kind, application_kind) & author.doctor_kinds:
+        if kind == SHOMAN:
+            problems.append("小慢の医療意見書は小慢指定医だけが作成できます。")
+        elif application_kind == NEW and "nanbyo_kyoryoku" in author.doctor_kinds:
+            problems.append("協力難病指定医は更新の臨床調査個人票だけを作成できます（新規・変更は難病指定医）。")
+        else:
+            problems.append("臨床調査個人票は難病指定医（更新は協力難病指定医も）だけが作成できます。")
+    if institution.id not in {m.institution_id for m in author.memberships}:
+        problems.append("作成者はこの医療機関に所属していません。")
+    if user.role in OPERATOR_ROLES:
+        return problems
+    if user.role == DESIGNATED_DOCTOR and user.id != author.id:
+        problems.append("指定医は自分が作成者の書類だけを作成できます。")
+    if user.role == INSTITUTION_STAFF and institution.id not in {m.institution_id for m in user.memberships}:
+        problems.append("所属していない医療機関の書類は作成できません。")
+    if user.role not in (DESIGNATED_DOCTOR, INSTITUTION_STAFF):
+        problems.append("書類を作成する権限がありません。")
+    return problems
+
+
+def definition_of(doc: Document):
+    return formdefs.definition(doc.form_code)
+
+
+def age_on(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def finalize_problems(doc: Document, today: date | None = None) -> list[str]:
+    """Everything that must hold before a document is finalized (and while it stays finalized)."""
+    today = today or date.today()
+    problems = []
+    patient = patient_of(doc)
+    for key in PATIENT_REQUIRED:
+        if not patient.get(key):
+            problems.append(f"「{PATIENT_FIELDS[key]}」を入力してください。")
+    _, checks = clean_patient(patient)
+    problems += [message for _, message in checks]
+    if doc.disease is None:
+        problems.append("疾病を選択してください。")
+    if doc.diagnosed_on is None:
+        problems.append("「診断年月日」を入力してください。")
+    if doc.written_on is None:
+        problems.append("「作成年月日」を入力してください。")
+    if doc.explained_on is None:
+        problems.append("DB登録について患者（保護者）に説明した日（説明日）を入力してください。説明は確定の前に必要です。")
+    if doc.diagnosed_on and doc.written_on and doc.diagnosed_on > doc.written_on:
+        problems.append("診断年月日は作成年月日以前の日付にしてください。")
+    if doc.written_on and doc.written_on > today:
+        problems.append("作成年月日に未来の日付は入力できません。")
+    if doc.explained_on and doc.explained_on > today:
+        problems.append("説明日に未来の日付は入力できません。")
+    birth = date.fromisoformat(patient["birth_date"]) if patient.get("birth_date") and not checks else None
+    if birth and doc.diagnosed_on and doc.diagnosed_on < birth:
+        problems.append("診断年月日が生年月日より前です。")
+    if birth and doc.kind == SHOMAN and doc.written_on and age_on(birth, doc.written_on) >= SHOMAN_AGE_LIMIT:
+        problems.append(f"小児慢性特定疾病の対象は申請時に{SHOMAN_AGE_LIMIT}歳未満の方です"
+                        f"（作成年月日に{age_on(birth, doc.written_on)}歳）。")
+    problems += authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author, doc.institution)
+    _, item_problems = formdefs.validate(definition_of(doc), doc.items or {}, finalize=True)
+    problems += [message for _, message in item_problems]
+    return problems
+
+
+def finalize(doc: Document, user):
+    doc.status = FINALIZED
+    doc.finalized_at = utcnow()
+    if not doc.access_key:
+        doc.access_key = new_access_key()
+    db.session.commit()
+    audit.record("document_finalize", target=doc, actor=user)
+
+
+# --- corrections -------------------------------------------------------------------------------------------------
+
+def _correction_aad(doc: Document, field: str) -> bytes:
+    return f"correction:{doc.uid}:{field}".encode()
+
+
+def record_correction(doc: Document, field: str, label: str, old, new, user):
+    db.session.add(DocumentCorrection(
+        document=doc, field=field, label=label, user_id=user.id, user_role=user.role,
+        values_cipher=keyring().encrypt_json({"old": old, "new": new}, _correction_aad(doc, field))))
+
+
+def correction_values(correction: DocumentCorrection) -> dict:
+    return keyring().decrypt_json(correction.values_cipher, _correction_aad(correction.document, correction.field))
+
+
+# --- key lookup --------------------------------------------------------------------------------------------------
+
+@dataclass
+class LookupResult:
+    document: Document | None
+    message: str = ""
+    throttled: bool = False
+
+
+def _recent_lookups(user, since: datetime, result=None) -> int:
+    query = select(func.count()).select_from(OperationLog).where(
+        OperationLog.actor_id == user.id, OperationLog.action == "key_lookup", OperationLog.created_at >= since)
+    if result:
+        query = query.where(OperationLog.result == result)
+    return db.session.execute(query).scalar()
+
+
+def lookup_throttled(user) -> bool:
+    """Per user: too many failed keys in the window, or too many lookups in a minute."""
+    config = current_app.config
+    now = utcnow()
+    failures = _recent_lookups(user, now - config["NANBYO_KEY_LOOKUP_WINDOW"], "failure")
+    if failures >= config["NANBYO_KEY_LOOKUP_MAX_FAILURES"]:
+        return True
+    return _recent_lookups(user, now - timedelta(minutes=1)) >= config["NANBYO_KEY_LOOKUP_MAX_PER_MINUTE"]
+
+
+NOT_FOUND = "このアクセスキーの書類は見つかりません。キーを確かめてください（提出先が他の自治体の書類は照会できません）。"
+
+
+def lookup_key(user, typed: str) -> LookupResult:
+    """A municipality user looks a key up. Every attempt is logged; the key itself never is."""
+    if lookup_throttled(user):
+        audit.record("key_lookup", actor=user, target_type="document", result="throttled")
+        minutes = int(current_app.config["NANBYO_KEY_LOOKUP_WINDOW"].total_seconds() // 60)
+        return LookupResult(None, f"照会の回数が上限を超えました。{minutes}分ほど待ってから再度お試しください。"
+                                  "（連続して失敗した照会は記録されています）", throttled=True)
+    key, error = normalise_access_key(typed)
+    if error:
+        audit.record("key_lookup", actor=user, target_type="document", result="failure",
+                     data={"reason": "format"})
+        return LookupResult(None, error)
+    doc = db.session.execute(select(Document).where(
+        Document.access_key == key, Document.municipality_id == user.municipality_id,
+        Document.status.in_(KEY_LOOKUP_STATUSES))).scalar_one_or_none()
+    if doc is None:
+        audit.record("key_lookup", actor=user, target_type="document", result="failure",
+                     data={"reason": "not_found"})
+        return LookupResult(None, NOT_FOUND)
+    first = doc.status == FINALIZED
+    if first:
+        doc.status = RECEIVED
+        doc.received_at = utcnow()
+        doc.received_by_id = user.id
+        db.session.commit()
+    audit.record("key_lookup", actor=user, target=doc, data={"received": first})
+    return LookupResult(doc, "書類を受け付けました。" if first else "書類を表示します。")
+
+
+# --- key rotation ------------------------------------------------------------------------------------------------
+
+def rotate_keys(batch_size=500, progress=None) -> dict:
+    """Re-encrypt every patient block and correction under a new data key and re-index under a new index key.
+
+    The new keys are saved (and active) before any row changes, and old keys are dropped only after every row was
+    rewritten, so an interrupted rotation can simply be run again: every row stays readable throughout.
+    """
+    ring = keyring()
+    ring.begin_rotation()
+    counts = {"documents": 0, "corrections": 0}
+    for model, attr, count_key in ((Document, "patient_cipher", "documents"),
+                                   (DocumentCorrection, "values_cipher", "corrections")):
+        last_id = 0
+        while True:
+            rows = db.session.execute(select(model).where(model.id > last_id).order_by(model.id)
+                                      .limit(batch_size)).scalars().all()
+            if not rows:
+                break
+            for row in rows:
+                if model is Document:
+                    cipher, index = _sealed(row, patient_of(row))
+                    # Not a user's edit: a plain UPDATE keeps version_id, so a form open meanwhile still saves.
+                    db.session.execute(Document.__table__.update().where(Document.id == row.id).values(
+                        patient_cipher=cipher, patient_index=index))
+                else:
+                    aad = _correction_aad(row.document, row.field)
+                    row.values_cipher = ring.encrypt_json(ring.decrypt_json(row.values_cipher, aad), aad)
+                counts[count_key] += 1
+            last_id = rows[-1].id
+            db.session.commit()
+            if progress:
+                progress(count_key, counts[count_key])
+    ring.finish_rotation()
+    return counts
+
+
+# --- saving ------------------------------------------------------------------------------------------------------
+
+class StaleDocument(Exception):
+    """The document changed since the form was opened."""
+
+
+STALE = ("この書類は、画面を開いた後に他の利用者（または別の画面）が更新しています。"
+         "上書きを防ぐため保存しませんでした。最新の内容を開き直し、もう一度入力してください。")
+
+
+def check_version(doc: Document, form_version):
+    if str(form_version or "") != str(doc.version_id):
+        raise StaleDocument(STALE)
+
+
+def _date_text(value):
+    return value.isoformat() if isinstance(value, date) else (value or "")
+
+
+def _changes(old: dict, new: dict, labels: dict, prefix: str):
+    for key in dict.fromkeys([*old, *new]):
+        if old.get(key) != new.get(key):
+            yield f"{prefix}{key}", labels.get(key, key), old.get(key), new.get(key)
+
+
+def save_content(doc: Document, raw: dict, item_raw, user) -> list[str]:
+    """Apply the dates, patient block and disease items from a form. All or nothing: on any problem (or a document
+    that is finalized and would stop passing the finalize checks) nothing changes and the problems are returned.
+    Changes to a document that is no longer a draft are recorded field by field."""
+    from nanbyo.document_codes import DOCUMENT_FIELDS
+    problems = []
+    dates = {key: parse_date(raw.get(key, ""), label, problems) for key, label in DOCUMENT_FIELDS.items()}
+    problems = [message for _, message in problems]
+    patient, patient_problems = clean_patient(raw)
+    problems += [message for _, message in patient_problems]
+    definition = definition_of(doc)
+    items, item_problems = formdefs.validate(definition, item_raw, finalize=False)
+    problems += [message for _, message in item_problems]
+    if problems:
+        return problems
+
+    old_patient, old_items = patient_of(doc), dict(doc.items or {})
+    old_dates = {key: _date_text(getattr(doc, key)) for key in DOCUMENT_FIELDS}
+    changes = [*_changes(old_dates, {k: _date_text(v) for k, v in dates.items()}, DOCUMENT_FIELDS, ""),
+               *_changes(old_patient, patient, PATIENT_FIELDS, "patient."),
+               *_changes(old_items, items, {i.id: i.label for i in definition.items}, "items.")]
+    with db.session.no_autoflush:
+        for key, value in dates.items():
+            setattr(doc, key, value)
+        if patient != old_patient or not doc.patient_cipher:
+            set_patient(doc, patient)
+        doc.items = items
+        if doc.status != DRAFT:
+            final = finalize_problems(doc)
+            if final:
+                db.session.rollback()
+                return ["確定済みの書類は、確定の条件を満たす内容でだけ保存できます。"] + final
+            for field, label, old, new in changes:
+                record_correction(doc, field, label, old, new, user)
+    return []
+
+
+def review_problems(doc: Document, values: dict) -> list[str]:
+    problems = []
+    if values["valid_from"] and values["valid_until"] and values["valid_from"] > values["valid_until"]:
+        problems.append("有効期間の開始は終了以前の日付にしてください。")
+    if values["review_result"] == "approved" and not (values["valid_from"] and values["valid_until"]):
+        problems.append("認定の場合は有効期間（開始・終了）を入力してください。")
+    if values["application_received_on"] and values["application_received_on"] > date.today():
+        problems.append("申請受付日に未来の日付は入力できません。")
+    return problems
+
+
+def save_review(doc: Document, raw: dict, user, complete=False) -> list[str]:
+    """The municipality's 行政記載欄 and 審査結果; every change is in the correction history."""
+    from nanbyo.document_codes import ADMIN_FIELDS, COMPLETED, REVIEWED, REVIEW_RESULT_LABELS
+    problems = []
+    values = {}
+    for key in ("application_received_on", "valid_from", "valid_until"):
+        values[key] = parse_date(raw.get(key, ""), ADMIN_FIELDS[key], problems)
+    problems = [message for _, message in problems]
+    for key, limit in (("reception_no", 30), ("recipient_no", 30), ("severity", 100), ("review_note", 2000)):
+        values[key] = unicodedata.normalize("NFKC", raw.get(key) or "").strip()
+        if len(values[key]) > limit:
+            problems.append(f"「{ADMIN_FIELDS[key]}」: {limit}文字以内で入力してください。")
+    consent = raw.get("research_consent") or ""
+    if consent not in ("", "0", "1"):
+        problems.append(f"「{ADMIN_FIELDS['research_consent']}」: 選択肢にない値です。")
+    values["research_consent"] = None if consent in ("", None) else consent == "1"
+    result = raw.get("review_result") or None
+    if result is not None and result not in REVIEW_RESULT_LABELS:
+        problems.append(f"「{ADMIN_FIELDS['review_result']}」: 選択肢にない値です。")
+    values["review_result"] = result
+    problems += review_problems(doc, values) if not problems else []
+    if complete and not values["review_result"]:
+        problems.append("登録完了にするには審査結果を入力してください。")
+    if complete and values["review_result"] == "pending":
+        problems.append("審査結果が保留の書類は登録完了にできません。")
+    if problems:
+        return problems
+    for key, value in values.items():
+        old = getattr(doc, key)
+        if old != value:
+            record_correction(doc, key, ADMIN_FIELDS[key], _date_text(old) if old is not None else None,
+                              _date_text(value) if value is not None else None, user)
+            setattr(doc, key, value)
+    if values["review_result"] and doc.reviewed_at is None:
+        doc.reviewed_at = utcnow()
+    if values["review_result"]:
+        doc.status = REVIEWED
+    if complete:
+        doc.status = COMPLETED
+        doc.completed_at = utcnow()
+    return []

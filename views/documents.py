@@ -1,0 +1,471 @@
+"""Documents: list, write, finalize, print, key lookup, review, patient search — one view, every URL scoped."""
+from datetime import date
+
+from flask import Response, abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_login import current_user
+from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.exc import StaleDataError
+
+from forms.documents import (ConfirmForm, LookupForm, NewDocumentForm, PatientSearchForm, ReviewForm,
+                             content_form_class)
+from models.accounts import Designation, Membership, User
+from models.documents import Document
+from models.institutions import Institution, Municipality
+from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
+from nanbyo import access, audit, documents, formdefs
+from nanbyo.document_codes import (ADMIN_FIELDS, APPLICATION_KIND_LABELS, CONSENT_LABELS, DRAFT, KIND_LABELS,
+                                   KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS)
+from nanbyo.extensions import db
+from nanbyo.notices import both_dates
+from nanbyo.roles import DESIGNATED_DOCTOR, OPERATOR_ROLES
+from views.base import ScopedModelView
+
+SEARCH_LIMIT = 100
+
+
+def _label(labels, attr):
+    return lambda v, c, m, n: labels.get(getattr(m, attr), getattr(m, attr) or "")
+
+
+def _patient_name(v, c, m, n):
+    return documents.patient_name(documents.patient_of(m))
+
+
+def _disease_label(doc_or_disease, kind=None):
+    disease = doc_or_disease.disease if isinstance(doc_or_disease, Document) else doc_or_disease
+    if disease is None:
+        return ""
+    if isinstance(disease, NanbyoDisease):
+        return f"告示番号{disease.notification_no} {disease.name_ja}"
+    return f"{disease.shoman_code} {disease.name_ja}"
+
+
+class DocumentView(ScopedModelView):
+    area = "documents"
+    list_template = "documents/list.html"
+    column_list = ["id", "kind", "application_kind", "disease", "patient", "status", "written_on", "institution",
+                   "author", "municipality", "access_key"]
+    column_labels = {
+        "id": "No.", "kind": "種類", "application_kind": "申請区分", "disease": "疾病", "patient": "患者氏名",
+        "status": "状態", "written_on": "作成年月日", "diagnosed_on": "診断年月日", "institution": "医療機関",
+        "author": "作成者", "municipality": "提出先", "access_key": "アクセスキー",
+        "institution.code": "医療機関コード", "author.login_id": "作成者ID", "municipality.code": "提出先コード",
+        "disease_label": "疾病", **ADMIN_FIELDS,
+    }
+    column_formatters = {
+        "kind": _label(KIND_SHORT_LABELS, "kind"), "application_kind": _label(APPLICATION_KIND_LABELS,
+                                                                              "application_kind"),
+        "status": _label(STATUS_LABELS, "status"), "disease": lambda v, c, m, n: _disease_label(m),
+        "patient": _patient_name, "institution": lambda v, c, m, n: m.institution.name,
+        "author": lambda v, c, m, n: m.author.name, "municipality": lambda v, c, m, n: m.municipality.name,
+    }
+    # Every filter is on an indexed column of the document itself; no dropdown of a large table.
+    column_filters = ["status", "kind", "application_kind", "written_on"]
+    column_sortable_list = ["id", "written_on", "status"]
+    column_default_sort = ("id", True)
+    column_select_related_list = [Document.nanbyo_disease, Document.shoman_disease, Document.institution,
+                                  Document.author, Document.municipality]
+    # No COUNT(*) over a million rows: the pager only offers previous/next.
+    simple_list_pager = True
+    can_view_details = True
+    # Exports carry no patient data: identifying data leaves the system only on the doctor's print.
+    column_export_list = ["id", "kind", "application_kind", "disease_label", "status", "written_on", "diagnosed_on",
+                          "institution.code", "author.login_id", "municipality.code", "reception_no",
+                          "recipient_no", "application_received_on", "research_consent", "review_result",
+                          "valid_from", "valid_until", "severity"]
+    extra_view_permissions = {
+        "finalize_view": "finalize", "print_view": "print", "sheet_view": "print",
+        "lookup_view": "review", "review_view": "review", "correct_view": "review", "patient_search_view": "list",
+    }
+
+    def get_export_value(self, model, name):
+        if name == "disease_label":
+            return _disease_label(model)
+        labels = {"kind": KIND_SHORT_LABELS, "application_kind": APPLICATION_KIND_LABELS, "status": STATUS_LABELS,
+                  "review_result": REVIEW_RESULT_LABELS}
+        if name in labels:
+            return labels[name].get(getattr(model, name), "")
+        if name == "research_consent":
+            return CONSENT_LABELS["" if model.research_consent is None else str(int(model.research_consent))]
+        return super().get_export_value(model, name)
+
+    # --- rows ----------------------------------------------------------------------------------------------------
+    def row(self, purpose, doc_id=None):
+        """The document named by ?id= if this user may use it for `purpose`; 404 otherwise (no hint it exists)."""
+        doc_id = doc_id if doc_id is not None else request.args.get("id", "")
+        if not str(doc_id).isdigit():
+            abort(404)
+        doc = self.scoped_query(purpose).filter(Document.id == int(doc_id)).one_or_none()
+        if doc is None:
+            abort(404)
+        return doc
+
+    def may(self, doc, purpose):
+        return self.scoped_query(purpose).filter(Document.id == doc.id).first() is not None
+
+    # --- list ----------------------------------------------------------------------------------------------------
+    def render(self, template, **kwargs):
+        kwargs.setdefault("may_create", self._may("create"))
+        kwargs.setdefault("may_review", self._may("review"))
+        return super().render(template, **kwargs)
+
+    # --- create: step 1 chooses the kind, the disease, who writes and where it goes --------------------------------
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self):
+        kind = request.args.get("kind")
+        if kind not in KIND_LABELS:
+            return self.render("documents/choose_kind.html", kinds=KIND_LABELS)
+        form = NewDocumentForm()
+        self._fill_new_form(form, kind)
+        if form.validate_on_submit():
+            doc, problems = self._new_document(form, kind)
+            if not problems:
+                db.session.add(doc)
+                documents.set_patient(doc, {})
+                db.session.commit()
+                audit.record("create", target=doc, data={"kind": kind, "form": doc.form_code})
+                flash("下書きを作成しました。内容を入力して保存してください。", "success")
+                return redirect(url_for(".edit_view", id=doc.id))
+            for p in problems:
+                flash(p, "error")
+        return self.render("documents/new.html", form=form, kind=kind, kind_label=KIND_LABELS[kind],
+                           operator=current_user.role in OPERATOR_ROLES)
+
+    def _fill_new_form(self, form, kind):
+        form.disease.choices = disease_choices(kind)
+        munis = db.session.execute(select(Municipality).order_by(Municipality.code)).scalars().all()
+        form.municipality.choices = [(str(m.id), m.name) for m in munis]
+        user = current_user
+        if user.role in OPERATOR_ROLES:
+            return
+        institutions = [m.institution for m in user.memberships]
+        form.institution.choices = [(str(i.id), f"{i.name}（{i.code}）") for i in institutions]
+        if user.role == DESIGNATED_DOCTOR:
+            form.author.choices = [(str(user.id), user.name)]
+        else:
+            doctors = db.session.execute(
+                select(User).join(Membership).where(Membership.institution_id.in_([i.id for i in institutions]),
+                                                    User.role == DESIGNATED_DOCTOR)
+                .order_by(User.name_kana).distinct()).scalars().all()
+            form.author.choices = [(str(d.id), f"{d.name}（{d.designation_text}）") for d in doctors]
+        if request.method == "GET" and institutions:
+            form.municipality.data = str(institutions[0].municipality_id)
+
+    def _new_document(self, form, kind):
+        user = current_user
+        if user.role in OPERATOR_ROLES:
+            institution = db.session.execute(select(Institution).filter_by(
+                code=(form.institution_code.data or "").strip())).scalar_one_or_none()
+            typed = (form.author_number.data or "").strip()
+            author = db.session.execute(select(User).outerjoin(Designation).where(
+                User.role == DESIGNATED_DOCTOR, or_(User.login_id == typed, Designation.number == typed))
+                .limit(2)).unique().scalars().all()
+            if institution is None:
+                return None, ["その医療機関コードの医療機関は登録されていません。"]
+            if len(author) != 1:
+                return None, ["その指定医番号・ログインIDの指定医が見つかりません（または特定できません）。"]
+            author = author[0]
+        else:
+            institution = next((m.institution for m in user.memberships if str(m.institution_id) ==
+                                form.institution.data), None)
+            author = db.session.get(User, int(form.author.data)) if (form.author.data or "").isdigit() else None
+            if author is not None and str(author.id) not in dict(form.author.choices):
+                author = None
+        disease = disease_by_choice(kind, form.disease.data)
+        municipality = db.session.get(Municipality, int(form.municipality.data)) \
+            if (form.municipality.data or "").isdigit() else None
+        problems = []
+        if disease is None:
+            problems.append("疾病を選択してください。")
+        if municipality is None:
+            problems.append("提出先の自治体を選択してください。")
+        problems += documents.authoring_problems(user, kind, form.application_kind.data, author, institution)
+        if problems:
+            return None, problems
+        doc = Document(kind=kind, application_kind=form.application_kind.data,
+                       form_code=formdefs.definition_for(kind, disease).code, author=author, created_by_id=user.id,
+                       institution=institution, municipality=municipality, status=DRAFT, written_on=date.today(),
+                       items={})
+        if kind == SHOMAN:
+            doc.shoman_disease = disease
+        else:
+            doc.nanbyo_disease = disease
+        return doc, []
+
+    # --- write: the dates, the patient block and the disease items -------------------------------------------------
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self):
+        return self._content_view(self.row("write"), "write")
+
+    @expose("/correct/", methods=("GET", "POST"))
+    def correct_view(self):
+        """The municipality corrects what the doctor wrote; every change goes to the correction history."""
+        return self._content_view(self.row("review"), "review")
+
+    def _content_view(self, doc, purpose):
+        definition = documents.definition_of(doc)
+        form_class = content_form_class(definition)
+        if request.method == "POST":
+            form = form_class()
+        else:
+            form = form_class(data=self._content_data(doc, definition))
+        may_finalize = purpose == "write" and self.may(doc, "finalize") and self._may("finalize")
+        if form.validate_on_submit():
+            finalize_after = request.form.get("finalize") == "1" and may_finalize
+            problems = self._save_content(doc, form, definition)
+            if problems is None:
+                return redirect(url_for(".edit_view" if purpose == "write" else ".correct_view", id=doc.id))
+            if not problems:
+                if finalize_after:
+                    return self._finalize(doc)
+                flash("保存しました。", "success")
+                return redirect(url_for(".details_view", id=doc.id))
+            for p in problems:
+                flash(p, "error")
+        return self.render("documents/edit.html", doc=doc, form=form, definition=definition, purpose=purpose,
+                           may_finalize=may_finalize, header=self._header(doc),
+                           sections=[(s.title, [formdefs.field_name(i) for i in s.items]) for s in definition.sections])
+
+    def _content_data(self, doc, definition):
+        data = {"version": doc.version_id}
+        for key in ("diagnosed_on", "written_on", "explained_on"):
+            value = getattr(doc, key)
+            data[key] = value.isoformat() if value else ""
+        data.update(documents.patient_of(doc))
+        data.update(formdefs.form_data(definition, doc.items or {}))
+        return data
+
+    def _save_content(self, doc, form, definition):
+        """[] when saved, a list of problems when refused, None after a conflict (already flashed)."""
+        try:
+            documents.check_version(doc, form.version.data)
+            raw = {name: request.form.get(name, "") for name in (*form.date_fields, *form.patient_fields)}
+            problems = documents.save_content(doc, raw, formdefs.raw_from_form(definition, request.form),
+                                              current_user)
+            if problems:
+                db.session.rollback()
+                return problems
+            changed = sorted(a.key for a in db.inspect(doc).attrs if a.history.has_changes())
+            db.session.commit()
+        except (documents.StaleDocument, StaleDataError):
+            db.session.rollback()
+            flash(documents.STALE, "error")
+            audit.record("update", target=doc, result="conflict")
+            return None
+        audit.record("update", target=doc, data={"fields": [c for c in changed if c != "patient_index"]})
+        return []
+
+    # --- finalize ------------------------------------------------------------------------------------------------
+    @expose("/finalize/", methods=("POST",))
+    def finalize_view(self):
+        doc = self.row("finalize")
+        form = ConfirmForm()
+        if not form.validate_on_submit():
+            abort(400)
+        return self._finalize(doc)
+
+    def _finalize(self, doc):
+        problems = documents.finalize_problems(doc)
+        if problems:
+            flash("確定できません。次の点を修正してください。", "error")
+            for p in problems:
+                flash(p, "error")
+            return redirect(url_for(".edit_view", id=doc.id))
+        try:
+            documents.finalize(doc, current_user)
+        except StaleDataError:
+            db.session.rollback()
+            flash(documents.STALE, "error")
+            return redirect(url_for(".details_view", id=doc.id))
+        flash(f"確定しました。アクセスキー {doc.access_key} を印刷して患者に渡してください。", "success")
+        return redirect(url_for(".details_view", id=doc.id))
+
+    # --- details -------------------------------------------------------------------------------------------------
+    @expose("/details/")
+    def details_view(self):
+        doc = self.row("read")
+        definition = documents.definition_of(doc)
+        audit.record("document_view", target=doc)
+        corrections = [(c, documents.correction_values(c)) for c in doc.corrections]
+        return self.render(
+            "documents/details.html", doc=doc, header=self._header(doc),
+            patient_rows=documents.patient_display(documents.patient_of(doc)),
+            sections=formdefs.display_sections(definition, doc.items or {}),
+            admin_rows=self._admin_rows(doc), corrections=corrections, confirm_form=ConfirmForm(),
+            may_write=self._may("edit") and self.may(doc, "write"),
+            may_delete=self._may("delete") and self.may(doc, "write"),
+            may_finalize=self._may("finalize") and self.may(doc, "finalize"),
+            may_review=self._may("review") and self.may(doc, "review"),
+            may_print=self._may("print"))
+
+    def _header(self, doc):
+        def d(value):
+            return both_dates(value) if value else ""
+        return [("書類", f"{KIND_LABELS[doc.kind]}（{APPLICATION_KIND_LABELS[doc.application_kind]}）"),
+                ("疾病", _disease_label(doc)), ("状態", STATUS_LABELS[doc.status]),
+                ("アクセスキー", doc.access_key or "（確定時に発行）"), ("作成者", f"{doc.author.name}"),
+                ("医療機関", f"{doc.institution.name}（{doc.institution.code}）"),
+                ("提出先", doc.municipality.name), ("作成年月日", d(doc.written_on)),
+                ("診断年月日", d(doc.diagnosed_on)), ("説明日（DB登録の説明）", d(doc.explained_on))]
+
+    def _admin_rows(self, doc):
+        def text(key):
+            value = getattr(doc, key)
+            if key == "review_result":
+                return REVIEW_RESULT_LABELS.get(value, "")
+            if key == "research_consent":
+                return CONSENT_LABELS["" if value is None else str(int(value))]
+            if isinstance(value, date):
+                return both_dates(value)
+            return value or ""
+        return [(label, text(key)) for key, label in ADMIN_FIELDS.items()]
+
+    # --- print ---------------------------------------------------------------------------------------------------
+    def _printable(self, doc):
+        from nanbyo.document_print import PrintableDocument
+        designation = next((str(d) for d in doc.author.designations
+                            if d.kind in documents.doctor_kinds_for(doc.kind, doc.application_kind)), "")
+        return PrintableDocument(
+            form_title=KIND_LABELS[doc.kind], kind=doc.kind,
+            application_kind_label=APPLICATION_KIND_LABELS[doc.application_kind],
+            disease_label=_disease_label(doc), access_key=doc.access_key or "", written_on=doc.written_on,
+            diagnosed_on=doc.diagnosed_on, patient_rows=documents.patient_display(documents.patient_of(doc)),
+            sections=formdefs.display_sections(documents.definition_of(doc), doc.items or {}),
+            doctor_name=doc.author.name, doctor_designation=designation, institution_name=doc.institution.name,
+            institution_code=doc.institution.code, institution_address=doc.institution.address,
+            destination_name=doc.municipality.name, explained_on=doc.explained_on, document_uid=doc.uid)
+
+    def _pdf(self, body, name):
+        return Response(body, mimetype="application/pdf",
+                        headers={"Content-Disposition": f"inline; filename={name}", "Cache-Control": "no-store"})
+
+    @expose("/print/")
+    def print_view(self):
+        from nanbyo.document_print import render_document_pdf
+        doc = self.row("read")
+        audit.record("document_print", target=doc, data={"sheet": "document"})
+        return self._pdf(render_document_pdf(self._printable(doc)), f"document_{doc.id}.pdf")
+
+    @expose("/sheet/")
+    def sheet_view(self):
+        from nanbyo.document_print import render_key_sheet_pdf
+        doc = self.row("read")
+        if not doc.access_key:
+            flash("アクセスキーは確定時に発行されます。先に確定してください。", "error")
+            return redirect(url_for(".details_view", id=doc.id))
+        audit.record("document_print", target=doc, data={"sheet": "key"})
+        return self._pdf(render_key_sheet_pdf(self._printable(doc)), f"access_key_{doc.id}.pdf")
+
+    # --- municipality --------------------------------------------------------------------------------------------
+    @expose("/lookup/", methods=("GET", "POST"))
+    def lookup_view(self):
+        form = LookupForm()
+        if form.validate_on_submit():
+            result = documents.lookup_key(current_user, form.access_key.data)
+            if result.document is not None:
+                flash(result.message, "success")
+                return redirect(url_for(".details_view", id=result.document.id))
+            flash(result.message, "error")
+            form.access_key.data = ""
+        return self.render("documents/lookup.html", form=form)
+
+    @expose("/review/", methods=("GET", "POST"))
+    def review_view(self):
+        doc = self.row("review")
+        form = ReviewForm() if request.method == "POST" else ReviewForm(data=self._review_data(doc))
+        if form.validate_on_submit():
+            try:
+                documents.check_version(doc, form.version.data)
+                problems = documents.save_review(doc, request.form, current_user,
+                                                 complete=request.form.get("complete") == "1")
+                if problems:
+                    db.session.rollback()
+                    for p in problems:
+                        flash(p, "error")
+                else:
+                    status = doc.status
+                    db.session.commit()
+                    audit.record("document_review", target=doc, data={"status": status})
+                    flash("登録完了にしました。" if status == "completed" else "保存しました。", "success")
+                    return redirect(url_for(".details_view", id=doc.id))
+            except (documents.StaleDocument, StaleDataError):
+                db.session.rollback()
+                flash(documents.STALE, "error")
+                audit.record("document_review", target=doc, result="conflict")
+                return redirect(url_for(".review_view", id=doc.id))
+        return self.render("documents/review.html", doc=doc, form=form, header=self._header(doc))
+
+    def _review_data(self, doc):
+        data = {"version": doc.version_id}
+        for key in ADMIN_FIELDS:
+            value = getattr(doc, key)
+            if key == "research_consent":
+                value = "" if value is None else str(int(value))
+            elif isinstance(value, date):
+                value = value.isoformat()
+            data[key] = value or ""
+        return data
+
+    # --- patient search ------------------------------------------------------------------------------------------
+    @expose("/patient-search/")
+    def patient_search_view(self):
+        form = PatientSearchForm(request.args)
+        results, searched = [], False
+        if request.args:
+            problems = []
+            birth = documents.parse_date(form.birth_date.data, "生年月日", problems)
+            if not form.kana.data or birth is None:
+                flash("カナと生年月日の両方を入力してください（完全一致で検索します）。", "error")
+            elif problems:
+                flash(problems[0][1], "error")
+            else:
+                searched = True
+                results = self.get_query().options(
+                    joinedload(Document.institution), joinedload(Document.author),
+                    joinedload(Document.municipality)).filter(
+                    documents.patient_criterion(form.kana.data, birth)).order_by(
+                    Document.id.desc()).limit(SEARCH_LIMIT).all()
+                audit.record("patient_search", target_type="document", data={"found": len(results)})
+        rows = [(doc, documents.patient_name(documents.patient_of(doc)), _disease_label(doc)) for doc in results]
+        return self.render("documents/patient_search.html", form=form, rows=rows, searched=searched,
+                           limit=SEARCH_LIMIT, status_labels=STATUS_LABELS, kind_labels=KIND_SHORT_LABELS)
+
+    # --- delete --------------------------------------------------------------------------------------------------
+    def delete_model(self, model):
+        audit_target = {"kind": model.kind, "status": model.status}
+        result = super().delete_model(model)
+        if result:
+            audit.record("delete", target_type="document", target_id=str(model.id), data=audit_target)
+        return result
+
+    def after_model_delete(self, model):
+        pass  # logged in delete_model, with what was deleted
+
+
+def disease_choices(kind):
+    """<optgroup>s: 小慢 by 疾患群 (大分類), 難病 by 疾患区分, in master order."""
+    grouped = {}
+    if kind == SHOMAN:
+        groups = {g.group_id: g.name_ja for g in db.session.execute(select(ShomanGroup)).scalars()}
+        for d in db.session.execute(select(ShomanDisease).order_by(ShomanDisease.shoman_code)).scalars():
+            top = d.group_id.split("-")[0]
+            label = f"{top} {groups.get(top, '')} › {d.group_id} {groups.get(d.group_id, '')}"
+            grouped.setdefault(label, []).append((str(d.id), f"{d.shoman_code} {d.name_ja}"))
+    else:
+        categories = {c.id: c.name_ja for c in db.session.execute(select(NanbyoCategory)).scalars()}
+        for d in db.session.execute(select(NanbyoDisease).order_by(NanbyoDisease.notification_no,
+                                                                   NanbyoDisease.is_subtype,
+                                                                   NanbyoDisease.id)).scalars():
+            label = categories.get(d.category_id, "その他")
+            text = f"　{d.name_ja}（病型）" if d.is_subtype else f"{d.notification_no} {d.name_ja}"
+            grouped.setdefault(label, []).append((str(d.id), text))
+    return {"": [("", "（選択してください）")], **grouped}
+
+
+def disease_by_choice(kind, value):
+    if not (value or "").isdigit():
+        return None
+    return db.session.get(ShomanDisease if kind == SHOMAN else NanbyoDisease, int(value))
+
