@@ -1,4 +1,5 @@
 """Documents through the screens: write, finalize, print, key lookup, review; the rules of each step."""
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -477,3 +478,24 @@ def test_demo_has_both_kinds_in_every_status(runner):
     assert {(d.author.login_id, d.institution.code, d.municipality.name) for d in docs} == {
         ("doctor", "1310000017", "東京都")}
     assert all(d.access_key for d in docs if d.status != "draft")
+
+
+def test_list_filters_by_status_and_key_within_the_scope(client, doctor):
+    draft = gen_document(doctor)
+    final = gen_document(doctor, status="finalized")
+    other = gen_document(gen_user("designated_doctor", institution=gen_institution()), status="finalized")
+    login(client, doctor)
+    page = client.get("/admin/document/").get_data(as_text=True)
+    assert "状態" in page and "アクセスキー" in page
+    views = client.application.extensions["admin"][0]._views
+    view = next(v for v in views if getattr(v, "endpoint", "") == "document")
+    index = {f.name: i for i, f in enumerate(view._filters)}
+
+    def listed(name, value):
+        # Flask-Admin names a filter flt0_<index>=value
+        html = client.get("/admin/document/", query_string={f"flt0_{index[name]}": value}).get_data(as_text=True)
+        return {int(i) for i in re.findall(r"details/\?id=(\d+)", html)}
+    assert listed("状態", "draft") == {draft.id}
+    assert listed("状態", "finalized") == {final.id}
+    assert listed("アクセスキー", final.access_key) == {final.id}
+    assert listed("アクセスキー", other.access_key) == set()  # another doctor's key finds nothing here

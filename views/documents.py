@@ -3,6 +3,7 @@ from datetime import date
 
 from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_admin.contrib.sqla.filters import FilterEqual
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
@@ -62,7 +63,11 @@ class DocumentView(ScopedModelView):
         "author": lambda v, c, m, n: m.author.name, "municipality": lambda v, c, m, n: m.municipality.name,
     }
     # Every filter is on an indexed column of the document itself; no dropdown of a large table.
-    column_filters = ["status", "kind", "application_kind", "written_on"]
+    column_filters = [FilterEqual(Document.status, "状態", options=list(STATUS_LABELS.items())),
+                      FilterEqual(Document.kind, "種類", options=list(KIND_SHORT_LABELS.items())),
+                      FilterEqual(Document.application_kind, "申請区分",
+                                  options=list(APPLICATION_KIND_LABELS.items())),
+                      "written_on", FilterEqual(Document.access_key, "アクセスキー"), FilterEqual(Document.id, "No.")]
     column_sortable_list = ["id", "written_on", "status"]
     column_default_sort = ("id", True)
     column_select_related_list = [Document.nanbyo_disease, Document.shoman_disease, Document.institution,
