@@ -151,6 +151,10 @@ def test_posts_are_scoped(client, world, principal):
         else:
             assert r.status_code in (403, 404), f"{principal} {name} finalize {r.status_code}"
     for name, doc_id in world["docs"].items():
+        # The list's mass delete action and the row's delete button: the same documents only.
+        client.post("/admin/document/action/", data={"csrf_token": token, "action": "delete", "rowid": doc_id})
+        db.session.expire_all()
+        assert (db.session.get(Document, doc_id) is None) == (name in expected["write"]), f"{principal} {name}"
         client.post("/admin/document/delete/", data={"csrf_token": token, "id": doc_id})
         db.session.expire_all()
         gone = db.session.get(Document, doc_id) is None
