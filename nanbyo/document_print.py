@@ -24,7 +24,7 @@ from reportlab.platypus import (BaseDocTemplate, CondPageBreak, Flowable, Frame,
                                 Paragraph, Spacer, Table, TableStyle)
 
 from nanbyo.notices import (GOTHIC, MARGIN, MINCHO, MONO, MONO_BOLD, PAGE_HEIGHT, PAGE_WIDTH, CONTENT_WIDTH,
-                            FOOTER_Y, _register_fonts, _style, _text, both_dates)
+                            FOOTER_Y, both_dates, markup_text, paragraph_style, printable, register_fonts)
 
 AUTHOR = "難病・小慢データベース"
 KINDS = ("shoman", "nanbyo")
@@ -32,7 +32,6 @@ KEY_SHEET_HEADING = "アクセスキー（申請書類の電子データ照会�
 SUBMIT_NOTE = "この書類のアクセスキーを申請窓口に提出してください。"
 DRAFT_LABEL = "下書き（確定前）"
 NOT_RECORDED = "―（記載なし）"
-GETA = "〓"  # the customary mark for a character the font cannot print
 
 HEADER_Y = PAGE_HEIGHT - 13 * mm
 FRAME_TOP = PAGE_HEIGHT - 19 * mm
@@ -55,21 +54,21 @@ HEAD_SHADE = colors.HexColor("#D4D4D4")
 DRAFT_RED = colors.HexColor("#B00000")
 
 STYLES = {
-    "title": _style("dp-title", font=GOTHIC, size=15, leading=20),
-    "subtitle": _style("dp-subtitle", font=GOTHIC, size=10.5, leading=15),
-    "sheet-heading": _style("dp-sheet-heading", font=GOTHIC, size=15, leading=21, alignment=TA_CENTER),
-    "sheet-form": _style("dp-sheet-form", font=GOTHIC, size=12.5, leading=18, alignment=TA_CENTER),
-    "key-label": _style("dp-key-label", font=GOTHIC, size=10, leading=14),
-    "key": _style("dp-key", font=MONO_BOLD, size=28, leading=34),
-    "key-sheet": _style("dp-key-sheet", font=MONO_BOLD, size=34, leading=42, alignment=TA_CENTER),
-    "head": _style("dp-head", font=GOTHIC, size=10.5, leading=14),
-    "label": _style("dp-label", font=GOTHIC, size=9, leading=12.5),
-    "value": _style("dp-value", size=9.5, leading=13.5),
-    "small": _style("dp-small", size=8.5, leading=12),
-    "note": _style("dp-note", size=9, leading=13, leftIndent=3.5 * mm, firstLineIndent=-3.5 * mm),
-    "draft": _style("dp-draft", font=GOTHIC, size=9, leading=12, textColor=DRAFT_RED),
-    "draft-key": _style("dp-draft-key", font=GOTHIC, size=22, leading=34, textColor=DRAFT_RED),
-    "signature": _style("dp-signature", size=11, leading=15),
+    "title": paragraph_style("dp-title", font=GOTHIC, size=15, leading=20),
+    "subtitle": paragraph_style("dp-subtitle", font=GOTHIC, size=10.5, leading=15),
+    "sheet-heading": paragraph_style("dp-sheet-heading", font=GOTHIC, size=15, leading=21, alignment=TA_CENTER),
+    "sheet-form": paragraph_style("dp-sheet-form", font=GOTHIC, size=12.5, leading=18, alignment=TA_CENTER),
+    "key-label": paragraph_style("dp-key-label", font=GOTHIC, size=10, leading=14),
+    "key": paragraph_style("dp-key", font=MONO_BOLD, size=28, leading=34),
+    "key-sheet": paragraph_style("dp-key-sheet", font=MONO_BOLD, size=34, leading=42, alignment=TA_CENTER),
+    "head": paragraph_style("dp-head", font=GOTHIC, size=10.5, leading=14),
+    "label": paragraph_style("dp-label", font=GOTHIC, size=9, leading=12.5),
+    "value": paragraph_style("dp-value", size=9.5, leading=13.5),
+    "small": paragraph_style("dp-small", size=8.5, leading=12),
+    "note": paragraph_style("dp-note", size=9, leading=13, leftIndent=3.5 * mm, firstLineIndent=-3.5 * mm),
+    "draft": paragraph_style("dp-draft", font=GOTHIC, size=9, leading=12, textColor=DRAFT_RED),
+    "draft-key": paragraph_style("dp-draft-key", font=GOTHIC, size=22, leading=34, textColor=DRAFT_RED),
+    "signature": paragraph_style("dp-signature", size=11, leading=15),
 }
 
 
@@ -96,26 +95,9 @@ class PrintableDocument:
 
 # --- text --------------------------------------------------------------------------------------------------------
 
-def _clean(value: str) -> str:
-    """Text the CID fonts can print: newlines normalised, control characters dropped, and characters outside the
-    fonts' range (surrogate-pair kanji such as 𠮷, private-use 外字, emoji) shown as 〓 instead of vanishing."""
-    out = []
-    for ch in (value or "").replace("\r\n", "\n").replace("\r", "\n").replace("\t", " "):
-        code = ord(ch)
-        if ch == "\n":
-            out.append(ch)
-        elif code < 0x20 or 0x7F <= code < 0xA0:
-            continue
-        elif code > 0xFFFF or 0xE000 <= code <= 0xF8FF or 0xD800 <= code <= 0xDFFF:
-            out.append(GETA)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _markup(value: str) -> str:
     """User text as Paragraph markup: escaped (so < and & print as written), line breaks kept."""
-    return "<br/>".join(_text(line) for line in _clean(value).split("\n"))
+    return "<br/>".join(markup_text(line) for line in printable(value).split("\n"))
 
 
 def _para(value: str, style: str = "value") -> Paragraph:
@@ -142,7 +124,7 @@ def _check(doc: PrintableDocument):
 def _chunks(value: str) -> list[str]:
     """A long value cut at line ends (inside a line only when the line itself is too long) into row-sized pieces."""
     pieces, lines, size = [], [], 0
-    for line in _clean(value).split("\n") or [""]:
+    for line in printable(value).split("\n") or [""]:
         parts = [line[i:i + CHUNK_CHARS] for i in range(0, len(line), CHUNK_CHARS)] or [""]
         for part in parts:
             if lines and (size + len(part) > CHUNK_CHARS or len(lines) >= CHUNK_LINES):
@@ -240,7 +222,7 @@ def _paired_table(title: str, rows: list[tuple[str, str]]) -> Table:
     extra = []
 
     def short(row):
-        return "\n" not in row[1] and len(_clean(row[1])) <= 16 and len(_clean(row[0])) <= 8
+        return "\n" not in row[1] and len(printable(row[1])) <= 16 and len(printable(row[0])) <= 8
 
     i = 0
     while i < len(rows):
@@ -299,7 +281,7 @@ def _first_block(doc: PrintableDocument) -> Table:
     ]
     if doc.access_key:
         qr = QRCodeFlowable(doc.access_key)
-        left += [Paragraph(_text(group_key(doc.access_key)), STYLES["key"]),
+        left += [Paragraph(markup_text(group_key(doc.access_key)), STYLES["key"]),
                  Paragraph(SUBMIT_NOTE, STYLES["small"])]
     else:  # the draft notice takes the key's place, so that a draft paginates like the finalized document
         qr = Spacer(1, 1)
@@ -377,7 +359,7 @@ def _page_decoration(doc: PrintableDocument):
             c.restoreState()
         # Header: the form title on the left, the key on the right.
         c.setFont(GOTHIC, 8.5)
-        c.drawString(MARGIN, HEADER_Y, _clean(doc.form_title))
+        c.drawString(MARGIN, HEADER_Y, printable(doc.form_title))
         if key:
             c.setFont(MONO_BOLD, 10)
             c.drawRightString(PAGE_WIDTH - MARGIN, HEADER_Y, key)
@@ -393,7 +375,7 @@ def _page_decoration(doc: PrintableDocument):
         # Footer: the document uid, the database, the page.
         c.line(MARGIN, FOOTER_Y + 4 * mm, PAGE_WIDTH - MARGIN, FOOTER_Y + 4 * mm)
         c.setFont(MONO, 7.5)
-        c.drawString(MARGIN, FOOTER_Y, _clean(doc.document_uid))
+        c.drawString(MARGIN, FOOTER_Y, printable(doc.document_uid))
         c.setFont(MINCHO, 8)
         c.drawCentredString(PAGE_WIDTH / 2, FOOTER_Y, AUTHOR)
         c.setFont(MINCHO, 9)
@@ -405,7 +387,7 @@ def _page_decoration(doc: PrintableDocument):
 
 def _build(story_factory, on_page, title: str, subject: str) -> tuple[bytes, int]:
     """Lays the story out twice: the first pass counts the pages for the footers' "n/N"."""
-    _register_fonts()
+    register_fonts()
     total, pdf = None, b""
     for _ in range(3):  # the second pass has the same layout; a third only if the count changed
         out = io.BytesIO()
@@ -428,8 +410,8 @@ def _build(story_factory, on_page, title: str, subject: str) -> tuple[bytes, int
 def render_document_pdf(doc: PrintableDocument) -> bytes:
     """The whole document on A4 pages; a draft (no access key) is marked 下書き and has no QR code."""
     _check(doc)
-    pdf, _ = _build(lambda: _document_story(doc), _page_decoration(doc), title=_clean(doc.form_title),
-                    subject=f"{_clean(doc.form_title)}（印刷用）")
+    pdf, _ = _build(lambda: _document_story(doc), _page_decoration(doc), title=printable(doc.form_title),
+                    subject=f"{printable(doc.form_title)}（印刷用）")
     return pdf
 
 
@@ -438,7 +420,7 @@ def render_document_pdf(doc: PrintableDocument) -> bytes:
 def _key_sheet_story(doc: PrintableDocument) -> list:
     key = doc.access_key
     key_box = Table([[Paragraph("アクセスキー", STYLES["key-label"])],
-                     [Paragraph(_text(group_key(key)), STYLES["key-sheet"])],
+                     [Paragraph(markup_text(group_key(key)), STYLES["key-sheet"])],
                      [QRCodeFlowable(key, QR_SHEET_SYMBOL_SIZE)]], colWidths=[CONTENT_WIDTH * 0.7])
     key_box.setStyle(TableStyle([
         ("BOX", (0, 0), (-1, -1), 1.2, colors.black),
@@ -446,7 +428,7 @@ def _key_sheet_story(doc: PrintableDocument) -> list:
         ("TOPPADDING", (0, 0), (-1, -1), 2 * mm),
         ("BOTTOMPADDING", (0, -1), (-1, -1), 3 * mm),
     ]))
-    dates = Table([[Paragraph(label, STYLES["label"]), Paragraph(_text(value), STYLES["signature"])]
+    dates = Table([[Paragraph(label, STYLES["label"]), Paragraph(markup_text(value), STYLES["signature"])]
                    for label, value in (("作成年月日", _date(doc.written_on)),
                                         ("診断年月日", _date(doc.diagnosed_on)))],
                   colWidths=[32 * mm, CONTENT_WIDTH * 0.7 - 32 * mm])

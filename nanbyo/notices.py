@@ -76,45 +76,65 @@ def both_dates(d: date) -> str:
 
 # --- page --------------------------------------------------------------------------------------------------------
 
-def _register_fonts():
+def register_fonts():
     registered = pdfmetrics.getRegisteredFontNames()
     for name in (GOTHIC, MINCHO):
         if name not in registered:
             pdfmetrics.registerFont(UnicodeCIDFont(name))
 
 
-def _style(name, font=MINCHO, size=10.5, leading=None, **kw) -> ParagraphStyle:
+def paragraph_style(name, font=MINCHO, size=10.5, leading=None, **kw) -> ParagraphStyle:
     return ParagraphStyle(name, fontName=font, fontSize=size, leading=leading or size * 1.5, wordWrap="CJK", **kw)
 
 
 STYLES = {
-    "text": _style("text"),
-    "small": _style("small", size=9.5),
-    "address": _style("address", size=11.5),
-    "addressee": _style("addressee", size=14, leading=20),
-    "sender": _style("sender", size=11.5, alignment=TA_RIGHT),
-    "title": _style("title", font=GOTHIC, size=15, leading=22, alignment=TA_CENTER),
-    "ki": _style("ki", alignment=TA_CENTER),
-    "heading": _style("heading", font=GOTHIC, size=12, leading=17),
-    "label": _style("label", font=GOTHIC, size=10.5),
-    "value": _style("value", size=11),
-    "mono": _style("mono", font=MONO_BOLD, size=17, leading=21),
-    "step": _style("step", leftIndent=6 * mm, firstLineIndent=-6 * mm),
-    "note": _style("note", size=9.5, leftIndent=4 * mm, firstLineIndent=-4 * mm),
-    "end": _style("end", alignment=TA_RIGHT),
+    "text": paragraph_style("text"),
+    "small": paragraph_style("small", size=9.5),
+    "address": paragraph_style("address", size=11.5),
+    "addressee": paragraph_style("addressee", size=14, leading=20),
+    "sender": paragraph_style("sender", size=11.5, alignment=TA_RIGHT),
+    "title": paragraph_style("title", font=GOTHIC, size=15, leading=22, alignment=TA_CENTER),
+    "ki": paragraph_style("ki", alignment=TA_CENTER),
+    "heading": paragraph_style("heading", font=GOTHIC, size=12, leading=17),
+    "label": paragraph_style("label", font=GOTHIC, size=10.5),
+    "value": paragraph_style("value", size=11),
+    "mono": paragraph_style("mono", font=MONO_BOLD, size=17, leading=21),
+    "step": paragraph_style("step", leftIndent=6 * mm, firstLineIndent=-6 * mm),
+    "note": paragraph_style("note", size=9.5, leftIndent=4 * mm, firstLineIndent=-4 * mm),
+    "end": paragraph_style("end", alignment=TA_RIGHT),
 }
 
 
-def _text(value: str) -> str:
+GETA = "〓"  # the customary mark for a character the font cannot print
+
+
+def printable(value: str) -> str:
+    """Text the CID fonts can print: newlines normalised, control characters dropped, and characters outside the
+    fonts' range (surrogate-pair kanji such as 𠮷, private-use 外字, emoji) shown as 〓 instead of vanishing."""
+    out = []
+    for ch in (value or "").replace("\r\n", "\n").replace("\r", "\n").replace("\t", " "):
+        code = ord(ch)
+        if ch == "\n":
+            out.append(ch)
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            continue
+        elif code > 0xFFFF or 0xE000 <= code <= 0xF8FF or 0xD800 <= code <= 0xDFFF:
+            out.append(GETA)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def markup_text(value: str) -> str:
     """User data as Paragraph markup: escaped, so that a name with & or < is printed as written."""
-    return escape(value or "")
+    return escape(printable(value))
 
 
 def _mono(value: str) -> str:
     """Courier when the value is plain ASCII (login IDs and passwords are); else the gothic face."""
     if value.isascii():
-        return _text(value)
-    return f'<font name="{GOTHIC}" size="14">{_text(value)}</font>'
+        return markup_text(value)
+    return f'<font name="{GOTHIC}" size="14">{markup_text(value)}</font>'
 
 
 class _Page:
@@ -146,17 +166,17 @@ class _Page:
 
 
 def _details(e: NoticeEntry) -> Table:
-    kind = _text(e.role_label)
+    kind = markup_text(e.role_label)
     if e.designations:
-        kind += "<br/>" + "<br/>".join(_text(d) for d in e.designations)
-    institution = "　".join(_text(v) for v in (e.institution_code, e.institution_name) if v) or "―"
+        kind += "<br/>" + "<br/>".join(markup_text(d) for d in e.designations)
+    institution = "　".join(markup_text(v) for v in (e.institution_code, e.institution_name) if v) or "―"
     password_note = ('<font size="8.5">英字の大文字・小文字を区別します。'
                      '紛らわしい文字（0 と O、1 と l など）は使っていません。</font>')
     rows = [
         ("ログインID", Paragraph(_mono(e.login_id), STYLES["mono"])),
         ("初期パスワード", [Paragraph(_mono(e.initial_password), STYLES["mono"]),
                        Paragraph(password_note, STYLES["small"])]),
-        ("氏名（カナ）", Paragraph(f"{_text(e.name)}（{_text(e.name_kana)}）", STYLES["value"])),
+        ("氏名（カナ）", Paragraph(f"{markup_text(e.name)}（{markup_text(e.name_kana)}）", STYLES["value"])),
         ("区分", Paragraph(kind, STYLES["value"])),
         ("医療機関", Paragraph(institution, STYLES["value"])),
     ]
@@ -192,7 +212,7 @@ def _notes_box(notes: list[str]) -> Table:
 
 
 def _draw_page(c: canvas.Canvas, e: NoticeEntry, page: int, pages: int):
-    issuer = _text(e.issuer_name)
+    issuer = markup_text(e.issuer_name)
     top = PAGE_HEIGHT - MARGIN
 
     # Header: 親展 and the issue date.
@@ -216,8 +236,8 @@ def _draw_page(c: canvas.Canvas, e: NoticeEntry, page: int, pages: int):
     address_width = CONTENT_WIDTH * 0.62
     for line in (e.institution_name, e.department):
         if line:
-            body.para(_text(line), "address", width=address_width)
-    body.para(f"{_text(e.name)}　様", "addressee", gap=1 * mm, width=address_width)
+            body.para(markup_text(line), "address", width=address_width)
+    body.para(f"{markup_text(e.name)}　様", "addressee", gap=1 * mm, width=address_width)
     body.add(HRFlowable(width=address_width * 0.85, thickness=0.6, color=colors.black, hAlign="LEFT"),
              width=address_width)
     body.para(issuer, "sender", gap=2 * mm)
@@ -229,7 +249,7 @@ def _draw_page(c: canvas.Canvas, e: NoticeEntry, page: int, pages: int):
     body.add(_details(e), gap=2 * mm)
 
     body.para("初回ログインの手順", "heading", gap=7 * mm)
-    url = f'<font name="{MONO}">{_text(e.login_url)}</font>' if e.login_url else "ログイン画面"
+    url = f'<font name="{MONO}">{markup_text(e.login_url)}</font>' if e.login_url else "ログイン画面"
     steps = [
         f"{url} を開き、上記のログインIDと初期パスワードを入力してログインします（鍵ファイルは不要です）。",
         "初期パスワードを新しいパスワードに変更します（12文字以上で、推測されにくいもの）。",
@@ -259,7 +279,7 @@ def render_notices(entries: list[NoticeEntry]) -> bytes:
     entries = list(entries)
     if not entries:
         raise ValueError("発行通知書の対象がありません。")
-    _register_fonts()
+    register_fonts()
     out = io.BytesIO()
     c = canvas.Canvas(out, pagesize=A4)  # reportlab's defaults: page compression on, not invariant
     c.setTitle(TITLE)

@@ -104,6 +104,12 @@ def test_markup_in_user_data_is_printed_as_written(tmp_path):
 
 
 @needs_pdftotext
+def test_characters_the_fonts_lack_print_as_geta_not_nothing(tmp_path):
+    text = pdf_text(render_notices([entry(name="\U00020bb7田 一郎")]), tmp_path)  # 𠮷 is outside the CID fonts
+    assert "〓田 一郎" in text
+
+
+@needs_pdftotext
 def test_metadata_title(tmp_path):
     path = tmp_path / "notice.pdf"
     path.write_bytes(render_notices([entry()]))
