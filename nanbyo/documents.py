@@ -202,8 +202,9 @@ def age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
-def finalize_problems(doc: Document, today: date | None = None) -> list[str]:
-    """Everything that must hold before a document is finalized (and while it stays finalized)."""
+def finalize_problems(doc: Document, today: date | None = None, *, authoring=True) -> list[str]:
+    """Everything that must hold before a document is finalized. A finalized document keeps satisfying the content
+    checks (authoring=False): its author may since have moved, and the municipality must still be able to correct it."""
     today = today or date.today()
     problems = []
     patient = patient_of(doc)
@@ -232,7 +233,8 @@ def finalize_problems(doc: Document, today: date | None = None) -> list[str]:
     if birth and doc.kind == SHOMAN and doc.written_on and age_on(birth, doc.written_on) >= SHOMAN_AGE_LIMIT:
         problems.append(f"小児慢性特定疾病の対象は申請時に{SHOMAN_AGE_LIMIT}歳未満の方です"
                         f"（作成年月日に{age_on(birth, doc.written_on)}歳）。")
-    problems += authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author, doc.institution)
+    if authoring:
+        problems += authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author, doc.institution)
     _, item_problems = formdefs.validate(definition_of(doc), doc.items or {}, finalize=True)
     problems += [message for _, message in item_problems]
     return problems
@@ -412,7 +414,7 @@ def save_content(doc: Document, raw: dict, item_raw, user) -> list[str]:
             set_patient(doc, patient)
         doc.items = items
         if doc.status != DRAFT:
-            final = finalize_problems(doc)
+            final = finalize_problems(doc, authoring=False)
             if final:
                 db.session.rollback()
                 return ["確定済みの書類は、確定の条件を満たす内容でだけ保存できます。"] + final
