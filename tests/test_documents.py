@@ -503,3 +503,13 @@ def test_list_filters_by_status_and_key_within_the_scope(client, doctor):
     assert listed("状態", "finalized") == {final.id}
     assert listed("アクセスキー", final.access_key) == {final.id}
     assert listed("アクセスキー", other.access_key) == set()  # another doctor's key finds nothing here
+
+
+@pytest.mark.parametrize("role, shortcut, present", [
+    ("municipality_user", "home-key-lookup", True), ("designated_doctor", "home-key-lookup", False),
+])
+def test_home_offers_the_document_work_of_the_role(client, hospital, tokyo, role, shortcut, present):
+    user = gen_user(role, municipality=tokyo) if role.startswith("municipality") else gen_user(role,
+                                                                                                institution=hospital)
+    login(client, user)
+    assert (shortcut in client.get("/admin/").get_data(as_text=True)) == present

@@ -49,7 +49,10 @@ class HomeView(AdminIndexView):
 
     @expose("/")
     def index(self):
-        return self.render("admin/home.html", role_label=ROLE_LABELS.get(current_user.role, ""))
+        return self.render("admin/home.html", role_label=ROLE_LABELS.get(current_user.role, ""),
+                           may_documents=access.allowed(current_user, "documents", "list"),
+                           may_write=access.allowed(current_user, "documents", "create"),
+                           may_review=access.allowed(current_user, "documents", "review"))
 
 
 class ScopedAjaxLoader(QueryAjaxModelLoader):

@@ -162,11 +162,15 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
         expect(page.locator("#patient-block")).to_contain_text("見本")
 
         # --- 3. the A4 document and the access-key sheet ------------------------------------------------------
-        with page.expect_download() as download_info:
+        # Served inline (Chromium opens its PDF viewer, no download event): the button's response is the PDF.
+        details_url = page.url
+        with page.expect_response(lambda r: "/admin/document/print/" in r.url) as printed:
             page.click("#print-document")
-        download_info.value.save_as(tmp_path / "document.pdf")
-        document_pdf = (tmp_path / "document.pdf").read_bytes()
+        response = printed.value
+        assert response.ok and response.headers["content-type"] == "application/pdf"
+        document_pdf = response.body()
         assert document_pdf.startswith(b"%PDF")
+        page.goto(details_url)
 
         sheet_href = page.locator("#print-sheet").get_attribute("href")
         sheet = page.request.get(live_server + sheet_href)  # the browser context's cookies (its session)
