@@ -37,9 +37,11 @@ test: $(BIN)/.installed browser
 test-postgres:
 	NANBYO_TEST_DATABASE_URL=$${NANBYO_TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1/test} $(MAKE) test
 
-# Benchmarks print their figures (not tests). BENCH_DATABASE_URL=postgresql+psycopg://... runs them on PostgreSQL.
+# Benchmarks print their figures (not tests). BENCH_DATABASE_URL=postgresql+psycopg://... runs them on PostgreSQL;
+# the documents benchmark (1M rows, a few minutes) runs only then.
 bench: $(BIN)/.installed
 	$(BIN)/python bench/import_users.py $${BENCH_DATABASE_URL:+--database-url $$BENCH_DATABASE_URL}
+	@if [ -n "$$BENCH_DATABASE_URL" ]; then $(BIN)/python bench/documents.py --database-url "$$BENCH_DATABASE_URL"; else echo "bench/documents.py skipped: set BENCH_DATABASE_URL (1M documents need PostgreSQL)"; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -16,6 +16,9 @@ class Document(db.Model):
     __table_args__ = (
         # The scoped lists: newest first within a municipality, an institution, an author, a drafter.
         Index("ix_document_municipality_status_id", "municipality_id", "status", "id"),
+        # A municipality's list is id-ordered over three statuses: (municipality, status, id) cannot give that
+        # order, and the planner walked the primary key backwards instead (bench/documents.py).
+        Index("ix_document_municipality_id_id", "municipality_id", "id"),
         Index("ix_document_institution_id_id", "institution_id", "id"),
         Index("ix_document_author_id_id", "author_id", "id"),
         Index("ix_document_created_by_id_id", "created_by_id", "id"),
