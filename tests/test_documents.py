@@ -207,6 +207,11 @@ def test_operator_digitizes_paper_by_codes(client, hospital, doctor):
              {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": "1399999999",
               "author_number": number, "municipality": str(hospital.municipality_id)})
     assert "医療機関は登録されていません" in r.get_data(as_text=True)
+    r = post(client, "/admin/document/new/?kind=nanbyo",
+             {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": hospital.code,
+              "author_number": "13-N-9999", "municipality": str(hospital.municipality_id)})
+    assert "指定医が見つかりません" in r.get_data(as_text=True)
+    assert db.session.execute(select(db.func.count()).select_from(Document)).scalar() == 1
 
 
 # --- finalize checks ---------------------------------------------------------------------------------------------

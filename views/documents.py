@@ -164,9 +164,10 @@ class DocumentView(ScopedModelView):
             institution = db.session.execute(select(Institution).filter_by(
                 code=(form.institution_code.data or "").strip())).scalar_one_or_none()
             typed = (form.author_number.data or "").strip()
-            author = db.session.execute(select(User).outerjoin(Designation).where(
-                User.role == DESIGNATED_DOCTOR, or_(User.login_id == typed, Designation.number == typed))
-                .limit(2)).unique().scalars().all()
+            numbered = select(Designation.user_id).where(Designation.number == typed)
+            author = db.session.execute(select(User).where(
+                User.role == DESIGNATED_DOCTOR, or_(User.login_id == typed, User.id.in_(numbered)))
+                .limit(2)).scalars().all()
             if institution is None:
                 return None, ["その医療機関コードの医療機関は登録されていません。"]
             if len(author) != 1:
