@@ -16,8 +16,8 @@ from models._types import utcnow
 from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
 from nanbyo import audit, formdefs
-from nanbyo.crypto import keyring, normalise_kana, patient_search_value
-from nanbyo.document_codes import (FINALIZED, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, NANBYO, NEW,
+from nanbyo.crypto import keyring, patient_search_value
+from nanbyo.document_codes import (FINALIZED, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, NEW,
                                    PATIENT_FIELDS, PATIENT_REQUIRED, RECEIVED, RENEWAL, SEX_LABELS, SHOMAN,
                                    SHOMAN_AGE_LIMIT, DRAFT)
 from nanbyo.extensions import db

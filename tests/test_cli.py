@@ -1,5 +1,4 @@
 """`flask --app app nanbyo load-masters` and `nanbyo demo`, through Flask's CLI runner."""
-import os
 import shutil
 import stat
 from pathlib import Path

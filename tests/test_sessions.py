@@ -4,8 +4,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from models._types import utcnow
-from models.accounts import User, UserSession
-from models.audit import OperationLog
+from models.accounts import UserSession
 from nanbyo import auth, sessions
 from nanbyo.extensions import db
 from tests.helpers import fresh, log_entries, PASSWORD, gen_institution, gen_user, login, logout, post_form

@@ -1,5 +1,5 @@
 """自アカウント管理: every user's own name, e-mail, password, key file and (doctors) 兼務先 institutions."""
-from flask import Response, flash, redirect, request, url_for
+from flask import Response, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 
@@ -8,7 +8,7 @@ from forms.auth import ConfirmForm
 from models._types import utcnow
 from models.accounts import Membership
 from models.institutions import Institution
-from nanbyo import audit, auth, sessions
+from nanbyo import audit, auth
 from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.roles import DOCTOR_KIND_LABELS, MEMBERSHIP_KIND_LABELS, ROLE_LABELS

@@ -15,7 +15,7 @@ from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
-from nanbyo import access, audit, documents, formdefs
+from nanbyo import audit, documents, formdefs
 from nanbyo.document_codes import (ADMIN_FIELDS, APPLICATION_KIND_LABELS, CONSENT_LABELS, DRAFT, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS)
 from nanbyo.extensions import db

@@ -3,7 +3,6 @@ from flask_login import current_user
 from wtforms import SelectField
 from wtforms.validators import ValidationError
 
-from models.institutions import Institution, Municipality
 from nanbyo.codes import institution_code_error, municipality_code_error
 from nanbyo.roles import MUNICIPALITY_KIND_LABELS
 from views.base import ScopedModelView

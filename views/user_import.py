@@ -5,7 +5,7 @@ import secrets
 import time
 from pathlib import Path
 
-from flask import Response, abort, current_app, flash, redirect, request, session, url_for
+from flask import Response, abort, current_app, flash, redirect, session, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm

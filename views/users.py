@@ -5,7 +5,7 @@ from flask_login import current_user
 from wtforms import SelectField
 from wtforms.validators import ValidationError
 
-from models.accounts import Designation, Membership, User
+from models.accounts import Designation, Membership
 from models._types import utcnow
 from nanbyo import access, audit, auth, sessions
 from nanbyo.extensions import db
