@@ -39,7 +39,6 @@ import gc
 import itertools
 import json
 import math
-import os
 import random
 import shutil
 import sys
@@ -50,6 +49,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchdb import make_app, server_database  # noqa: E402  (bench/ is the script's folder)
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1/test"
 P95_LIMIT_MS = 50.0
@@ -89,31 +90,6 @@ DOC_COLUMNS = ("id", "uid", "kind", "application_kind", "form_code", "nanbyo_dis
 
 
 # --- database -----------------------------------------------------------------------------------------------------
-
-def server_database(url, create):
-    """Create (or drop) nanbyo_bench_docs_<pid> on the server `url` names; the URL of that database."""
-    from sqlalchemy import create_engine, make_url, text
-    name = f"nanbyo_bench_docs_{os.getpid()}"
-    server = create_engine(url, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if create:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    server.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def make_app(url, instance):
-    os.environ["NANBYO_INSTANCE_PATH"] = instance
-    from flask_migrate import upgrade
-    from app import create_app
-    from nanbyo.masters import load_masters
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
-    with app.app_context():
-        upgrade()
-        load_masters(app.config["NANBYO_MASTERS_DIR"])
-    return app
-
 
 def copy_rows(cur, table, columns, rows):
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
@@ -614,7 +590,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nanbyo-bench-docs-")
     url = None
     try:
-        url = server_database(args.database_url, create=True)
+        url = server_database(args.database_url, create=True, prefix="nanbyo_bench_docs")
         app = make_app(url, tmp)
         with app.app_context():
             from nanbyo.extensions import db
@@ -628,7 +604,7 @@ def main():
             print(f"\nkept: {url}\n      instance (key ring): {tmp}")
         else:
             if url:
-                server_database(args.database_url, create=False)
+                server_database(args.database_url, create=False, prefix="nanbyo_bench_docs")
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -18,7 +18,6 @@ import argparse
 import csv
 import gc
 import io
-import os
 import resource
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchdb import make_app, server_database  # noqa: E402  (bench/ is the script's folder)
 
 # One file = one institution; each format gets its own institution and doctor numbers, so both are new doctors.
 FORMATS = {"xlsx": ("1310000017", "東京見本病院", "X"), "csv": ("1310000025", "東京見本クリニック", "C")}
@@ -92,31 +93,6 @@ def traced_peak(fn):
 
 def max_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def make_app(url, instance):
-    os.environ["NANBYO_INSTANCE_PATH"] = instance
-    from flask_migrate import upgrade
-    from app import create_app
-    from nanbyo.masters import load_masters
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
-    with app.app_context():
-        upgrade()
-        load_masters(app.config["NANBYO_MASTERS_DIR"])
-    return app
-
-
-def server_database(url, create):
-    """Create (or drop) nanbyo_bench_<pid> on the server `url` names; the URL of that database."""
-    from sqlalchemy import create_engine, make_url, text
-    name = f"nanbyo_bench_{os.getpid()}"
-    server = create_engine(url, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if create:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    server.dispose()
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
 def main():

@@ -2,30 +2,12 @@
 import io
 import re
 
-import pytest
-
-from models.accounts import Designation, ImportBatch, Membership, User
+from models.accounts import ImportBatch, Membership
 from models.audit import OperationLog
-from models.institutions import Institution
 from nanbyo import userfile
 from nanbyo.extensions import db
 from tests.helpers import OSAKA, TOKYO, csrf_token, gen_institution, gen_municipality, gen_user, login
-from tests.userfile_helpers import csv_bytes, doctor_row, xlsx_bytes
-
-
-@pytest.fixture
-def tokyo(app):
-    return gen_municipality(TOKYO)
-
-
-@pytest.fixture
-def hospital(tokyo):
-    return gen_institution(tokyo, code="1310000017", name="東京見本病院")
-
-
-def counts():
-    db.session.expire_all()
-    return tuple(db.session.query(m).count() for m in (User, Membership, Designation, Institution, ImportBatch))
+from tests.userfile_helpers import counts, csv_bytes, doctor_row, xlsx_bytes
 
 
 def plan(municipality, rows, filename="users.csv", data=None):

@@ -14,12 +14,9 @@ import zipfile
 import openpyxl
 import pytest
 
-from models.accounts import Designation, ImportBatch, Membership, User
-from models.institutions import Institution
 from nanbyo import userfile
-from nanbyo.extensions import db
-from tests.helpers import TOKYO, csrf_token, gen_institution, gen_municipality, gen_user, login
-from tests.userfile_helpers import csv_bytes, doctor_row, xlsx_bytes
+from tests.helpers import csrf_token, gen_institution, gen_municipality, gen_user, login
+from tests.userfile_helpers import counts, csv_bytes, doctor_row, xlsx_bytes
 
 MB = 1024 * 1024
 TOO_MANY_ROWS = "データが5000行を超えています。ファイルを分けてください。"
@@ -29,21 +26,6 @@ BROKEN = "xlsx ファイルが壊れています。"
 UNREADABLE = "xlsx ファイルを読み込めません。"
 MERGED = "結合されたセルがあります。セルの結合を解除してください。"
 HEADER = "1行目: 見出しがテンプレートと一致しません。"
-
-
-@pytest.fixture
-def tokyo(app):
-    return gen_municipality(TOKYO)
-
-
-@pytest.fixture
-def hospital(tokyo):
-    return gen_institution(tokyo, code="1310000017", name="東京見本病院")
-
-
-def counts():
-    db.session.expire_all()
-    return tuple(db.session.query(m).count() for m in (User, Membership, Designation, Institution, ImportBatch))
 
 
 def refused(municipality, filename, data):

@@ -8,29 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from models.accounts import Designation, ImportBatch, Membership, User
-from models.institutions import Institution
 from nanbyo import userfile
-from nanbyo.extensions import db
-from tests.helpers import TOKYO, gen_institution, gen_municipality
+from tests.helpers import gen_institution, gen_municipality
+
+from tests.userfile_helpers import counts
 
 DATA = Path(__file__).parent / "data"
 APRIL_2026, MARCH_2031 = datetime.date(2026, 4, 1), datetime.date(2031, 3, 31)
-
-
-@pytest.fixture
-def tokyo(app):
-    return gen_municipality(TOKYO)
-
-
-@pytest.fixture
-def hospital(tokyo):
-    return gen_institution(tokyo, code="1310000017", name="東京見本病院")
-
-
-def counts():
-    db.session.expire_all()
-    return tuple(db.session.query(m).count() for m in (User, Membership, Designation, Institution, ImportBatch))
 
 
 def import_file(municipality, name, expected_rows):

@@ -2,9 +2,31 @@
 import csv
 import io
 
+import pytest
 from openpyxl import Workbook
 
+from models.accounts import Designation, ImportBatch, Membership, User
+from models.institutions import Institution
+from nanbyo.extensions import db
 from nanbyo.userfile import LABELS, SHEET_NAME
+from tests.helpers import TOKYO, gen_institution, gen_municipality
+
+
+@pytest.fixture
+def tokyo(app):
+    return gen_municipality(TOKYO)
+
+
+@pytest.fixture
+def hospital(tokyo):
+    """The institution of doctor_row()'s 医療機関コード."""
+    return gen_institution(tokyo, code="1310000017", name="東京見本病院")
+
+
+def counts():
+    """Rows an import may write: users, memberships, designations, institutions, batches."""
+    db.session.expire_all()
+    return tuple(db.session.query(m).count() for m in (User, Membership, Designation, Institution, ImportBatch))
 
 
 def doctor_row(n=1, **overrides):
