@@ -162,10 +162,14 @@ def keyring(app=None) -> KeyRing:
 _SMALL_KANA = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
 
 
+def to_katakana(text: str) -> str:
+    """ひらがな -> カタカナ; everything else as it is."""
+    return "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
+
+
 def normalise_kana(text: str) -> str:
     """カナ as a clerk may type it: 全角/半角, ひらがな, spaces and small kana do not matter."""
-    text = unicodedata.normalize("NFKC", text or "")
-    text = "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
+    text = to_katakana(unicodedata.normalize("NFKC", text or ""))
     text = "".join(c for c in text if not c.isspace() and c not in "・･")
     return text.translate(_SMALL_KANA)
 

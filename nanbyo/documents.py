@@ -16,7 +16,7 @@ from models._types import utcnow
 from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
 from nanbyo import audit, formdefs
-from nanbyo.crypto import keyring, patient_search_value
+from nanbyo.crypto import keyring, patient_search_value, to_katakana
 from nanbyo.document_codes import (FINALIZED, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, NEW,
                                    PATIENT_FIELDS, PATIENT_REQUIRED, RECEIVED, RENEWAL, SEX_LABELS, SHOMAN,
                                    SHOMAN_AGE_LIMIT, DRAFT)
@@ -95,15 +95,14 @@ KANA_RE = re.compile(r"^[\u30A0-\u30FF]+$")
 
 
 def parse_date(text: str, label: str, problems: list) -> date | None:
-    text = unicodedata.normalize("NFKC", text or "").strip().replace("/", "-")
+    """The date typed into a field (formdefs.parse_date's formats), or None; a bad one adds (label, message)."""
+    text = unicodedata.normalize("NFKC", text or "").strip()
     if not text:
         return None
-    try:
-        return date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) else \
-            date(*map(int, re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", text).groups()))
-    except (AttributeError, ValueError):
+    day = formdefs.parse_date(text)
+    if day is None:
         problems.append((label, f"「{label}」: 正しい日付ではありません（例 2026-04-01）。"))
-        return None
+    return day
 
 
 def clean_patient(raw: dict) -> tuple[dict, list]:
@@ -116,7 +115,7 @@ def clean_patient(raw: dict) -> tuple[dict, list]:
         if not value:
             continue
         if key in ("family_kana", "given_kana"):
-            value = "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in value).replace(" ", "")
+            value = to_katakana(value).replace(" ", "")
             if not KANA_RE.match(value):
                 problems.append((key, f"「{label}」: カタカナで入力してください。"))
         elif key == "sex" and value not in SEX_LABELS:

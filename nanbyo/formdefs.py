@@ -520,6 +520,19 @@ _YM_RE = re.compile(r"(\d{4})(?:[-/.]|年)(\d{1,2})月?|(\d{4})(\d{2})")
 _MIN_YEAR = 1900
 
 
+def parse_date(value: str) -> dt.date | None:
+    """A date as people type it (2026-04-01, 2026/4/1, 2026年4月1日, 20260401; NFKC-normalised text), or None."""
+    m = _DATE_RE.fullmatch(value)
+    if not m:
+        return None
+    y, mo, d = (int(g) for g in (m.groups()[:3] if m.group(1) else m.groups()[3:]))
+    try:
+        day = dt.date(y, mo, d)
+    except ValueError:
+        return None
+    return day if y >= _MIN_YEAR else None
+
+
 class _Bad(Exception):
     """A value of the wrong form; validate() turns it into the item's format message."""
 
@@ -558,15 +571,8 @@ def _clean_scalar(item: Item, value):
             number = abs(number)
         return format(number, "f")
     if t == "date":
-        m = _DATE_RE.fullmatch(value)
-        if not m:
-            raise _Bad
-        y, mo, d = (int(g) for g in (m.groups()[:3] if m.group(1) else m.groups()[3:]))
-        try:
-            day = dt.date(y, mo, d)
-        except ValueError:
-            raise _Bad from None
-        if y < _MIN_YEAR:
+        day = parse_date(value)
+        if day is None:
             raise _Bad
         return day.isoformat()
     if t == "yearmonth":

@@ -213,5 +213,10 @@ class ScopedModelView(ModelView):
         return value
 
 
+def label_formatter(labels, attr):
+    """A list-column formatter showing the Japanese label of a coded value."""
+    return lambda v, c, m, n: labels.get(getattr(m, attr), getattr(m, attr) or "")
+
+
 def flash_done(message):
     flash(message, "success")

@@ -21,20 +21,16 @@ from nanbyo.document_codes import (ADMIN_FIELDS, APPLICATION_KIND_LABELS, CONSEN
 from nanbyo.extensions import db
 from nanbyo.notices import both_dates
 from nanbyo.roles import DESIGNATED_DOCTOR, OPERATOR_ROLES
-from views.base import ScopedModelView
+from views.base import ScopedModelView, label_formatter
 
 SEARCH_LIMIT = 100
-
-
-def _label(labels, attr):
-    return lambda v, c, m, n: labels.get(getattr(m, attr), getattr(m, attr) or "")
 
 
 def _patient_name(v, c, m, n):
     return documents.patient_name(documents.patient_of(m))
 
 
-def _disease_label(doc_or_disease, kind=None):
+def _disease_label(doc_or_disease):
     disease = doc_or_disease.disease if isinstance(doc_or_disease, Document) else doc_or_disease
     if disease is None:
         return ""
@@ -56,9 +52,9 @@ class DocumentView(ScopedModelView):
         "disease_label": "疾病", **ADMIN_FIELDS,
     }
     column_formatters = {
-        "kind": _label(KIND_SHORT_LABELS, "kind"), "application_kind": _label(APPLICATION_KIND_LABELS,
-                                                                              "application_kind"),
-        "status": _label(STATUS_LABELS, "status"), "disease": lambda v, c, m, n: _disease_label(m),
+        "kind": label_formatter(KIND_SHORT_LABELS, "kind"),
+        "application_kind": label_formatter(APPLICATION_KIND_LABELS, "application_kind"),
+        "status": label_formatter(STATUS_LABELS, "status"), "disease": lambda v, c, m, n: _disease_label(m),
         "patient": _patient_name, "institution": lambda v, c, m, n: m.institution.name,
         "author": lambda v, c, m, n: m.author.name, "municipality": lambda v, c, m, n: m.municipality.name,
     }

@@ -15,11 +15,7 @@ from nanbyo.userfile import unusable_password_hash
 from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, INSTITUTION_ROLES, MEMBERSHIP_KIND_LABELS,
                           MUNICIPALITY_ROLES, ROLE_LABELS, STATUS_ACTIVE, STATUS_DELETED, STATUS_DISABLED,
                           STATUS_LABELS, STATUS_LOCKED)
-from views.base import ScopedModelView
-
-
-def _label(labels, attr):
-    return lambda v, c, m, n: labels.get(getattr(m, attr), getattr(m, attr) or "")
+from views.base import ScopedModelView, label_formatter
 
 
 class UserView(ScopedModelView):
@@ -43,7 +39,8 @@ class UserView(ScopedModelView):
     column_searchable_list = ["login_id", "name", "name_kana", "email"]
     column_filters = ["role", "status"]
     column_default_sort = "login_id"
-    column_formatters = {"role": _label(ROLE_LABELS, "role"), "status": _label(STATUS_LABELS, "status"),
+    column_formatters = {"role": label_formatter(ROLE_LABELS, "role"),
+                         "status": label_formatter(STATUS_LABELS, "status"),
                          "designations": lambda v, c, m, n: "、".join(str(d) for d in m.designations)}
     form_columns = ["login_id", "name", "name_kana", "email", "role", "municipality", "issuing_municipality",
                     "designations"]
@@ -170,7 +167,7 @@ class MembershipView(ScopedModelView):
     column_labels = {"user": "ユーザ", "institution": "医療機関", "kind": "種別", "is_manager": "責任者",
                      "department": "部署（部門/診療科）", "user.login_id": "ログインID", "institution.code": "医療機関コード"}
     column_export_list = ["user.login_id", "institution.code", "kind", "is_manager", "department"]
-    column_formatters = {"kind": _label(MEMBERSHIP_KIND_LABELS, "kind")}
+    column_formatters = {"kind": label_formatter(MEMBERSHIP_KIND_LABELS, "kind")}
     form_columns = ["user", "institution", "kind", "is_manager", "department"]
     form_overrides = {"kind": SelectField}
     form_args = {"kind": {"choices": list(MEMBERSHIP_KIND_LABELS.items()), "label": "種別"}}
