@@ -28,3 +28,12 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def one_of(labels, message, nullable=False):
+    """A @validates function for a coded column: the value must be a key of `labels` (or None when nullable)."""
+    def check(self, key, value):
+        if not (value is None and nullable) and value not in labels:
+            raise ValueError(message)
+        return value
+    return check

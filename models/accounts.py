@@ -4,7 +4,7 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from models._types import UTCDateTime, utcnow
+from models._types import UTCDateTime, one_of, utcnow
 from nanbyo.extensions import db
 from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, MEMBERSHIP_KIND_LABELS, ROLE_LABELS,
                           STATUS_ACTIVE, STATUS_LABELS)
@@ -46,17 +46,8 @@ class User(db.Model):
     designations = relationship("Designation", back_populates="user", cascade="all, delete-orphan",
                                 order_by="Designation.id")
 
-    @validates("role")
-    def _check_role(self, key, value):
-        if value not in ROLE_LABELS:
-            raise ValueError("ロールが正しくありません。")
-        return value
-
-    @validates("status")
-    def _check_status(self, key, value):
-        if value not in STATUS_LABELS:
-            raise ValueError("状態が正しくありません。")
-        return value
+    _check_role = validates("role")(one_of(ROLE_LABELS, "ロールが正しくありません。"))
+    _check_status = validates("status")(one_of(STATUS_LABELS, "状態が正しくありません。"))
 
     # Flask-Login protocol
     @property
@@ -129,11 +120,7 @@ class Membership(db.Model):
     user = relationship("User", back_populates="memberships")
     institution = relationship("Institution", back_populates="memberships")
 
-    @validates("kind")
-    def _check_kind(self, key, value):
-        if value not in MEMBERSHIP_KIND_LABELS:
-            raise ValueError("所属の種別が正しくありません。")
-        return value
+    _check_kind = validates("kind")(one_of(MEMBERSHIP_KIND_LABELS, "所属の種別が正しくありません。"))
 
     def __str__(self):
         return f"{self.institution} / {MEMBERSHIP_KIND_LABELS.get(self.kind, self.kind)}"
@@ -154,11 +141,7 @@ class Designation(db.Model):
 
     user = relationship("User", back_populates="designations")
 
-    @validates("kind")
-    def _check_kind(self, key, value):
-        if value not in DOCTOR_KIND_LABELS:
-            raise ValueError("指定医区分が正しくありません。")
-        return value
+    _check_kind = validates("kind")(one_of(DOCTOR_KIND_LABELS, "指定医区分が正しくありません。"))
 
     def __str__(self):
         return f"{DOCTOR_KIND_LABELS.get(self.kind, self.kind)} {self.number}"

@@ -5,7 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from models._types import UTCDateTime, utcnow
+from models._types import UTCDateTime, one_of, utcnow
 from nanbyo.document_codes import (APPLICATION_KIND_LABELS, DRAFT, KIND_LABELS, KIND_SHORT_LABELS,
                                    REVIEW_RESULT_LABELS, STATUS_LABELS)
 from nanbyo.extensions import db
@@ -82,29 +82,12 @@ class Document(db.Model):
     corrections = relationship("DocumentCorrection", back_populates="document", cascade="all, delete-orphan",
                                order_by="DocumentCorrection.id", lazy="dynamic")
 
-    @validates("kind")
-    def _check_kind(self, key, value):
-        if value not in KIND_LABELS:
-            raise ValueError("書類の種類が正しくありません。")
-        return value
-
-    @validates("application_kind")
-    def _check_application_kind(self, key, value):
-        if value not in APPLICATION_KIND_LABELS:
-            raise ValueError("申請区分が正しくありません。")
-        return value
-
-    @validates("status")
-    def _check_status(self, key, value):
-        if value not in STATUS_LABELS:
-            raise ValueError("状態が正しくありません。")
-        return value
-
-    @validates("review_result")
-    def _check_review_result(self, key, value):
-        if value is not None and value not in REVIEW_RESULT_LABELS:
-            raise ValueError("審査結果が正しくありません。")
-        return value
+    _check_kind = validates("kind")(one_of(KIND_LABELS, "書類の種類が正しくありません。"))
+    _check_application_kind = validates("application_kind")(
+        one_of(APPLICATION_KIND_LABELS, "申請区分が正しくありません。"))
+    _check_status = validates("status")(one_of(STATUS_LABELS, "状態が正しくありません。"))
+    _check_review_result = validates("review_result")(
+        one_of(REVIEW_RESULT_LABELS, "審査結果が正しくありません。", nullable=True))
 
     @property
     def disease(self):

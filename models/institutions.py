@@ -3,6 +3,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from nanbyo.codes import institution_code_error, municipality_code_error
+from models._types import one_of
 from nanbyo.extensions import db
 from nanbyo.roles import MUNICIPALITY_KIND_LABELS
 
@@ -25,11 +26,7 @@ class Municipality(db.Model):
             raise ValueError(error)
         return value
 
-    @validates("kind")
-    def _check_kind(self, key, value):
-        if value not in MUNICIPALITY_KIND_LABELS:
-            raise ValueError("自治体の種別が正しくありません。")
-        return value
+    _check_kind = validates("kind")(one_of(MUNICIPALITY_KIND_LABELS, "自治体の種別が正しくありません。"))
 
     def __str__(self):
         return f"{self.name}（{self.code}）"
