@@ -55,3 +55,17 @@ def reset_for_notices(users) -> list[NoticeEntry]:
         audit.record("notice_issue", target=user, commit=False)
     db.session.commit()
     return entries
+
+
+def add_concurrent(user, institution, department, **log):
+    """Register `institution` as a 兼務先 of `user` and log it; None when the user already belongs there."""
+    from models.accounts import Membership
+    if any(m.institution_id == institution.id for m in user.memberships):
+        return None
+    membership = Membership(user=user, institution=institution, kind="concurrent",
+                            department=(department or "").strip())
+    db.session.add(membership)
+    db.session.commit()
+    audit.record("create", target=membership,
+                 data={"kind": "concurrent", "institution_code": institution.code, **log})
+    return membership

@@ -10,6 +10,7 @@ from models.accounts import Membership
 from models.institutions import Institution
 from nanbyo import audit, auth
 from nanbyo.exports import JST
+from nanbyo.issuance import add_concurrent
 from nanbyo.extensions import db
 from nanbyo.roles import DOCTOR_KIND_LABELS, MEMBERSHIP_KIND_LABELS, ROLE_LABELS
 from views.base import ProtectedBaseView
@@ -95,15 +96,9 @@ class AccountView(ProtectedBaseView):
                 db.select(Institution).filter_by(code=form.institution_code.data)).scalar_one_or_none()
             if institution is None:
                 form.institution_code.errors.append("この医療機関コードの医療機関は登録されていません。")
-            elif any(m.institution_id == institution.id for m in user.memberships):
+            elif add_concurrent(user, institution, form.department.data, self=True) is None:
                 form.institution_code.errors.append("この医療機関には既に所属しています。")
             else:
-                membership = Membership(user=user, institution=institution, kind="concurrent",
-                                        department=(form.department.data or "").strip())
-                db.session.add(membership)
-                db.session.commit()
-                audit.record("create", target=membership, data={"kind": "concurrent", "self": True,
-                                                                "institution_code": institution.code})
                 flash(f"兼務先に {institution.name} を追加しました。", "success")
                 return redirect(url_for(".index"))
         return self._render(concurrent=form, status=400)

@@ -9,7 +9,7 @@ from models.accounts import Membership, User
 from models.institutions import Institution
 from nanbyo import audit
 from nanbyo.extensions import db
-from nanbyo.issuance import NotIssuable, reset_for_notices
+from nanbyo.issuance import NotIssuable, add_concurrent, reset_for_notices
 from nanbyo.notices import render_notices
 from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, MEMBERSHIP_KIND_LABELS, ROLE_LABELS, STATUS_LABELS
 from nanbyo.userfile import new_login_id, unusable_password_hash
@@ -79,15 +79,9 @@ class InstitutionUsersView(ProtectedBaseView):
                                                                   role=DESIGNATED_DOCTOR)).scalar_one_or_none()
             if doctor is None or doctor.status == "deleted":
                 form.login_id.errors.append("このログインIDの指定医は登録されていません。")
-            elif any(m.institution_id == institution.id for m in doctor.memberships):
+            elif add_concurrent(doctor, institution, form.department.data, by_manager=True) is None:
                 form.login_id.errors.append("この指定医は既にこの医療機関に所属しています。")
             else:
-                membership = Membership(user=doctor, institution=institution, kind="concurrent",
-                                        department=(form.department.data or "").strip())
-                db.session.add(membership)
-                db.session.commit()
-                audit.record("create", target=membership, data={"kind": "concurrent", "by_manager": True,
-                                                                "institution_code": institution.code})
                 flash(f"{doctor.name} を兼務の指定医として登録しました。", "success")
                 return redirect(url_for(".index", institution=institution.id))
         return self._page(institution, concurrent_form=form, status=400)
