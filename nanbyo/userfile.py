@@ -22,12 +22,14 @@ from nanbyo import audit, auth
 from nanbyo.codes import institution_code_error
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS, STATUS_DELETED
-from nanbyo.safe_files import UnsafeFile, check_zip, parse_xml
+from nanbyo.safe_files import UnsafeFile, check_xml_parts, check_zip, parse_xml
 
 MAX_ROWS = 5000
 MAX_SHEET_ROWS = 20 * MAX_ROWS  # blank rows included: spreadsheets save formatted-but-empty rows
 MAX_COLUMNS = 100  # cells read per xlsx row: a forged <dimension ref="A1:XFD…"> would make every row 16,384 wide
 MAX_BYTES = 10 * 1024 * 1024
+MAX_FIELD_CHARS = 1000  # a csv field: the longest valid value is a 254-character e-mail address
+MAX_LINE_CHARS = 20 * MAX_FIELD_CHARS  # a csv line: 14 such fields, quotes, commas and a few empty columns
 SHEET_NAME = "医療機関ユーザデータ"
 KIND_BY_LABEL = {label: code for code, label in DOCTOR_KIND_LABELS.items()}
 FAMILY = {"nanbyo": "難病", "nanbyo_kyoryoku": "難病", "shoman": "小慢"}
@@ -144,20 +146,37 @@ def read_table(filename: str, data: bytes) -> list[tuple[int, list]]:
 def _read_csv(data: bytes):
     if b"\x00" in data:
         raise FileRefused(["ファイルに NUL 文字が含まれています（テキストの CSV ではありません）。"])
-    try:
-        if data.startswith(b"\xef\xbb\xbf"):
-            text = data[3:].decode("utf-8", errors="strict")
-        else:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                text = data.decode("cp932")
-    except UnicodeDecodeError:  # neither, or a UTF-8 BOM in front of something else
-        raise FileRefused(["文字コードを判別できません。UTF-8 または Shift_JIS（CP932）で保存してください。"])
-    try:
-        return _collect(enumerate(csv.reader(io.StringIO(text, newline="")), start=1))
-    except csv.Error:  # e.g. a field over csv.field_size_limit()
-        raise FileRefused(["CSV ファイルを読み込めません（項目が長すぎるか、CSV の形式が正しくありません）。"])
+    # Decoded and parsed as a stream, a line at a time: the whole file as one str (and StringIO's copy of it) made a
+    # 9 MB one-field file cost 70-110 MB before csv refused the field. A file that is not UTF-8 is read again as
+    # CP932; one with a UTF-8 BOM must be UTF-8.
+    for encoding in ("utf-8-sig",) if data.startswith(b"\xef\xbb\xbf") else ("utf-8", "cp932"):
+        try:
+            return _collect(_csv_rows(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")))
+        except UnicodeDecodeError:
+            continue
+        except csv.Error:  # e.g. a quoted field over csv.field_size_limit() across several lines
+            raise FileRefused(["CSV ファイルを読み込めません（項目が長すぎるか、CSV の形式が正しくありません）。"])
+    raise FileRefused(["文字コードを判別できません。UTF-8 または Shift_JIS（CP932）で保存してください。"])
+
+
+def _csv_rows(text):
+    """(row number, cells) of a csv text stream; a line or field too long for a valid row is refused as soon as it
+    is read, so no more than MAX_LINE_CHARS of it is ever held."""
+    number = 0
+
+    def too_long(row):
+        return FileRefused([f"CSV ファイルを読み込めません: {row}行目に{MAX_FIELD_CHARS}文字を超える項目があります。"])
+
+    def lines():
+        while line := text.readline(MAX_LINE_CHARS):
+            if len(line) == MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+                raise too_long(number + 1)
+            yield line
+
+    for number, cells in enumerate(csv.reader(lines()), start=1):
+        if any(len(c) > MAX_FIELD_CHARS for c in cells):
+            raise too_long(number)
+        yield number, cells
 
 
 def _collect(numbered_rows):
@@ -167,7 +186,8 @@ def _collect(numbered_rows):
     for number, cells in numbered_rows:
         if number > MAX_SHEET_ROWS:
             raise FileRefused([f"行数が多すぎます（空白行を含めて{MAX_SHEET_ROWS}行まで）。不要な行を削除してください。"])
-        if number == 1 or any(normalise(c) for c in cells):
+        # count(None) first: an xlsx row of empty cells is blank without a call per cell
+        if number == 1 or (cells.count(None) < len(cells) and any(normalise(c) for c in cells)):
             filled += 1
             if filled > MAX_ROWS + 1:
                 raise FileRefused([f"データが{MAX_ROWS}行を超えています。ファイルを分けてください。"])
@@ -175,7 +195,6 @@ def _collect(numbered_rows):
     return rows
 
 
-DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 MERGE_CELL = re.compile(rb"<(?:[\w.-]+:)?mergeCell[\s/>]")  # with or without a namespace prefix
 
 
@@ -197,8 +216,12 @@ def _sheet_paths(data: bytes) -> dict[str, str]:
 
 def _read_xlsx(data: bytes):
     from openpyxl import load_workbook
+    from openpyxl.cell.read_only import EMPTY_CELL
     try:
         check_zip(data)
+        # openpyxl reads worksheets and shared strings with Python's expat, which expands entities (unless defusedxml
+        # is installed): no part may have a DTD, in whatever encoding it is written.
+        check_xml_parts(data)
         paths = _sheet_paths(data)
     except (UnsafeFile, KeyError, zipfile.BadZipFile) as e:
         raise FileRefused([str(e) if isinstance(e, UnsafeFile) else "xlsx ファイルが壊れています。"])
@@ -207,14 +230,9 @@ def _read_xlsx(data: bytes):
     if SHEET_NAME not in paths:
         raise FileRefused([f"シート「{SHEET_NAME}」がありません（テンプレートのシートに入力してください）。"])
     try:
-        z = zipfile.ZipFile(io.BytesIO(data))
-        sheet_xml = z.read(paths[SHEET_NAME])
-        # openpyxl parses these parts with a plain XML parser: the same no-DTD rule as parse_xml.
-        dtd = any(DTD.search(z.read(info)) for info in z.infolist() if info.filename.endswith((".xml", ".rels")))
-    except Exception:  # a missing part, a bad CRC or deflate stream, an encrypted or unsupported entry
+        sheet_xml = zipfile.ZipFile(io.BytesIO(data)).read(paths[SHEET_NAME])
+    except Exception:  # a missing part
         raise FileRefused(["xlsx ファイルが壊れています。"])
-    if dtd:
-        raise FileRefused(["XML に DOCTYPE や実体宣言は使えません。"])
     if MERGE_CELL.search(sheet_xml):
         raise FileRefused(["結合されたセルがあります。セルの結合を解除してください。"])
     try:
@@ -223,7 +241,12 @@ def _read_xlsx(data: bytes):
         raise FileRefused(["xlsx ファイルを読み込めません。"])
     try:
         ws = wb[SHEET_NAME]
-        return _collect((number, [_cell_value(c) for c in cells])
+        # openpyxl stops at the last row <dimension> claims, and a writer can claim too few: read every row (the
+        # width stays capped, the rows are limited by _collect).
+        ws.reset_dimensions()
+        # Cells the sheet leaves out are EMPTY_CELL: skipping the call for them keeps the 100,000 blank rows a lone
+        # cell at row 1,048,576 brings (refused by _collect) to well under a second.
+        return _collect((number, [None if c is EMPTY_CELL else _cell_value(c) for c in cells])
                         for number, cells in enumerate(ws.iter_rows(max_col=MAX_COLUMNS), start=1))
     except FileRefused:
         raise

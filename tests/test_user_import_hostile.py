@@ -14,7 +14,7 @@ import zipfile
 import openpyxl
 import pytest
 
-from nanbyo import userfile
+from nanbyo import safe_files, userfile
 from tests.helpers import csrf_token, gen_institution, gen_municipality, gen_user, login
 from tests.userfile_helpers import counts, csv_bytes, doctor_row, xlsx_bytes
 
@@ -26,6 +26,7 @@ BROKEN = "xlsx ファイルが壊れています。"
 UNREADABLE = "xlsx ファイルを読み込めません。"
 MERGED = "結合されたセルがあります。セルの結合を解除してください。"
 HEADER = "1行目: 見出しがテンプレートと一致しません。"
+DTD = "XML に DOCTYPE や実体宣言は使えません。"
 
 
 def refused(municipality, filename, data):
@@ -161,8 +162,96 @@ def test_entity_expansion_in_the_worksheet_is_refused_before_parsing(tokyo, hosp
     data = rezip(xlsx_bytes([doctor_row(1)]), {
         SHEET: lambda b: b.replace(b"<worksheet", laughs + b"<worksheet", 1).replace(b"13-N-0001", b"&a8;")})
     messages, peak = peak_memory(lambda: refused(tokyo, "laughs.xlsx", data))
-    assert messages == ["XML に DOCTYPE や実体宣言は使えません。"]
+    assert messages == [DTD]
     assert peak < 20 * MB
+
+
+# --- DTDs in any encoding --------------------------------------------------------------------------------------------
+
+UTF16 = '<?xml version="1.0" encoding="UTF-16"?>'
+UTF16_CASES = [("utf-16", UTF16), ("utf-16", ""), ("utf-16-le", UTF16), ("utf-16-be", UTF16)]
+UTF16_IDS = ["bom-and-declaration", "bom-only", "le-declared-no-bom", "be-declared-no-bom"]
+
+
+def utf16(encoding, declaration, root, entity=True):
+    """Rewrite a UTF-8 part in UTF-16; entity: an internal DTD declares &e; and the "NAME" text becomes &e;."""
+    def rewrite(body):
+        text = body.decode("utf-8")
+        if entity:
+            dtd = f'<!DOCTYPE {root} [<!ENTITY e "偽名">]>'
+            text = text.replace(f"<{root}", dtd + f"<{root}", 1).replace("NAME", "&e;")
+        return (declaration + text).encode(encoding)
+    return rewrite
+
+
+SST = ('<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1">'
+       "<si><t>NAME</t></si></sst>")
+SST_TYPE = b"application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+SST_REL = b"http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings"
+
+
+def with_shared_strings(data, sst):
+    """The data with G2's inline "NAME" moved to a shared strings part whose bytes are sst."""
+    data = rezip(data, {
+        SHEET: lambda b: b.replace(b'<c r="G2" t="inlineStr"><is><t>NAME</t></is></c>',
+                                   b'<c r="G2" t="s"><v>0</v></c>'),
+        "[Content_Types].xml": lambda b: b.replace(
+            b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="%s"/></Types>' % SST_TYPE),
+        "xl/_rels/workbook.xml.rels": lambda b: b.replace(
+            b"</Relationships>", b'<Relationship Id="rId9" Type="%s" Target="sharedStrings.xml"/></Relationships>'
+            % SST_REL),
+    })
+    out = io.BytesIO(data)
+    with zipfile.ZipFile(out, "a") as z:
+        z.writestr("xl/sharedStrings.xml", sst)
+    return out.getvalue()
+
+
+def named(n):
+    return doctor_row(n, **{"氏名 姓": "NAME"})
+
+
+@pytest.mark.parametrize("encoding,declaration", UTF16_CASES, ids=UTF16_IDS)
+def test_utf16_worksheet_with_an_entity_is_refused(tokyo, hospital, encoding, declaration):
+    # A byte search for "<!DOCTYPE" missed these, and openpyxl's parser expanded &e; into the doctor's name.
+    data = rezip(xlsx_bytes([named(1)]), {SHEET: utf16(encoding, declaration, "worksheet")})
+    assert refused(tokyo, "utf16.xlsx", data) == [DTD]
+
+
+@pytest.mark.parametrize("encoding,declaration", UTF16_CASES, ids=UTF16_IDS)
+def test_utf16_shared_strings_with_an_entity_are_refused(tokyo, hospital, encoding, declaration):
+    data = with_shared_strings(xlsx_bytes([named(1)]), utf16(encoding, declaration, "sst")(SST.encode()))
+    assert refused(tokyo, "utf16.xlsx", data) == [DTD]
+
+
+@pytest.mark.parametrize("encoding,declaration", UTF16_CASES, ids=UTF16_IDS)
+def test_utf16_parts_without_a_dtd_are_imported(tokyo, hospital, encoding, declaration):
+    # UTF-16 is valid XML: a part is refused for its DTD, not for its encoding.
+    sst = utf16(encoding, declaration, "sst", entity=False)(SST.replace("NAME", "共有").encode())
+    data = with_shared_strings(xlsx_bytes([named(1), named(2)]), sst)
+    data = rezip(data, {SHEET: utf16(encoding, declaration, "worksheet", entity=False)})
+    first, second = imported(tokyo, "utf16.xlsx", data, 2)
+    assert (first.name, second.name) == ("共有 医師1", "NAME 医師2")
+
+
+def test_dtd_in_a_part_with_any_name_is_refused(tokyo, hospital):
+    # openpyxl follows the relationships, so a worksheet need not end in .xml: a part is checked by its content.
+    renamed = b"xl/worksheets/sheet1.bin"
+    data = rezip(xlsx_bytes([named(1)]), {
+        SHEET: utf16("utf-16", UTF16, "worksheet"),
+        "xl/_rels/workbook.xml.rels": lambda b: b.replace(SHEET.encode(), renamed),
+        "[Content_Types].xml": lambda b: b.replace(SHEET.encode(), renamed)})
+    data = data.replace(SHEET.encode(), renamed)  # the part's name, in both zip headers (same length)
+    assert renamed.decode() in zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert refused(tokyo, "renamed.xlsx", data) == [DTD]
+
+
+@pytest.mark.parametrize("encoding,declaration", UTF16_CASES + [("utf-8", "")], ids=UTF16_IDS + ["utf-8"])
+def test_parse_xml_refuses_a_dtd_in_any_encoding(encoding, declaration):
+    entity = (declaration + '<!DOCTYPE r [<!ENTITY e "x">]><r>&e;</r>').encode(encoding)
+    with pytest.raises(safe_files.UnsafeFile, match=DTD):
+        safe_files.parse_xml(entity)
+    assert safe_files.parse_xml((declaration + "<r>見本</r>").encode(encoding)).text == "見本"
 
 
 # --- size limits -----------------------------------------------------------------------------------------------------
@@ -232,15 +321,60 @@ def test_forged_dimension_does_not_make_rows_16384_cells_wide(tokyo, hospital):
     assert time.monotonic() - start < 30
 
 
+def test_rows_past_the_declared_dimension_are_read(tokyo, hospital):
+    # openpyxl's read-only sheet stops at <dimension>'s last row: 3 doctors under "A1:N2" imported 1.
+    data = rezip(xlsx_bytes(many_rows(3)), {
+        SHEET: lambda b: re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:N2"/>', b)})
+    users = imported(tokyo, "dimension.xlsx", data, 3)
+    assert sorted(u.designations[0].number for u in users) == ["13-N-0001", "13-N-0002", "13-N-0003"]
+
+
+def test_a_cell_in_the_last_row_is_refused_quickly(tokyo, hospital):
+    # Read past <dimension>, a lone cell at row 1,048,576 stands behind a million blank rows: the row limit stops the
+    # reading at 100,000 of them, and those cost no per-cell work.
+    data = rezip(xlsx_bytes([doctor_row(1)]), {SHEET: lambda b: b.replace(
+        b"</sheetData>", b'<row r="1048576"><c r="A1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>')})
+    start = time.monotonic()
+    assert refused(tokyo, "far.xlsx", data) == [
+        "行数が多すぎます（空白行を含めて100000行まで）。不要な行を削除してください。"]
+    assert time.monotonic() - start < 5
+
+
 def test_file_over_10_mb_is_refused(tokyo, hospital):
     data = csv_bytes([doctor_row(1)]) + b" " * (10 * MB)
     assert refused(tokyo, "huge.csv", data) == ["ファイルが大きすぎます（10MB まで）。"]
 
 
-def test_field_over_the_csv_module_limit_is_refused(tokyo, hospital):
-    data = csv_bytes([doctor_row(1, **{"部署（部門/診療科）": "x" * 200_000})])
-    assert refused(tokyo, "long.csv", data) == [
+TOO_LONG = "CSV ファイルを読み込めません: {}行目に1000文字を超える項目があります。"
+
+
+def test_field_over_1000_characters_is_refused(tokyo, hospital):
+    rows = [doctor_row(1), doctor_row(2, **{"部署（部門/診療科）": "x" * 1001})]
+    assert refused(tokyo, "long.csv", csv_bytes(rows)) == [TOO_LONG.format(3)]
+    rows = [doctor_row(1), doctor_row(2, **{"部署（部門/診療科）": "x" * 200_000})]  # over csv's own limit too
+    assert refused(tokyo, "long.csv", csv_bytes(rows)) == [TOO_LONG.format(3)]
+    # a quoted field that runs over many lines: csv's own limit
+    rows = [doctor_row(1, **{"部署（部門/診療科）": "x\n" * 100_000})]
+    assert refused(tokyo, "long.csv", csv_bytes(rows)) == [
         "CSV ファイルを読み込めません（項目が長すぎるか、CSV の形式が正しくありません）。"]
+
+
+def nine_mb_field(encoding="utf-8-sig", tail=""):
+    return csv_bytes([doctor_row(1, **{"部署（部門/診療科）": "x" * (9 * MB - 400) + tail})], encoding=encoding)
+
+
+@pytest.mark.parametrize("make,row", [
+    (lambda: b"x" * (9 * MB), 1),  # the file is one field
+    (nine_mb_field, 2),
+    (lambda: nine_mb_field("utf-8", tail="😀"), 2),  # one wide character made the decoded text 4 bytes a character
+    (lambda: nine_mb_field("cp932"), 2),  # read first as UTF-8
+], ids=["one-field", "utf-8-sig", "utf-8-wide-character", "cp932"])
+def test_a_9_mb_field_is_refused_without_copying_the_file(tokyo, hospital, make, row):
+    # The whole file decoded to one str, then copied by StringIO: 55-110 MB at peak before csv refused the field.
+    data = make()
+    result, peak = peak_memory(lambda: userfile.plan(tokyo, "long.csv", data))
+    assert [str(p) for p in result.problems] == [TOO_LONG.format(row)]
+    assert peak < 2 * MB, f"peak {peak / MB:.1f} MB for a {len(data) / MB:.1f} MB file"
 
 
 # --- sheet, header, merged cells -------------------------------------------------------------------------------------
@@ -474,7 +608,7 @@ def test_hostile_uploads_get_a_message_not_an_error_page(client, tokyo, hospital
         ("nul.xlsx", rezip(xlsx_bytes([doctor_row(1)]), {SHEET: lambda b: b.replace(b"13-N", b"13\x00N")}),
          UNREADABLE),
         ("bom.csv", b"\xef\xbb\xbf" + "見本".encode("cp932"), UNKNOWN_ENCODING),
-        ("long.csv", csv_bytes([doctor_row(1, 電話="0" * 200_000)]), "CSV ファイルを読み込めません"),
+        ("long.csv", csv_bytes([doctor_row(1, 電話="0" * 200_000)]), TOO_LONG.format(2)),
         ("gone.xlsx", rezip(xlsx_bytes([doctor_row(1)]), {"xl/_rels/workbook.xml.rels": lambda b: b.replace(
             b"sheet1.xml", b"sheet9.xml")}), BROKEN),
     ]
