@@ -20,9 +20,11 @@ def make_app(url, instance):
     os.environ["NANBYO_INSTANCE_PATH"] = instance
     from flask_migrate import upgrade
     from app import create_app
+    from nanbyo.extensions import db
     from nanbyo.masters import load_masters
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench"})
     with app.app_context():
         upgrade()
         load_masters(app.config["NANBYO_MASTERS_DIR"])
+        db.session.commit()
     return app

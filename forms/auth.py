@@ -11,6 +11,7 @@ class LoginForm(FlaskForm):
     password = PasswordField("パスワード", validators=[DataRequired("パスワードを入力してください。"),
                                                     Length(max=MAX_PASSWORD_LENGTH)])
     key_file = FileField("暗号化鍵ファイル")
+    key_code = StringField("鍵登録コード", validators=[Length(max=40)])
 
 
 class NewPasswordMixin:

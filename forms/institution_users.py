@@ -14,11 +14,5 @@ class StaffForm(FlaskForm):
     department = StringField("部署（部門/診療科）", validators=[Optional(), Length(max=100)])
 
 
-class ConcurrentDoctorForm(FlaskForm):
-    login_id = StringField("兼務する指定医のログインID", validators=[DataRequired("ログインIDを入力してください。"),
-                                                              Length(max=64)])
-    department = StringField("部署（部門/診療科）", validators=[Optional(), Length(max=100)])
-
-
 class ManagerTransferForm(FlaskForm):
     membership_id = SelectField("新しい責任者", coerce=int, validate_choice=True)

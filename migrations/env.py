@@ -97,6 +97,12 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite's batch migrations copy, drop and rename tables: with foreign keys on, dropping a table would
+            # cascade into (or be refused by) the rows that refer to it. Off for the migration (outside any
+            # transaction, where the PRAGMA takes effect), checked afterwards, on again for the app.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -105,6 +111,13 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+
+        if sqlite:
+            dbapi = connection.connection.driver_connection
+            broken = dbapi.execute("PRAGMA foreign_key_check").fetchall()
+            dbapi.execute("PRAGMA foreign_keys = ON")
+            if broken:
+                raise RuntimeError(f"foreign key check failed after migrating: {broken[:10]}")
 
 
 if context.is_offline_mode():

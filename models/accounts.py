@@ -28,6 +28,9 @@ class User(db.Model):
     # Only a digest of the key file's secret: the file itself never stays on the server.
     key_digest: Mapped[str | None] = mapped_column(String(64))
     key_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # After a key re-issue: the hash of the one-time registration code printed on the notice, and its expiry.
+    key_code_hash: Mapped[str | None] = mapped_column(String(255))
+    key_code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Municipality roles: the 自治体 the account belongs to.
     municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
     # Doctors and institution staff: the 自治体 that issued the ID (only it edits or deletes the ID).
@@ -112,7 +115,7 @@ class Membership(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
-    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id", ondelete="CASCADE"), index=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id", ondelete="RESTRICT"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="primary")
     is_manager: Mapped[bool] = mapped_column(Boolean, default=False)
     department: Mapped[str] = mapped_column(String(100), default="")

@@ -1,5 +1,5 @@
 """自治体 and 医療機関."""
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from nanbyo.codes import institution_code_error, municipality_code_error
@@ -40,10 +40,12 @@ class Institution(db.Model):
     name: Mapped[str] = mapped_column(String(200), index=True)
     address: Mapped[str] = mapped_column(String(300), default="")
     municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
+    # A closed institution is disabled, never deleted: documents and memberships keep referring to it.
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     municipality = relationship("Municipality", back_populates="institutions")
-    memberships = relationship("Membership", back_populates="institution", lazy="dynamic",
-                               cascade="all, delete-orphan")
+    # The database refuses deleting an institution with memberships; the ORM must not delete them first.
+    memberships = relationship("Membership", back_populates="institution", lazy="dynamic", passive_deletes="all")
 
     @validates("code")
     def _check_code(self, key, value):

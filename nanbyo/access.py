@@ -15,7 +15,7 @@ from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanG
 from nanbyo.document_codes import DRAFT, EDITABLE_BY_AUTHOR, MUNICIPALITY_VISIBLE, UNDER_REVIEW
 from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_MANAGER, INSTITUTION_STAFF, MUNICIPALITY_ADMIN,
                           MUNICIPALITY_ROLES, MUNICIPALITY_USER, OPERATOR_ADMIN, OPERATOR_ROLES, OPERATOR_USER,
-                          ROLES)
+                          ROLES, STATUS_ACTIVE, STATUS_LOCKED)
 
 READ = frozenset({"list", "details"})
 ALL = READ | {"create", "edit", "delete", "export"}
@@ -87,13 +87,22 @@ def _managed_ids(user):
     return user.managed_institution_ids if INSTITUTION_MANAGER in principals(user) else []
 
 
-def _has_membership_in(institution_criterion):
-    return exists(select(Membership.id).join(Institution, Institution.id == Membership.institution_id)
-                  .where(Membership.user_id == User.id, institution_criterion))
+def _has_membership_in(institution_ids, *criteria):
+    return exists(select(Membership.id).where(Membership.user_id == User.id,
+                                              Membership.institution_id.in_(institution_ids), *criteria))
 
 
 def row_filter(user, model, purpose: str = "read"):
-    """SQL criterion for the rows of `model` this user may use for `purpose` ('read', 'write' or 'support')."""
+    """SQL criterion for the rows of `model` this user may use for `purpose`: 'read', 'write', or for accounts
+    'support' (password reset by notice, unlock, key re-issue)."""
+    criterion = _row_filter(user, model, purpose)
+    if model is User and purpose == "support":
+        # Only accounts in use: a disabled or deleted account is the issuer's to turn back on, never a helper's.
+        criterion = and_(criterion, User.status.in_((STATUS_ACTIVE, STATUS_LOCKED)))
+    return criterion
+
+
+def _row_filter(user, model, purpose):
     roles = principals(user)
     if not roles:
         return false()
@@ -127,8 +136,12 @@ def row_filter(user, model, purpose: str = "read"):
                 return or_(issued, User.municipality_id == own_muni)
             # Only the issuer edits a doctor's ID; admins of the same 自治体 are the operator's to manage.
             return or_(issued, and_(User.municipality_id == own_muni, User.role == MUNICIPALITY_USER))
-        if managed and purpose in ("read", "support"):
-            return _has_membership_in(Institution.id.in_(managed))
+        if managed and purpose == "read":
+            return _has_membership_in(managed)
+        if managed and purpose == "support":
+            # A 責任者 supports the accounts whose 主たる勤務先 they manage (their doctors, the staff they
+            # registered): never a 兼務 doctor, whose ID another institution applied for, and not themselves.
+            return and_(_has_membership_in(managed, Membership.kind == "primary"), User.id != user.id)
         return User.id == user.id if purpose == "read" else false()
 
     if model is Membership:

@@ -10,10 +10,11 @@ from datetime import timezone
 
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy import select, text
+from sqlalchemy import insert, select
 
 from models._types import utcnow
 from models.audit import OperationLog
+from nanbyo import database
 from nanbyo.extensions import db
 
 GENESIS = "0" * 64
@@ -56,40 +57,45 @@ def _scrub(data):
     return data
 
 
-def _lock_chain(session):
-    # Two writers must not both extend the same tail. SQLite serialises writers itself.
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(724001)"))
+def _append(connection, values) -> OperationLog:
+    """Extend the chain by one entry on `connection`, which holds the write lock (nanbyo.database)."""
+    last = connection.execute(select(OperationLog.seq, OperationLog.entry_hash)
+                              .order_by(OperationLog.seq.desc()).limit(1)).first()
+    entry = OperationLog(seq=(last.seq + 1) if last else 1, prev_hash=last.entry_hash if last else GENESIS,
+                         **values)
+    entry.entry_hash = compute_hash(entry)
+    connection.execute(insert(OperationLog.__table__).values(
+        {column.key: getattr(entry, column.key) for column in OperationLog.__table__.columns if column.key != "id"}))
+    return entry
 
 
 def record(action, *, target=None, target_type="", target_id="", result="success", data=None, actor=None,
            commit=True):
-    """Append one entry. `actor` defaults to the logged-in user; `target` may be a model instance."""
+    """Append one entry. `actor` defaults to the logged-in user; `target` may be a model instance.
+
+    Inside a unit of work (after database.begin_write()) the entry joins its changes and, with commit=True, commits
+    them together. With nothing of the caller's to commit (a read of patient data, a refused request) the entry is a
+    unit of work of its own. A change made without begin_write() cannot get its entry: that raises."""
     session = db.session
     if actor is None and has_request_context() and current_user and current_user.is_authenticated:
         actor = current_user
     if target is not None:
         target_type = target_type or target.__class__.__tablename__
         target_id = target_id or str(getattr(target, "id", "") or "")
-    _lock_chain(session)
-    last = session.execute(select(OperationLog.seq, OperationLog.entry_hash)
-                           .order_by(OperationLog.seq.desc()).limit(1)).first()
-    entry = OperationLog(
-        seq=(last.seq + 1) if last else 1,
-        created_at=utcnow(),
-        actor_id=getattr(actor, "id", None),
-        actor_login=getattr(actor, "login_id", "") or "",
+    values = dict(
+        created_at=utcnow(), actor_id=getattr(actor, "id", None), actor_login=getattr(actor, "login_id", "") or "",
         actor_role=getattr(actor, "role", "") or "",
         remote_addr=(request.remote_addr or "") if has_request_context() else "cli",
-        action=action, target_type=target_type, target_id=str(target_id), result=result,
-        data=_scrub(data or {}),
-        prev_hash=last.entry_hash if last else GENESIS,
-    )
-    entry.entry_hash = compute_hash(entry)
-    session.add(entry)
-    if commit:
-        session.commit()
-    return entry
+        action=action, target_type=target_type, target_id=str(target_id), result=result, data=_scrub(data or {}))
+    if database.is_write_locked(session):
+        entry = _append(session.connection(), values)
+        if commit:
+            session.commit()
+        return entry
+    if database.has_changes(session):
+        raise database.UnitOfWorkError("changes made without begin_write() cannot be committed with their entry")
+    with database.separate_write() as connection:
+        return _append(connection, values)
 
 
 def verify(session=None):

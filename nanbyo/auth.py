@@ -2,7 +2,9 @@
 import base64
 import hashlib
 import hmac
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -10,12 +12,12 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-from sqlalchemy import update
 
 from models._types import utcnow
 from models.accounts import User
+from nanbyo import database
 from nanbyo.extensions import db
-from nanbyo.roles import STATUS_ACTIVE, STATUS_LOCKED
+from nanbyo.roles import STATUS_ACTIVE, STATUS_DISABLED, STATUS_LOCKED
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 128
@@ -132,6 +134,44 @@ def key_file_name(user: User) -> str:
     return f"{user.login_id}.key"
 
 
+# --- key registration codes: the second factor while a re-issued key file is not yet registered ---------------
+
+KEY_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: it is typed from paper
+KEY_CODE_GROUPS = 3
+
+
+def normalise_key_code(text: str) -> str:
+    return re.sub(r"[\s\-ー－]", "", unicodedata.normalize("NFKC", text or "")).upper()
+
+
+def new_key_code() -> tuple[str, str]:
+    """A fresh registration code as printed (XXXX-XXXX-XXXX) and its hash. Hashing is slow: do it before the lock."""
+    groups = ["".join(secrets.choice(KEY_CODE_ALPHABET) for _ in range(4)) for _ in range(KEY_CODE_GROUPS)]
+    code = "-".join(groups)
+    return code, hash_password(normalise_key_code(code))
+
+
+def reissue_key(user: User, code_hash: str):
+    """Revoke the key file; until the code expires, password + code register a new one. Returns the expiry."""
+    user.key_digest = None
+    user.key_code_hash = code_hash
+    user.key_code_expires_at = utcnow() + current_app.config["NANBYO_KEY_CODE_VALIDITY"]
+    return user.key_code_expires_at
+
+
+def key_code_matches(user: User, typed: str) -> bool:
+    code = normalise_key_code(typed)
+    return bool(user.key_code_hash and code and user.key_code_expires_at and user.key_code_expires_at > utcnow()
+                and verify_password(user.key_code_hash, code))
+
+
+def register_key_file(user: User) -> bytes:
+    """The new key file of a user in setup; a registration code it used is spent."""
+    user.key_code_hash = None
+    user.key_code_expires_at = None
+    return issue_key_file(user)
+
+
 # --- the login decision ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -142,37 +182,63 @@ class LoginOutcome:
     locked_now: bool = False
 
 
-def authenticate(login_id: str, password: str, key_content: bytes | None) -> LoginOutcome:
-    """Check ID, password and (once registered) key file; count failures and lock at the threshold.
+def second_factor_problem(user: User, key_content: bytes | None, key_code: str) -> str | None:
+    """None when the second factor holds; else why not (for the log)."""
+    if user.key_digest:
+        return None if key_file_matches(user, key_content) else "bad_key_file"
+    if user.key_code_hash:
+        # A re-issued key: password alone must never be enough.
+        return None if key_code_matches(user, key_code) else "bad_key_code"
+    if user.key_issued_at is None:
+        return None  # first login: the initial password from the notice, then the key file is registered
+    return "no_key_file"
 
-    Commits the failure counter; the caller writes the operation log and starts the session.
-    """
+
+def authenticate(login_id: str, password: str, key_content: bytes | None, key_code: str = "") -> LoginOutcome:
+    """Check ID, password and the second factor; count failures and lock at the threshold.
+
+    Returns inside the unit of work (database.begin_write) with nothing committed: the caller starts the session,
+    logs the outcome and commits, so that a login and its log entry never come apart."""
     user = db.session.execute(db.select(User).filter_by(login_id=login_id)).scalar_one_or_none()
-    password_ok = verify_password(user.password_hash if user else None, password)
+    checked = {}
+
+    def password_ok():
+        digest = user.password_hash if user else None
+        if digest not in checked:
+            checked[digest] = verify_password(digest, password)
+        return checked[digest]
+
+    password_ok()  # argon2 is slow: before the lock (also for an unknown ID, so that its timing is the same)
+    database.begin_write()  # the account as it is now, and nobody else changes it until the commit
     if user is None:
         return LoginOutcome(None, False, "unknown_login_id")
     if user.status != STATUS_ACTIVE:
         return LoginOutcome(user, False, user.status)
-    # A registered key file is the second factor; before first-login setup there is none yet.
-    key_ok = key_file_matches(user, key_content) if user.key_digest else True
-    # Check-and-write in one SQL statement each: parallel requests for one account must neither overwrite each other's
-    # failure count (extra guesses before the lockout) nor log in after another request has locked the account.
-    still_active = update(User).where(User.id == user.id, User.status == STATUS_ACTIVE) \
-        .execution_options(synchronize_session=False)
-    if password_ok and key_ok:
-        done = db.session.execute(still_active.values(failed_logins=0, last_login_at=utcnow())).rowcount
-        db.session.commit()
-        return LoginOutcome(user, True, "ok") if done else LoginOutcome(user, False, user.status)
-    counted = db.session.execute(still_active.values(failed_logins=User.failed_logins + 1)).rowcount
-    threshold = current_app.config["NANBYO_LOCKOUT_THRESHOLD"]
-    locked_now = counted and db.session.execute(
-        still_active.where(User.failed_logins >= threshold).values(status=STATUS_LOCKED)).rowcount == 1
-    db.session.commit()
-    if not counted:
-        return LoginOutcome(user, False, user.status)
-    return LoginOutcome(user, False, "bad_password" if not password_ok else "bad_key_file", bool(locked_now))
+    problem = "bad_password" if not password_ok() else second_factor_problem(user, key_content, key_code)
+    if problem is None:
+        user.failed_logins = 0
+        user.last_login_at = utcnow()
+        return LoginOutcome(user, True, "ok")
+    user.failed_logins += 1
+    locked_now = user.failed_logins >= current_app.config["NANBYO_LOCKOUT_THRESHOLD"]
+    if locked_now:
+        user.status = STATUS_LOCKED
+    return LoginOutcome(user, False, problem, locked_now)
 
 
-def unlock(user: User) -> None:
+def unlock(user: User) -> bool:
+    """Clear a lockout and nothing else: a disabled or deleted account stays as it is."""
+    if user.status not in (STATUS_ACTIVE, STATUS_LOCKED):
+        return False
     user.status = STATUS_ACTIVE
     user.failed_logins = 0
+    return True
+
+
+def enable(user: User) -> bool:
+    """The issuer turns a disabled (or locked) account back on; a deleted ID stays deleted."""
+    if user.status not in (STATUS_DISABLED, STATUS_LOCKED):
+        return False
+    user.status = STATUS_ACTIVE
+    user.failed_logins = 0
+    return True

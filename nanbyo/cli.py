@@ -5,7 +5,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from nanbyo import audit
+from nanbyo import audit, database
 
 nanbyo_cli = AppGroup("nanbyo", help="難病・小慢データベースの運用コマンド")
 
@@ -16,15 +16,16 @@ def load_masters_command(directory):
     """マスタ（自治体・指定難病・小慢）を CSV ディレクトリから読み込む。"""
     from nanbyo.masters import ATTRIBUTION, MasterFileError, load_masters
     directory = directory or current_app.config["NANBYO_MASTERS_DIR"]
+    database.begin_write()
     try:
         report = load_masters(directory)
     except MasterFileError as e:
         click.echo(f"マスタを読み込めませんでした: {e}", err=True)
         sys.exit(1)
+    audit.record("load_masters", target_type="masters", data={"files": {k: list(v) for k, v in report.items()}})
     for name, (created, updated) in report.items():
         click.echo(f"{name}: 追加 {created} 件, 更新 {updated} 件")
     click.echo(f"出典: {ATTRIBUTION}")
-    audit.record("load_masters", target_type="masters", data={"files": {k: list(v) for k, v in report.items()}})
 
 
 @nanbyo_cli.command("audit-verify")
@@ -78,6 +79,7 @@ def import_users_command(file, municipality_code, dry_run, notices):
         click.echo(f"自治体コード {municipality_code} の自治体は登録されていません。", err=True)
         sys.exit(2)
     data = Path(file).read_bytes()
+    database.begin_write()  # planned and imported under one lock: nobody changes the accounts in between
     result = userfile.plan(municipality, Path(file).name, data)
     for line in userfile.report_lines(result):
         click.echo(line, err=not result.ok)
@@ -90,11 +92,9 @@ def import_users_command(file, municipality_code, dry_run, notices):
     batch = userfile.execute(result, filename=Path(file).name, data=data)
     click.echo(f"登録しました（取込番号 {batch.id}）: 新規発行 {batch.created_count} 件, 報告のみ {batch.reported_count} 件")
     if notices and batch.created_count:
-        from nanbyo.notices import render_notices
         from nanbyo.issuance import reset_for_notices
-        entries = reset_for_notices(batch.users)
-        Path(notices).write_bytes(render_notices(entries))
-        click.echo(f"発行通知書を {notices} に出力しました（{len(entries)} 件）。")
+        Path(notices).write_bytes(reset_for_notices(batch.users))
+        click.echo(f"発行通知書を {notices} に出力しました（{len(batch.users)} 件）。")
 
 
 @nanbyo_cli.command("rotate-key")

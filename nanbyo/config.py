@@ -37,6 +37,8 @@ def load_config(app, test_config=None):
         NANBYO_TLS=os.environ.get("NANBYO_TLS") == "1",
         NANBYO_IDLE_TIMEOUT=timedelta(minutes=30),
         NANBYO_LOCKOUT_THRESHOLD=5,
+        # How long the registration code of a re-issued key file (printed on its notice) may be used.
+        NANBYO_KEY_CODE_VALIDITY=timedelta(days=7),
         NANBYO_ARGON2_PROFILE="default",
         NANBYO_MASTERS_DIR=str(Path(app.root_path) / "data" / "masters"),
         NANBYO_DEMO_KEYS_DIR=str(Path(app.instance_path) / "demo-keys"),

@@ -10,7 +10,7 @@ from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoDisease, ShomanDisease
-from nanbyo import auth, documents, formdefs
+from nanbyo import auth, database, documents, formdefs
 from nanbyo.document_codes import COMPLETED, DRAFT, FINALIZED, NANBYO, NEW, RECEIVED, REVIEWED, SHOMAN
 from nanbyo.extensions import db
 from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_STAFF, MUNICIPALITY_ADMIN, OPERATOR_ADMIN)
@@ -63,6 +63,7 @@ def create_demo(keys_dir, password=DEFAULT_PASSWORD):
     problems = auth.password_problems(password)
     if problems:
         raise DemoRefused(" ".join(problems))
+    database.begin_write()
     munis = {code: _municipality(code, name, pref) for code, name, pref in MUNICIPALITIES}
     insts = {}
     for code, name, address, muni in INSTITUTIONS:
@@ -156,6 +157,7 @@ def create_demo_documents(doctor, institution, municipality, clerk):
         definition = formdefs.definition_for(kind, disease)
         for status, patient in zip((DRAFT, FINALIZED, RECEIVED, REVIEWED, COMPLETED), DEMO_PATIENTS[kind]):
             family, given, family_kana, given_kana, sex, birth = patient
+            database.begin_write()
             doc = Document(kind=kind, application_kind=NEW, form_code=definition.code, author=doctor,
                            created_by_id=doctor.id, institution=institution, municipality=municipality,
                            status=DRAFT, written_on=today, diagnosed_on=today - timedelta(days=30),
@@ -172,9 +174,10 @@ def create_demo_documents(doctor, institution, municipality, clerk):
             problems = documents.finalize_problems(doc)
             if problems:
                 raise DemoRefused(f"見本の書類を確定できません: {problems}")
-            documents.finalize(doc, doctor)
+            documents.finalize(doc, doctor)  # commits, with its log entry
             if status == FINALIZED:
                 continue
+            database.begin_write()
             doc.status, doc.received_at, doc.received_by_id = RECEIVED, utcnow(), clerk.id
             doc.reception_no = f"R{today:%Y}-{doc.id:05d}"
             if status in (REVIEWED, COMPLETED):

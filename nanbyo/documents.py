@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from models._types import utcnow
 from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
-from nanbyo import audit, formdefs
+from nanbyo import audit, database, formdefs
 from nanbyo.crypto import keyring, patient_search_value, to_katakana
 from nanbyo.document_codes import (FINALIZED, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, NEW,
                                    PATIENT_FIELDS, PATIENT_REQUIRED, RECEIVED, RENEWAL, SEX_LABELS, SHOMAN,
@@ -182,6 +182,8 @@ def authoring_problems(user, kind, application_kind, author, institution) -> lis
             problems.append("臨床調査個人票は難病指定医（更新は協力難病指定医も）だけが作成できます。")
     if institution.id not in {m.institution_id for m in author.memberships}:
         problems.append("作成者はこの医療機関に所属していません。")
+    if not institution.active:
+        problems.append("この医療機関は無効（廃止）になっているため、書類を作成・確定できません。")
     if user.role in OPERATOR_ROLES:
         return problems
     if user.role == DESIGNATED_DOCTOR and user.id != author.id:
@@ -240,11 +242,11 @@ def finalize_problems(doc: Document, today: date | None = None, *, authoring=Tru
 
 
 def finalize(doc: Document, user):
+    """Inside the caller's unit of work (database.begin_write); committed with its log entry."""
     doc.status = FINALIZED
     doc.finalized_at = utcnow()
     if not doc.access_key:
         doc.access_key = new_access_key()
-    db.session.commit()
     audit.record("document_finalize", target=doc, actor=user)
 
 
@@ -295,7 +297,11 @@ NOT_FOUND = "このアクセスキーの書類は見つかりません。キー�
 
 
 def lookup_key(user, typed: str) -> LookupResult:
-    """A municipality user looks a key up. Every attempt is logged; the key itself never is."""
+    """A municipality user looks a key up. Every attempt is logged; the key itself never is.
+
+    One unit of work: the limit is counted, and the attempt logged, under the write lock, so parallel lookups
+    cannot both pass the last free attempt."""
+    database.begin_write()
     if lookup_throttled(user):
         audit.record("key_lookup", actor=user, target_type="document", result="throttled")
         minutes = int(current_app.config["NANBYO_KEY_LOOKUP_WINDOW"].total_seconds() // 60)
@@ -318,7 +324,6 @@ def lookup_key(user, typed: str) -> LookupResult:
         doc.status = RECEIVED
         doc.received_at = utcnow()
         doc.received_by_id = user.id
-        db.session.commit()
     audit.record("key_lookup", actor=user, target=doc, data={"received": first})
     return LookupResult(doc, "書類を受け付けました。" if first else "書類を表示します。")
 
@@ -338,6 +343,7 @@ def rotate_keys(batch_size=500, progress=None) -> dict:
                                    (DocumentCorrection, "values_cipher", "corrections")):
         last_id = 0
         while True:
+            database.begin_write()  # a save from the web between this read and the write would be lost
             rows = db.session.execute(select(model).where(model.id > last_id).order_by(model.id)
                                       .limit(batch_size)).scalars().all()
             if not rows:

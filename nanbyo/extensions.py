@@ -38,6 +38,9 @@ def init_extensions(app):
     import models  # noqa: F401  registers every model on the metadata
 
     db.init_app(app)
+    from nanbyo.database import configure_engine
+    with app.app_context():
+        configure_engine(db.engine)
     migrate.init_app(app, db, directory=os.path.join(app.root_path, "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)

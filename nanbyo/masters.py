@@ -59,7 +59,8 @@ def _upsert(model, key, values):
 
 
 def load_masters(directory) -> dict[str, tuple[int, int]]:
-    """Upsert every master in `directory`; all or nothing. Returns {file: (created, updated)}."""
+    """Upsert every master in `directory` into the current transaction; the caller commits (the CLI together with
+    its log entry). All or nothing: on a bad file everything is rolled back. Returns {file: (created, updated)}."""
     directory = Path(directory)
     report = {}
     try:
@@ -97,7 +98,7 @@ def load_masters(directory) -> dict[str, tuple[int, int]]:
                                    "notification_no": int(r["notification_no"]) if r["notification_no"] else None,
                                    "name_ja": r["name_ja"], "name_en": r.get("name_en", "")})
         report["shoman_diseases.csv"] = _upsert(ShomanDisease, "nando_id", shoman)
-        db.session.commit()
+        db.session.flush()
     except (ValueError, KeyError):
         db.session.rollback()
         raise

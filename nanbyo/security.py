@@ -5,7 +5,7 @@ from flask import g, redirect, request, url_for
 from flask_login import current_user
 
 from nanbyo import audit, sessions
-from nanbyo.extensions import login_manager
+from nanbyo.extensions import db, login_manager
 
 # Endpoints a user who has not finished first-login setup may still reach.
 SETUP_ENDPOINTS = {"auth.first_login", "auth.first_login_key", "auth.logout", "static", "admin.static"}
@@ -49,6 +49,7 @@ def init_app(app):
 
     @app.errorhandler(403)
     def forbidden(error):
+        db.session.rollback()  # nothing of a refused request is kept; its log entry is a unit of its own
         if current_user.is_authenticated:
             audit.record("access_denied", result="denied",
                          data={"endpoint": request.endpoint or "", "method": request.method,

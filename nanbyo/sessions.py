@@ -1,4 +1,8 @@
-"""Server-side login sessions: the cookie holds a random token, the database decides whether it is still valid."""
+"""Server-side login sessions: the cookie holds a random token, the database decides whether it is still valid.
+
+Starting, ending and revoking sessions are changes: the caller holds the unit of work (database.begin_write) and
+commits them with their log entry.
+"""
 import hashlib
 import secrets
 from datetime import timedelta
@@ -9,6 +13,7 @@ from sqlalchemy import update
 
 from models._types import utcnow
 from models.accounts import User, UserSession
+from nanbyo import database
 from nanbyo.extensions import db
 
 TOKEN_KEY = "nanbyo_sid"
@@ -25,7 +30,6 @@ def start(user: User) -> None:
     token = secrets.token_urlsafe(32)
     db.session.add(UserSession(token_digest=_digest(token), user_id=user.id,
                                remote_addr=(request.remote_addr or "")[:64]))
-    db.session.commit()
     session[TOKEN_KEY] = token
     session.permanent = True
     login_user(user)
@@ -44,18 +48,22 @@ def load_user(user_id: str) -> User | None:
     if record is None or record.revoked_at is not None or str(record.user_id) != str(user_id):
         return None
     now = utcnow()
-    if now - record.last_seen_at > current_app.config["NANBYO_IDLE_TIMEOUT"]:
-        record.revoked_at = now
+    idle = now - record.last_seen_at
+    if idle > current_app.config["NANBYO_IDLE_TIMEOUT"] or idle > TOUCH_EVERY:
+        database.begin_write()
+        if record.revoked_at is not None:  # ended by another request meanwhile
+            return None
+        idle = now - record.last_seen_at
+        if idle > current_app.config["NANBYO_IDLE_TIMEOUT"]:
+            from nanbyo import audit
+            record.revoked_at = now
+            audit.record("session_expired", target=record.user, actor=record.user)
+            return None
+        record.last_seen_at = now
         db.session.commit()
-        from nanbyo import audit
-        audit.record("session_expired", target=record.user, actor=record.user)
-        return None
     user = db.session.get(User, record.user_id)
     if user is None or not user.is_active:
         return None
-    if now - record.last_seen_at > TOUCH_EVERY:
-        record.last_seen_at = now
-        db.session.commit()
     return user
 
 
@@ -64,12 +72,14 @@ def end() -> None:
     record = current_record()
     if record is not None and record.revoked_at is None:
         record.revoked_at = utcnow()
-        db.session.commit()
     logout_user()
     session.clear()
 
 
-def revoke_all(user: User) -> None:
-    """Disable, lock or password reset: every session of this user ends now, on every browser."""
-    db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-                       .values(revoked_at=utcnow()))
+def revoke_all(user: User, keep_current: bool = False) -> None:
+    """Every session of this user ends now, on every browser (with keep_current, all but this browser's)."""
+    query = update(UserSession).where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+    current = current_record() if keep_current else None
+    if current is not None:
+        query = query.where(UserSession.id != current.id)
+    db.session.execute(query.values(revoked_at=utcnow()))

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from models._types import utcnow
 from models.accounts import Designation, ImportBatch, Membership, User
 from models.institutions import Institution, Municipality
-from nanbyo import audit, auth
+from nanbyo import audit, auth, database
 from nanbyo.codes import institution_code_error
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS, STATUS_DELETED
@@ -405,6 +405,9 @@ def plan(municipality: Municipality, filename: str, data: bytes) -> Plan:
         if result.institution is not None and result.institution.municipality_id != municipality.id:
             problems.append(Problem(None, "医療機関コード", f"医療機関 {code} は{result.institution.municipality.name}の所管です。"
                                     "所管の自治体に提出してください"))
+        elif result.institution is not None and not result.institution.active:
+            problems.append(Problem(None, "医療機関コード", f"医療機関 {code} は無効（廃止）になっています。"
+                                    "再開した場合は医療機関の画面で「有効」にしてから取り込んでください"))
         if result.institution is None and not result.institution_name:
             problems.append(Problem(None, "医療機関名", f"医療機関 {code} は未登録です。医療機関名を記載するか、"
                                     "先に医療機関を登録してください"))
@@ -465,6 +468,7 @@ def execute(result: Plan, *, filename: str, data: bytes, actor=None) -> ImportBa
     if not result.ok:
         raise FileRefused([str(p) for p in result.problems])
     try:
+        database.begin_write()  # no-op when the caller planned under the lock already
         institution = result.institution
         if institution is None:
             institution = Institution(code=result.institution_code, name=result.institution_name, address="",

@@ -35,6 +35,11 @@
       }
     });
   }
+  // Our own buttons ask first with data-confirm="..." (the text is escaped by the template, never evaluated).
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest ? ev.target.closest("[data-confirm]") : null;
+    if (el && !window.confirm(el.getAttribute("data-confirm"))) { ev.preventDefault(); }
+  }, true);
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", function () { rebind(document); });
   } else {

@@ -31,6 +31,7 @@ def _migrate(uri, instance):
     with app.app_context():
         upgrade()
         load_masters(app.config["NANBYO_MASTERS_DIR"])
+        db.session.commit()
         db.session.remove()
         db.engine.dispose()
 

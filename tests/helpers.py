@@ -124,7 +124,7 @@ def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", 
     from models._types import utcnow
     from models.documents import Document
     from models.masters import NanbyoDisease, ShomanDisease
-    from nanbyo import documents, formdefs
+    from nanbyo import database, documents, formdefs
     from nanbyo.demo import sample_values
 
     institution = institution or author.primary_membership.institution
@@ -148,6 +148,7 @@ def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", 
     db.session.commit()
     if status != "draft":
         assert documents.finalize_problems(doc) == [], documents.finalize_problems(doc)
+        database.begin_write()
         documents.finalize(doc, author)
     if status in ("received", "reviewed", "completed"):
         doc.status, doc.received_at = "received", utcnow()

@@ -74,8 +74,9 @@ OTHER_ENDPOINTS = {
     "user_import.preview": "muni_admin", "user_import.confirm": "muni_admin", "user_import.batch": "muni_admin",
     "user_import.notices": "muni_admin",
     "institution_users.index": "manager", "institution_users.add_staff": "manager",
-    "institution_users.add_concurrent": "manager", "institution_users.remove_concurrent": "manager",
-    "institution_users.notice": "manager", "institution_users.transfer_manager": "manager",
+    "institution_users.remove_concurrent": "manager", "institution_users.notice": "manager",
+    "institution_users.key_reissue": "manager", "institution_users.unlock": "manager",
+    "institution_users.transfer_manager": "manager",
 }
 # Every document URL x every principal x every relation to the document: tests/test_document_access.py.
 OTHER_ENDPOINTS |= {f"document.{name}": "documents" for name in COVERED_DOCUMENT_ENDPOINTS}
@@ -224,8 +225,8 @@ def test_write_matrix(app, client, world, principal):
                 db.session.expire_all()
                 disabled = db.session.get(User, row_id).status == "disabled"
                 assert disabled == ("edit" in perms and category in writable), f"{what} disable action"
-            if view == "municipality":
-                continue  # referenced rows cannot be deleted by anyone; see test_operator_deletes_municipality
+            if view in ("municipality", "institution"):
+                continue  # referenced rows cannot be deleted by anyone: test_referenced_rows_are_not_deleted
             # The list's mass delete action first, then the row's delete button: the same rows only.
             client.post(f"/admin/{view}/action/", data={"csrf_token": token, "action": "delete", "rowid": row_id})
             db.session.expire_all()
@@ -352,11 +353,14 @@ def test_single_principal_screens(client, world, principal):
     doctor_b = world["users"]["doctor_b"]
     # Another institution's users through the 責任者 URLs: refused even for the 責任者 of A.
     for path in (f"/admin/institution-users/{b.id}/staff", f"/admin/institution-users/{b.id}/notice/{doctor_b.id}",
-                 f"/admin/institution-users/{b.id}/manager"):
+                 f"/admin/institution-users/{b.id}/key/{doctor_b.id}",
+                 f"/admin/institution-users/{b.id}/unlock/{doctor_b.id}", f"/admin/institution-users/{b.id}/manager"):
         assert_denied(client.post(path, data={"csrf_token": token, "name": "x", "name_kana": "エックス"}), path)
-    r = client.post(f"/admin/institution-users/{a.id}/notice/{doctor_b.id}", data={"csrf_token": token})
-    assert_denied(r, f"{principal} notice for a user of another institution")
+    for action in ("notice", "key", "unlock"):
+        r = client.post(f"/admin/institution-users/{a.id}/{action}/{doctor_b.id}", data={"csrf_token": token})
+        assert_denied(r, f"{principal} {action} for a user of another institution")
     db.session.expire_all()
-    assert db.session.get(User, doctor_b.id).must_change_password is False
+    untouched = db.session.get(User, doctor_b.id)
+    assert untouched.must_change_password is False and untouched.key_digest is not None
     r = client.post("/admin/user-import/confirm", data={"csrf_token": token})
     assert_denied(r, f"{principal} confirm without a pending file")

@@ -60,23 +60,34 @@ def test_reissued_notice_resets_the_password_and_unlocks(client, app, hospital, 
     assert auth.verify_password(doctor.password_hash, KNOWN)
 
 
-def test_manager_adds_and_removes_a_concurrent_doctor(client, hospital, manager):
+def test_manager_cannot_attach_a_doctor_by_login_id(client, hospital, manager):
+    """兼務先 are added by the doctor only: there is no 責任者 form that takes a login ID (and so none that answers
+    whether an ID exists)."""
     elsewhere = gen_user("designated_doctor", institution=gen_institution(hospital.municipality))
     login(client, manager)
     token = csrf_token(client, "/admin/institution-users/")
-    r = client.post(f"/admin/institution-users/{hospital.id}/concurrent",
-                    data={"csrf_token": token, "login_id": elsewhere.login_id, "department": "外来"})
-    assert r.status_code == 302
-    added = db.session.execute(db.select(Membership).filter_by(user_id=elsewhere.id, institution_id=hospital.id)
-                               ).scalar_one()
-    assert added.kind == "concurrent"
-    r = client.post(f"/admin/institution-users/{hospital.id}/concurrent",
-                    data={"csrf_token": token, "login_id": elsewhere.login_id})
-    assert r.status_code == 400 and "既にこの医療機関に所属" in r.get_data(as_text=True)
+    assert "兼務する指定医のログインID" not in client.get("/admin/institution-users/").get_data(as_text=True)
+    for login_id in (elsewhere.login_id, "no-such-id"):
+        r = client.post(f"/admin/institution-users/{hospital.id}/concurrent",
+                        data={"csrf_token": token, "login_id": login_id, "department": "外来"})
+        assert r.status_code in (404, 405)
+    db.session.expire_all()
+    assert [m.institution_id for m in fresh(elsewhere).memberships] != [] and all(
+        m.institution_id != hospital.id for m in fresh(elsewhere).memberships)
+
+
+def test_manager_removes_a_concurrent_membership(client, hospital, manager):
+    """A doctor who added this institution as 兼務先 can be taken off it by its 責任者."""
+    elsewhere = gen_user("designated_doctor", institution=gen_institution(hospital.municipality))
+    db.session.add(Membership(user=elsewhere, institution=hospital, kind="concurrent"))
+    db.session.commit()
+    login(client, manager)
+    token = csrf_token(client, "/admin/institution-users/")
     client.post(f"/admin/institution-users/{hospital.id}/concurrent/{elsewhere.id}/remove", data={"csrf_token": token})
     db.session.expire_all()
     assert db.session.execute(db.select(Membership).filter_by(user_id=elsewhere.id, institution_id=hospital.id)
                               ).scalar_one_or_none() is None
+    assert log_entries("delete")[-1].data == {"by_manager": True}
 
 
 def test_manager_cannot_remove_a_primary_membership(client, hospital, manager):
@@ -90,12 +101,16 @@ def test_manager_cannot_remove_a_primary_membership(client, hospital, manager):
 def test_manager_hands_the_flag_to_another_doctor(client, hospital, manager):
     successor = gen_user("designated_doctor", institution=hospital)
     staff = gen_user("institution_staff", institution=hospital)
+    visiting = gen_user("designated_doctor", institution=gen_institution(hospital.municipality))
+    db.session.add(Membership(user=visiting, institution=hospital, kind="concurrent"))
+    db.session.commit()
     login(client, manager)
     token = csrf_token(client, "/admin/institution-users/")
-    staff_membership = staff.memberships[0].id
-    client.post(f"/admin/institution-users/{hospital.id}/manager", data={"csrf_token": token,
-                                                                        "membership_id": staff_membership})
+    for refused_membership in (staff.memberships[0], fresh(visiting).memberships[1]):
+        client.post(f"/admin/institution-users/{hospital.id}/manager",
+                    data={"csrf_token": token, "membership_id": refused_membership.id})
     assert fresh(manager).is_manager and not fresh(staff).is_manager, "staff cannot be 責任者"
+    assert not fresh(visiting).is_manager, "a 兼務 doctor cannot be 責任者 of the institution"
     client.post(f"/admin/institution-users/{hospital.id}/manager",
                 data={"csrf_token": token, "membership_id": successor.memberships[0].id})
     assert fresh(successor).is_manager and not fresh(manager).is_manager

@@ -206,13 +206,38 @@ def test_key_reset_by_manager_ends_sessions_and_requires_new_key(app, client):
     login(staff_browser, staff)
     login(client, gen_user("designated_doctor", institution=inst, manager=True))
     response = post_form(client, "/admin/user/action/", {"action": "key_reset", "rowid": str(staff.id)})
-    assert response.status_code == 302
+    assert response.status_code == 200 and response.data.startswith(b"%PDF")
     assert fresh(staff).key_digest is None
     assert is_login_redirect(staff_browser.get("/admin/"))
-    # The old key file no longer counts; the staff member must register a new one before using anything.
-    response = login(staff_browser, staff)
-    assert response.status_code == 302 and response.headers["Location"] == "/first-login"
-    assert staff_browser.get("/admin/").headers["Location"] == "/first-login"
+    # The old key file no longer counts, and the password alone is not a way in (tests/test_key_reissue.py).
+    assert login(staff_browser, staff).status_code == 200
+    assert login(staff_browser, staff, key_file=b"").status_code == 200
+    assert is_login_redirect(staff_browser.get("/admin/"))
+
+
+def test_password_change_keeps_this_session_and_ends_the_others(app, client):
+    user = doctor()
+    other = app.test_client()
+    login(other, user)
+    login(client, user)
+    response = post_form(client, "/admin/account/password",
+                         {"current_password": PASSWORD, "new_password": "Sakura-Mochi-Kyoto-58",
+                          "new_password_confirm": "Sakura-Mochi-Kyoto-58"})
+    assert response.status_code == 302
+    assert client.get("/admin/").status_code == 200
+    assert is_login_redirect(other.get("/admin/"))
+    assert [r.revoked_at is None for r in user_sessions(user)] == [False, True]
+
+
+def test_deleting_an_id_ends_its_sessions(app, client):
+    victim = doctor()
+    victim_browser = app.test_client()
+    login(victim_browser, victim)
+    login(client, gen_user("municipality_admin"))
+    post_form(client, "/admin/user/delete/", {"id": str(victim.id)})
+    assert fresh(victim).status == "deleted"
+    assert is_login_redirect(victim_browser.get("/admin/"))
+    assert all(r.revoked_at is not None for r in user_sessions(victim))
 
 
 def test_key_reissue_replaces_the_key_file(app, client):

@@ -8,7 +8,7 @@ from forms.auth import ConfirmForm
 from models._types import utcnow
 from models.accounts import Membership
 from models.institutions import Institution
-from nanbyo import audit, auth
+from nanbyo import audit, auth, database, sessions
 from nanbyo.exports import JST
 from nanbyo.issuance import add_concurrent
 from nanbyo.extensions import db
@@ -40,11 +40,11 @@ class AccountView(ProtectedBaseView):
         form = ProfileForm()
         if not form.validate_on_submit():
             return self._render(profile=form, status=400)
+        database.begin_write()
         user = current_user._get_current_object()
         # Only these three fields: a posted role, institution or issuer is ignored.
         user.name, user.name_kana, user.email = form.name.data.strip(), form.name_kana.data.strip(), \
             form.email.data.strip()
-        db.session.commit()
         audit.record("update", target=user, data={"fields": ["email", "name", "name_kana"], "self": True})
         flash("登録内容を更新しました。", "success")
         return redirect(url_for(".index"))
@@ -62,9 +62,12 @@ class AccountView(ProtectedBaseView):
                     problems.append("現在と同じパスワードは使えません。")
                 form.new_password.errors.extend(problems)
             if not form.errors:
-                user.password_hash = auth.hash_password(form.new_password.data)
+                new_hash = auth.hash_password(form.new_password.data)
+                database.begin_write()
+                user.password_hash = new_hash
                 user.password_changed_at = utcnow()
-                db.session.commit()
+                # Whoever else is logged in with the old password is logged out.
+                sessions.revoke_all(user, keep_current=True)
                 audit.record("password_change", target=user)
                 flash("パスワードを変更しました。", "success")
                 return redirect(url_for(".index"))
@@ -75,8 +78,10 @@ class AccountView(ProtectedBaseView):
         form = KeyReissueForm()
         user = current_user._get_current_object()
         if form.validate_on_submit() and auth.verify_password(user.password_hash, form.current_password.data):
-            content = auth.issue_key_file(user)
-            db.session.commit()
+            database.begin_write()
+            content = auth.register_key_file(user)
+            # A browser logged in with the old key file is logged out.
+            sessions.revoke_all(user, keep_current=True)
             audit.record("key_issue", target=user, data={"reissue": True})
             return Response(content, mimetype="application/octet-stream",
                             headers={"Content-Disposition": f"attachment; filename={auth.key_file_name(user)}"})
@@ -92,10 +97,13 @@ class AccountView(ProtectedBaseView):
             flash("兼務先を登録できるのは指定医だけです。", "error")
             return redirect(url_for(".index"))
         if form.validate_on_submit():
+            database.begin_write()
             institution = db.session.execute(
                 db.select(Institution).filter_by(code=form.institution_code.data)).scalar_one_or_none()
             if institution is None:
                 form.institution_code.errors.append("この医療機関コードの医療機関は登録されていません。")
+            elif not institution.active:
+                form.institution_code.errors.append("この医療機関は無効（廃止）になっています。")
             elif add_concurrent(user, institution, form.department.data, self=True) is None:
                 form.institution_code.errors.append("この医療機関には既に所属しています。")
             else:
@@ -105,8 +113,9 @@ class AccountView(ProtectedBaseView):
 
     @expose("/concurrent/<int:membership_id>/remove", methods=["POST"])
     def remove_concurrent(self, membership_id):
-        user = current_user._get_current_object()
         form = ConfirmForm()
+        database.begin_write()
+        user = current_user._get_current_object()
         membership = db.session.get(Membership, membership_id)
         # Only one's own concurrent memberships; the primary one belongs to the issuing municipality.
         if (form.validate_on_submit() and membership is not None and membership.user_id == user.id
@@ -115,7 +124,6 @@ class AccountView(ProtectedBaseView):
                 flash("責任者になっている医療機関は外せません。先に責任者を交代してください。", "error")
                 return redirect(url_for(".index"))
             db.session.delete(membership)
-            db.session.commit()
             audit.record("delete", target_type="membership", target_id=membership_id, data={"self": True})
             flash("兼務先を外しました。", "success")
             return redirect(url_for(".index"))

@@ -6,7 +6,7 @@ from flask_login import current_user, login_required
 
 from forms.auth import ConfirmForm, FirstLoginForm, LoginForm
 from models._types import utcnow
-from nanbyo import audit, auth, sessions
+from nanbyo import audit, auth, database, sessions
 from nanbyo.extensions import db
 
 bp = Blueprint("auth", __name__)
@@ -37,20 +37,23 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         key_content = form.key_file.data.read(auth.KEY_FILE_MAX_BYTES + 1) if form.key_file.data else None
-        outcome = auth.authenticate(form.login_id.data.strip(), form.password.data, key_content)
+        login_id = form.login_id.data.strip()
+        # One unit of work: the failure count or the new session, and their log entries, commit together.
+        outcome = auth.authenticate(login_id, form.password.data, key_content, form.key_code.data or "")
+        user = outcome.user
         if outcome.ok:
-            sessions.start(outcome.user)
-            audit.record("login", target=outcome.user, actor=outcome.user)
-            if outcome.user.needs_setup:
+            sessions.start(user)
+            audit.record("login", target=user, actor=user)
+            if user.needs_setup:
                 return redirect(url_for("auth.first_login"))
             return redirect(_safe_next(request.args.get("next")) or url_for("admin.index"))
-        actor = outcome.user
-        audit.record("login_failed", result="failure", actor=actor, target=actor,
-                     data={"login_id": form.login_id.data.strip()[:64], "reason": outcome.reason})
+        audit.record("login_failed", result="failure", actor=user, target=user, commit=False,
+                     data={"login_id": login_id[:64], "reason": outcome.reason})
         if outcome.locked_now:
-            sessions.revoke_all(outcome.user)
-            audit.record("lockout", result="success", actor=actor, target=actor,
-                         data={"failed_logins": outcome.user.failed_logins})
+            sessions.revoke_all(user)
+            audit.record("lockout", actor=user, target=user, commit=False,
+                         data={"failed_logins": user.failed_logins})
+        db.session.commit()
         flash(auth.LOGIN_FAILED_MESSAGE, "error")
         return render_template("auth/login.html", form=form), 200
     return render_template("auth/login.html", form=form)
@@ -61,9 +64,10 @@ def login():
 def logout():
     form = ConfirmForm()
     if form.validate_on_submit():
+        database.begin_write()
         user = current_user._get_current_object()
-        audit.record("logout", target=user)
         sessions.end()
+        audit.record("logout", target=user, actor=user)
         flash("ログアウトしました。", "success")
     return redirect(url_for("auth.login"))
 
@@ -85,11 +89,13 @@ def first_login():
             for p in problems:
                 form.new_password.errors.append(p)
         else:
-            user.password_hash = auth.hash_password(form.new_password.data)
+            new_hash = auth.hash_password(form.new_password.data)
+            database.begin_write()
+            user.password_hash = new_hash
             user.password_changed_at = utcnow()
             user.must_change_password = False
             user.email = form.email.data.strip()
-            db.session.commit()
+            sessions.revoke_all(user, keep_current=True)
             audit.record("password_change", target=user, data={"first_login": True})
             return redirect(url_for("auth.first_login_key"))
     return render_template("auth/first_login.html", form=form, user=user)
@@ -105,11 +111,12 @@ def first_login_key():
         return redirect(url_for("auth.first_login"))
     form = ConfirmForm()
     if form.validate_on_submit():
-        content = auth.issue_key_file(user)
-        db.session.commit()
-        audit.record("key_issue", target=user, data={"first_login": True})
-        # Logging in again with the file proves it was saved; this session ends here.
+        database.begin_write()
+        content = auth.register_key_file(user)
+        # Logging in again with the file proves it was saved: this session, and any other, ends here.
+        sessions.revoke_all(user)
         sessions.end()
+        audit.record("key_issue", target=user, actor=user, data={"first_login": True})
         return Response(content, mimetype="application/octet-stream",
                         headers={"Content-Disposition": f"attachment; filename={auth.key_file_name(user)}"})
     return render_template("auth/first_login_key.html", form=form, user=user)

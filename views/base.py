@@ -1,7 +1,7 @@
 """Base views: every admin screen asks nanbyo.access, and scoped model views scope every URL they serve."""
 from datetime import datetime
 
-from flask import Response, abort, flash, g, has_request_context, redirect, request, url_for
+from flask import Response, abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
@@ -12,7 +12,7 @@ from sqlalchemy import inspect as sa_inspect
 from werkzeug.utils import secure_filename
 from wtforms.validators import ValidationError
 
-from nanbyo import access, audit, exports
+from nanbyo import access, audit, database, exports, integrity
 from nanbyo.roles import ROLE_LABELS
 
 # Flask-Admin view method -> the permission it needs. A method missing here is refused.
@@ -154,6 +154,41 @@ class ScopedModelView(ModelView):
         deleted = sum(1 for row in self.rows_for_action(ids, "write") if self.delete_model(row))
         flash(f"{deleted}件を削除しました。", "success" if deleted else "error")
 
+    # --- writes: each is one unit of work (nanbyo.database) with its log entry ---------------------------------
+    def create_model(self, form):
+        database.begin_write()
+        return super().create_model(form)
+
+    def update_model(self, form, model):
+        database.begin_write()
+        # Read the row again under the lock, with the relations the form sets: the log then names only the fields
+        # that really change.
+        self.session.refresh(model)
+        for relation in sa_inspect(model).mapper.relationships:
+            if relation.key in form:
+                getattr(model, relation.key)
+        return super().update_model(form, model)
+
+    def delete_model(self, model):
+        database.begin_write()
+        # Under the lock the row may have moved out of this user's reach (e.g. a document received meanwhile).
+        if self.scoped_query("write").filter(self.model.id == model.id).first() is None:
+            flash("削除できません（権限の範囲外か、状態が変わっています）。", "error")
+            return False
+        problem = self.delete_problem(model)
+        if problem:
+            flash(problem, "error")
+            return False
+        return self.remove_model(model)
+
+    def delete_problem(self, model):
+        """Why this row may not be deleted (Japanese), or None."""
+        return integrity.delete_problem(model)
+
+    def remove_model(self, model):
+        """The deletion itself, inside delete_model's unit of work: Flask-Admin's, logged by on_model_delete."""
+        return super().delete_model(model)
+
     def _create_ajax_loader(self, name, options):
         attr = getattr(self.model, name)
         remote_model = attr.property.mapper.class_
@@ -172,21 +207,18 @@ class ScopedModelView(ModelView):
     def edit_form(self, obj=None):
         return self._strip_fields(super().edit_form(obj))
 
-    # --- operation log -------------------------------------------------------------------------------------------
+    # --- operation log: the entry joins the change's transaction, which Flask-Admin then commits ---------------
     def on_model_change(self, form, model, is_created):
         state = sa_inspect(model)
-        g.changed_fields = sorted(a.key for a in state.attrs if a.history.has_changes())
+        changed = sorted(a.key for a in state.attrs if a.history.has_changes())
         # Whatever the form said, the saved row must still be one this user may write.
         self.session.flush()
         if self.scoped_query("write").filter(self.model.id == model.id).first() is None:
             raise ValidationError("権限の範囲外になるため保存できません。")
+        audit.record("create" if is_created else "update", target=model, data={"fields": changed}, commit=False)
 
-    def after_model_change(self, form, model, is_created):
-        audit.record("create" if is_created else "update", target=model,
-                     data={"fields": g.get("changed_fields", [])})
-
-    def after_model_delete(self, model):
-        audit.record("delete", target=model)
+    def on_model_delete(self, model):
+        audit.record("delete", target=model, commit=False)
 
     # --- export --------------------------------------------------------------------------------------------------
     @expose("/export/<export_type>/")

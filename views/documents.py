@@ -15,7 +15,7 @@ from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
-from nanbyo import audit, documents, formdefs
+from nanbyo import audit, database, documents, formdefs
 from nanbyo.document_codes import (ADMIN_FIELDS, APPLICATION_KIND_LABELS, CONSENT_LABELS, DRAFT, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS)
 from nanbyo.extensions import db
@@ -110,6 +110,9 @@ class DocumentView(ScopedModelView):
     def render(self, template, **kwargs):
         kwargs.setdefault("may_create", self._may("create"))
         kwargs.setdefault("may_review", self._may("review"))
+        if template == self.list_template and kwargs.get("data"):
+            # The list shows patients' names: which rows this user saw is logged before they are shown.
+            audit.record("document_list", target_type="document", data={"ids": [d.id for d in kwargs["data"]]})
         return super().render(template, **kwargs)
 
     # --- create: step 1 chooses the kind, the disease, who writes and where it goes --------------------------------
@@ -121,11 +124,12 @@ class DocumentView(ScopedModelView):
         form = NewDocumentForm()
         self._fill_new_form(form, kind)
         if form.validate_on_submit():
+            database.begin_write()
             doc, problems = self._new_document(form, kind)
             if not problems:
                 db.session.add(doc)
                 documents.set_patient(doc, {})
-                db.session.commit()
+                db.session.flush()
                 audit.record("create", target=doc, data={"kind": kind, "form": doc.form_code})
                 flash("下書きを作成しました。内容を入力して保存してください。", "success")
                 return redirect(url_for(".edit_view", id=doc.id))
@@ -213,6 +217,7 @@ class DocumentView(ScopedModelView):
             form = form_class()
         else:
             form = form_class(data=self._content_data(doc, definition))
+            audit.record("document_view", target=doc, data={"screen": "edit" if purpose == "write" else "correct"})
         may_finalize = purpose == "write" and self.may(doc, "finalize") and self._may("finalize")
         if form.validate_on_submit():
             finalize_after = request.form.get("finalize") == "1" and may_finalize
@@ -242,6 +247,7 @@ class DocumentView(ScopedModelView):
     def _save_content(self, doc, form, definition):
         """[] when saved, a list of problems when refused, None after a conflict (already flashed)."""
         try:
+            database.begin_write()
             documents.check_version(doc, form.version.data)
             raw = {name: request.form.get(name, "") for name in (*form.date_fields, *form.patient_fields)}
             problems = documents.save_content(doc, raw, formdefs.raw_from_form(definition, request.form),
@@ -250,13 +256,12 @@ class DocumentView(ScopedModelView):
                 db.session.rollback()
                 return problems
             changed = sorted(a.key for a in db.inspect(doc).attrs if a.history.has_changes())
-            db.session.commit()
+            audit.record("update", target=doc, data={"fields": [c for c in changed if c != "patient_index"]})
         except (documents.StaleDocument, StaleDataError):
             db.session.rollback()
             flash(documents.STALE, "error")
             audit.record("update", target=doc, result="conflict")
             return None
-        audit.record("update", target=doc, data={"fields": [c for c in changed if c != "patient_index"]})
         return []
 
     # --- finalize ------------------------------------------------------------------------------------------------
@@ -269,6 +274,7 @@ class DocumentView(ScopedModelView):
         return self._finalize(doc)
 
     def _finalize(self, doc):
+        database.begin_write()  # the checks and the change see the document as it is under the lock
         problems = documents.finalize_problems(doc)
         if problems:
             flash("確定できません。次の点を修正してください。", "error")
@@ -379,6 +385,7 @@ class DocumentView(ScopedModelView):
         form = ReviewForm() if request.method == "POST" else ReviewForm(data=self._review_data(doc))
         if form.validate_on_submit():
             try:
+                database.begin_write()
                 documents.check_version(doc, form.version.data)
                 problems = documents.save_review(doc, request.form, current_user,
                                                  complete=request.form.get("complete") == "1")
@@ -388,7 +395,6 @@ class DocumentView(ScopedModelView):
                         flash(p, "error")
                 else:
                     status = doc.status
-                    db.session.commit()
                     audit.record("document_review", target=doc, data={"status": status})
                     flash("登録完了にしました。" if status == "completed" else "保存しました。", "success")
                     return redirect(url_for(".details_view", id=doc.id))
@@ -429,21 +435,15 @@ class DocumentView(ScopedModelView):
                     joinedload(Document.municipality)).filter(
                     documents.patient_criterion(form.kana.data, birth)).order_by(
                     Document.id.desc()).limit(SEARCH_LIMIT).all()
-                audit.record("patient_search", target_type="document", data={"found": len(results)})
+                audit.record("patient_search", target_type="document",
+                             data={"found": len(results), "ids": [doc.id for doc in results]})
         rows = [(doc, documents.patient_name(documents.patient_of(doc)), _disease_label(doc)) for doc in results]
         return self.render("documents/patient_search.html", form=form, rows=rows, searched=searched,
                            limit=SEARCH_LIMIT, status_labels=STATUS_LABELS, kind_labels=KIND_SHORT_LABELS)
 
     # --- delete --------------------------------------------------------------------------------------------------
-    def delete_model(self, model):
-        audit_target = {"kind": model.kind, "status": model.status}
-        result = super().delete_model(model)
-        if result:
-            audit.record("delete", target_type="document", target_id=str(model.id), data=audit_target)
-        return result
-
-    def after_model_delete(self, model):
-        pass  # logged in delete_model, with what was deleted
+    def on_model_delete(self, model):
+        audit.record("delete", target=model, commit=False, data={"kind": model.kind, "status": model.status})
 
 
 def disease_choices(kind):

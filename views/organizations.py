@@ -33,14 +33,16 @@ class MunicipalityView(ScopedModelView):
 
 class InstitutionView(ScopedModelView):
     area = "institutions"
-    column_list = ["code", "name", "address", "municipality"]
+    column_list = ["code", "name", "address", "municipality", "active"]
     column_labels = {"code": "医療機関コード", "name": "医療機関名", "address": "所在地", "municipality": "所管自治体",
-                     "municipality.name": "所管自治体"}
+                     "municipality.name": "所管自治体", "active": "有効"}
     column_searchable_list = ["code", "name"]
+    column_filters = ["active"]
     column_default_sort = "code"
-    column_export_list = ["code", "name", "address", "municipality.name"]
-    form_columns = ["code", "name", "address", "municipality"]
-    form_args = {"code": {"validators": [_code_validator(institution_code_error)]}}
+    column_export_list = ["code", "name", "address", "municipality.name", "active"]
+    form_columns = ["code", "name", "address", "municipality", "active"]
+    form_args = {"code": {"validators": [_code_validator(institution_code_error)]},
+                 "active": {"label": "有効（廃止した医療機関はチェックを外す。書類や所属が残る医療機関は削除できません）"}}
 
     def on_model_change(self, form, model, is_created):
         if "municipality" not in form:

@@ -13,10 +13,9 @@ from flask_wtf.file import FileField
 
 from forms.auth import ConfirmForm
 from models.accounts import ImportBatch
-from nanbyo import audit, userfile
+from nanbyo import database, userfile
 from nanbyo.extensions import db
 from nanbyo.issuance import NotIssuable, reset_for_notices
-from nanbyo.notices import render_notices
 from views.base import ProtectedBaseView
 
 PENDING_KEY = "user_import_pending"
@@ -106,7 +105,9 @@ class UserImportView(ProtectedBaseView):
             self._discard_pending()
             flash("確認するファイルが見つかりません。もう一度アップロードしてください。", "error")
             return redirect(url_for(".index"))
-        # The database may have changed since the preview: plan again and import only if still clean.
+        # The database may have changed since the preview: plan again, under the write lock, and import only if
+        # still clean.
+        database.begin_write()
         result = userfile.plan(self._municipality(), pending["filename"], data)
         self._discard_pending()
         if not result.ok:
@@ -138,9 +139,8 @@ class UserImportView(ProtectedBaseView):
             flash("通知書を出力できる（初回ログイン前の）アカウントがありません。", "error")
             return redirect(url_for(".batch", batch_id=batch.id))
         try:
-            entries = reset_for_notices(users)
+            pdf = reset_for_notices(users)
         except NotIssuable as e:
             flash(str(e), "error")
             return redirect(url_for(".batch", batch_id=batch.id))
-        audit.record("export", target=batch, data={"format": "notices_pdf", "rows": len(entries)})
-        return _attachment(render_notices(entries), "application/pdf", f"notices_batch_{batch.id}.pdf")
+        return _attachment(pdf, "application/pdf", f"notices_batch_{batch.id}.pdf")

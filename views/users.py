@@ -7,10 +7,9 @@ from wtforms.validators import ValidationError
 
 from models.accounts import Designation, Membership
 from models._types import utcnow
-from nanbyo import access, audit, auth, sessions
+from nanbyo import access, audit, auth, database, sessions
 from nanbyo.extensions import db
-from nanbyo.issuance import NotIssuable, reset_for_notices
-from nanbyo.notices import render_notices
+from nanbyo.issuance import NotIssuable, issuer_label, reissue_keys, reset_for_notices
 from nanbyo.userfile import unusable_password_hash
 from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, INSTITUTION_ROLES, MEMBERSHIP_KIND_LABELS,
                           MUNICIPALITY_ROLES, ROLE_LABELS, STATUS_ACTIVE, STATUS_DELETED, STATUS_DISABLED,
@@ -91,74 +90,87 @@ class UserView(ScopedModelView):
             flash(f"{model.login_id} を登録しました。一覧で選択して「発行通知書」を出力し、本人に送付してください。", "info")
         super().on_model_change(form, model, is_created)
 
-    def delete_model(self, model):
+    def delete_problem(self, model):
+        if model.role not in INSTITUTION_ROLES:
+            return super().delete_problem(model)  # refused while documents refer to the account
+        if model.is_manager:
+            return "責任者になっている指定医は削除できません。先に責任者を交代してください。"
+        return None
+
+    def remove_model(self, model):
         """Doctors and institution staff are deleted by their issuer but kept, so the history of what they wrote
         stays readable; the ID then no longer logs in, belongs nowhere, and may be issued again elsewhere."""
         if model.role not in INSTITUTION_ROLES:
-            sessions.revoke_all(model)
-            return super().delete_model(model)
-        if model.is_manager:
-            flash("責任者になっている指定医は削除できません。先に責任者を交代してください。", "error")
-            return False
+            return super().remove_model(model)
         model.status = STATUS_DELETED
         model.deleted_at = utcnow()
         model.key_digest = None
+        model.key_code_hash = None
         for membership in list(model.memberships):
             db.session.delete(membership)
         sessions.revoke_all(model)
-        db.session.commit()
-        self.after_model_delete(model)
+        audit.record("delete", target=model)
         return True
 
-    def _apply(self, ids, purpose, log_action, change, done_message):
-        users = self.rows_for_action(ids, purpose)
-        for user in users:
-            change(user)
-            db.session.commit()
-            audit.record(log_action, target=user)
-        flash(done_message.format(count=len(users)), "success")
+    def on_model_delete(self, model):
+        sessions.revoke_all(model)
+        super().on_model_delete(model)
 
-    @action("issue_notice", "発行通知書",
-            "選択したアカウントの初期パスワードを新しく設定し、ID・PW発行通知書（PDF）を出力しますか？"
-            "以前の通知書のパスワードは使えなくなります。")
-    def action_issue_notice(self, ids):
+    def _apply(self, ids, purpose, log_action, change, done_message):
+        """One unit of work: the rows as they are under the lock, each change with its log entry."""
+        database.begin_write()
+        done = 0
+        for user in self.rows_for_action(ids, purpose):
+            if change(user):
+                audit.record(log_action, target=user, commit=False)
+                done += 1
+        db.session.commit()
+        flash(done_message.format(count=done), "success" if done else "error")
+
+    def _notices(self, ids, issue, filename):
+        """The notice PDF `issue(users)` makes for the selected accounts this user supports, or a message."""
         users = self.rows_for_action(ids, "support")
         if not users:
-            flash("対象のアカウントがありません。", "error")
+            flash("対象のアカウントがありません（無効・削除済みのアカウントや、権限の範囲外のアカウントには発行できません）。",
+                  "error")
             return None
         try:
-            entries = reset_for_notices(users)
+            pdf = issue(users)
         except NotIssuable as e:
             flash(str(e), "error")
             return None
-        return Response(render_notices(entries), mimetype="application/pdf",
-                        headers={"Content-Disposition": "attachment; filename=notices.pdf"})
+        return Response(pdf, mimetype="application/pdf",
+                        headers={"Content-Disposition": f"attachment; filename={filename}"})
 
-    @action("unlock", "ロック解除", "選択したアカウントのロックを解除しますか？")
+    @action("issue_notice", "発行通知書",
+            "選択したアカウントの初期パスワードを新しく設定し、ID・PW発行通知書（PDF）を出力しますか？"
+            "以前の通知書のパスワードは使えなくなり、ログイン中の画面も終了します。")
+    def action_issue_notice(self, ids):
+        return self._notices(ids, reset_for_notices, "notices.pdf")
+
+    @action("unlock", "ロック解除", "選択したアカウントのロックを解除しますか？（無効・削除済みのアカウントは変わりません）")
     def action_unlock(self, ids):
         self._apply(ids, "support", "unlock", auth.unlock, "{count}件のロックを解除しました。")
 
-    @action("key_reset", "鍵ファイル失効",
-            "選択したアカウントの鍵ファイルを失効させますか？次回ログイン時に本人が新しい鍵ファイルを発行します。")
+    @action("key_reset", "暗号化鍵再発行（通知書）",
+            "選択したアカウントの暗号化鍵ファイルを失効させ、再発行通知書（PDF、鍵登録コード付き）を出力しますか？"
+            "今の鍵ファイルは使えなくなり、ログイン中の画面も終了します。")
     def action_key_reset(self, ids):
-        def reset(user):
-            user.key_digest = None
-            sessions.revoke_all(user)
-        self._apply(ids, "support", "key_reset", reset, "{count}件の鍵ファイルを失効させました。")
+        return self._notices(ids, lambda users: reissue_keys(users, issuer_label(current_user)), "key_notices.pdf")
 
     @action("disable", "無効化", "選択したアカウントを無効にしますか？ログイン中のセッションも終了します。")
     def action_disable(self, ids):
         def disable(user):
+            if user.status not in (STATUS_ACTIVE, STATUS_LOCKED):
+                return False
             user.status = STATUS_DISABLED
             sessions.revoke_all(user)
+            return True
         self._apply(ids, "write", "disable", disable, "{count}件を無効にしました。")
 
     @action("enable", "有効化", "選択したアカウントを有効にしますか？")
     def action_enable(self, ids):
-        def enable(user):
-            if user.status in (STATUS_DISABLED, STATUS_LOCKED):
-                auth.unlock(user)
-        self._apply(ids, "write", "enable", enable, "{count}件を有効にしました。")
+        self._apply(ids, "write", "enable", auth.enable, "{count}件を有効にしました。")
 
 
 class MembershipView(ScopedModelView):

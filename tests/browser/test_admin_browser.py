@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from models.institutions import Institution
 from nanbyo.demo import create_demo
 from nanbyo.extensions import db
+from tests.helpers import gen_institution, gen_municipality
 
 pytestmark = pytest.mark.browser
 
@@ -26,7 +27,8 @@ def _login(page, base, login_id, key_path):
 
 def test_delete_asks_for_confirmation_under_csp(app, live_server, browser, tmp_path):
     keys = dict(create_demo(tmp_path / "demo-keys", PASSWORD))
-    clinic_id = db.session.execute(db.select(Institution.id).filter_by(code="1310000025")).scalar_one()
+    # A closed clinic nothing refers to (the demo's clinics have members and documents: those are refused).
+    clinic_id = gen_institution(gen_municipality(), code="1319999995", name="閉院クリニック").id
     context = browser.new_context(locale="ja-JP")
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(live_server + "/")
                   else route.abort())
@@ -35,7 +37,7 @@ def test_delete_asks_for_confirmation_under_csp(app, live_server, browser, tmp_p
     try:
         _login(page, live_server, "operator", keys["operator"])
         page.goto(f"{live_server}/admin/institution/")
-        row = page.locator("table.model-list tbody tr", has_text="1310000025")
+        row = page.locator("table.model-list tbody tr", has_text="1319999995")
 
         page.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         row.locator("form button, form a, form input[type=submit]").first.click()
@@ -47,8 +49,15 @@ def test_delete_asks_for_confirmation_under_csp(app, live_server, browser, tmp_p
         page.once("dialog", lambda d: (dialogs.append(d.message), d.accept()))
         with page.expect_navigation():
             row.locator("form button, form a, form input[type=submit]").first.click()
-        expect(page.locator("table.model-list tbody")).not_to_contain_text("1310000025")
+        expect(page.locator("table.model-list tbody")).not_to_contain_text("1319999995")
         db.session.expire_all()
         assert db.session.get(Institution, clinic_id) is None
+        # One that documents and members refer to stays, and the clerk is told why and what to do instead.
+        referenced = page.locator("table.model-list tbody tr", has_text="1310000025")
+        page.once("dialog", lambda d: d.accept())
+        with page.expect_navigation():
+            referenced.locator("form button, form a, form input[type=submit]").first.click()
+        expect(page.locator(".alert")).to_contain_text("参照されているため削除できません")
+        expect(page.locator("table.model-list tbody")).to_contain_text("1310000025")
     finally:
         context.close()
