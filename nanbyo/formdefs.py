@@ -5,6 +5,10 @@ A definition file (``formdefs/<code>.json``, format in ``formdefs/README.md``) l
 a file; nothing here knows any disease. Every file is checked strictly when loaded: a broken file stops the loader
 with a :class:`DefinitionError` that names the file and the problem, so a mistake never reaches a doctor's screen.
 
+Versions: the newest version of a form is ``<code>.json``; older versions stay beside it as ``<code>.v<N>.json``, so a
+document keeps opening with the version it was written with (it stores code and version: :func:`definition`).
+New documents get the newest version whose ``valid_from`` has come (:func:`definition_for`).
+
 Values of a filled-in form are a JSON-serialisable ``dict`` (item id -> value) produced by :func:`validate`, the
 single rule for what a value may be; the entry form (:func:`form_fields`), the details screen and the PDF
 (:func:`display_sections`) and the XML (:func:`to_xml`, :func:`raw_from_xml`) all follow the same definition.
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from lxml import etree
 from wtforms import RadioField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
@@ -40,6 +45,7 @@ YESNO_CODES = (("1", "あり"), ("0", "なし"))
 MAX_FILE_BYTES = 1_000_000
 MAX_DIGITS = 15  # integers and decimals: more digits than any clinical value needs
 UNSELECTED = ("", "（未選択）")
+_JST = ZoneInfo("Asia/Tokyo")
 
 _CODE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _ID_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -49,7 +55,8 @@ _FORM_CODE_RE = re.compile(r"[0-9A-Za-z_.-]{1,20}")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _LINE_BREAK_RE = re.compile(r"[\t\n\r\u2028\u2029\x85]")
 
-_TOP_KEYS = {"code", "kind", "title", "version", "diseases", "sections", "description", "source"}
+_TOP_KEYS = {"code", "kind", "title", "version", "diseases", "sections", "description", "source", "valid_from",
+             "diagnosis_date", "patient_fields"}
 _TOP_REQUIRED = {"code", "kind", "title", "version", "diseases", "sections"}
 _SECTION_KEYS = {"title", "items", "help"}
 _COMMON_ITEM_KEYS = {"id", "label", "type", "required", "help", "when"}
@@ -65,6 +72,11 @@ _TYPE_KEYS = {
     "yesno": {"codes"},
 }
 _DISEASE_KEYS = {"nanbyo": "notification_no", "shoman": "shoman_code"}
+DIAGNOSIS_DATE_MODES = ("required", "optional")  # or a condition {"item": ..., "in": [...]}
+PATIENT_FIELDS = ("insurance",)  # groups of patient fields a form may ask for (insurance: 保険の種別・保険者番号・記号番号)
+# <code>.json (newest version) or <code>.v<N>.json (an older version N); codes have no dots.
+_FILE_RE = re.compile(r"(?P<code>[^.]+)(?:\.v(?P<version>[1-9][0-9]*))?\.json")
+_ISO_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class DefinitionError(Exception):
@@ -116,6 +128,12 @@ class FormDefinition:
     diseases: tuple = ()  # 告示番号 (int) for nanbyo, shoman_code (str) for shoman; () for the general form
     description: str = ""
     source: str = ""
+    valid_from: dt.date | None = None  # first day new documents may use this version; None = always
+    diagnosis_date: str | dict = "required"  # "required", "optional" or {"item": id, "in": [codes]}
+    patient_fields: tuple[str, ...] = ()  # names from PATIENT_FIELDS
+
+    def __hash__(self):  # `diagnosis_date` may be a dict; code and version identify a definition well enough
+        return hash((self.code, self.version))
 
     @cached_property
     def items(self) -> tuple[Item, ...]:
@@ -161,6 +179,7 @@ class _Checker:
 
     def __init__(self, path: Path):
         self.path = path
+        self.older = False  # an older version's file, <code>.v<N>.json
 
     def fail(self, problem: str):
         raise DefinitionError(f"{self.path.name}: {problem}")
@@ -201,8 +220,6 @@ class _Checker:
         code = data["code"]
         if not isinstance(code, str) or not _CODE_RE.fullmatch(code):
             self.fail("'code' は英小文字・数字・ハイフン・下線の文字列でなければなりません。")
-        if self.path.stem != code:
-            self.fail(f"ファイル名は code と同じ '{code}.json' でなければなりません。")
         kind = data["kind"]
         if kind not in KINDS:
             self.fail(f"'kind' は {' / '.join(KINDS)} のいずれかでなければなりません。")
@@ -212,15 +229,61 @@ class _Checker:
         version = data["version"]
         if not _is_int(version) or version < 1:
             self.fail("'version' は1以上の整数でなければなりません。")
+        self.file_name(code, version)
+        valid_from = self.valid_from(data["valid_from"]) if "valid_from" in data else None
+        patient_fields = self.patient_fields(data["patient_fields"]) if "patient_fields" in data else ()
         general, diseases = self.diseases(data["diseases"], kind)
         sections = data["sections"]
         if not isinstance(sections, list) or not sections:
             self.fail("'sections' は空でないリストでなければなりません。")
         seen: dict[str, Item] = {}
         parsed = tuple(self.section(s, n, seen) for n, s in enumerate(sections, start=1))
+        diagnosis_date = self.diagnosis_date(data["diagnosis_date"], seen) if "diagnosis_date" in data else "required"
         return FormDefinition(code=code, kind=kind, title=title, version=version, sections=parsed, general=general,
                               diseases=diseases, description=self.text(data, "description", "定義", optional=True),
-                              source=self.text(data, "source", "定義", optional=True))
+                              source=self.text(data, "source", "定義", optional=True), valid_from=valid_from,
+                              diagnosis_date=diagnosis_date, patient_fields=patient_fields)
+
+    def file_name(self, code: str, version: int) -> None:
+        """The newest version is <code>.json, an older one <code>.v<version>.json; sets self.older."""
+        m = _FILE_RE.fullmatch(self.path.name)
+        if m is None or m["code"] != code:
+            self.fail(f"ファイル名は code と同じ '{code}.json'（旧版は '{code}.v{version}.json'）でなければなりません。")
+        if m["version"] is not None and int(m["version"]) != version:
+            self.fail(f"ファイル名の版 v{m['version']} が 'version'（{version}）と違います。版 {version} の旧版のファイル名は "
+                      f"'{code}.v{version}.json' です。")
+        self.older = m["version"] is not None
+
+    def valid_from(self, value) -> dt.date:
+        day = None
+        if isinstance(value, str) and _ISO_DATE_RE.fullmatch(value):
+            try:
+                day = dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+        if day is None:
+            self.fail(f"'valid_from' は実在する日付の \"YYYY-MM-DD\" 形式の文字列でなければなりません（{value!r}）。")
+        return day
+
+    def patient_fields(self, value) -> tuple[str, ...]:
+        allowed = ", ".join(PATIENT_FIELDS)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(f"'patient_fields' は文字列のリストでなければなりません（使える値: {allowed}）。")
+        unknown = [v for v in value if v not in PATIENT_FIELDS]
+        if unknown:
+            self.fail(f"'patient_fields' の {', '.join(repr(v) for v in unknown)} は使えません（使える値: {allowed}）。")
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            self.fail(f"'patient_fields' に {', '.join(duplicates)} が重複しています。")
+        return tuple(value)
+
+    def diagnosis_date(self, value, items: dict) -> str | dict:
+        if isinstance(value, str) and value in DIAGNOSIS_DATE_MODES:
+            return value
+        if not isinstance(value, dict):
+            self.fail(f"'diagnosis_date' は \"required\"、\"optional\" か条件 {{\"item\": 項目id, \"in\": [コード]}} "
+                      f"でなければなりません（{json.dumps(value, ensure_ascii=False)}）。")
+        return self.condition(value, "'diagnosis_date'", "'diagnosis_date'", items, "この様式にありません。")
 
     def diseases(self, obj, kind) -> tuple[bool, tuple]:
         key = _DISEASE_KEYS[kind]
@@ -317,7 +380,8 @@ class _Checker:
 
         when = None
         if "when" in obj:
-            when = self.when(obj["when"], where, seen)
+            when = self.condition(obj["when"], f"{where}: 'when'", f"{where} の 'when'", seen,
+                                  "この項目より前にありません。")
         return Item(id=item_id, label=label, type=item_type, required=required, unit=unit, codes=codes, min=low,
                     max=high, places=places, max_length=max_length, when=when, help=help_text)
 
@@ -337,21 +401,21 @@ class _Checker:
             self.fail(f"{where}: コード {', '.join(duplicates)} が重複しています。")
         return tuple(parsed)
 
-    def when(self, obj, where, seen) -> dict:
-        self.keys(obj, {"item", "in"}, {"item", "in"}, f"{where} の 'when'")
+    def condition(self, obj, name, keys_where, items: dict, missing: str) -> dict:
+        """A condition {"item": id, "in": [codes]} on one of `items` (an item's `when`, or `diagnosis_date`)."""
+        self.keys(obj, {"item", "in"}, {"item", "in"}, keys_where)
         ref = obj["item"]
-        if ref not in seen:
-            self.fail(f"{where}: 'when' が参照する項目 {ref!r} は、この項目より前にありません。")
-        target = seen[ref]
+        if not isinstance(ref, str) or ref not in items:
+            self.fail(f"{name} が参照する項目 {ref!r} は、{missing}")
+        target = items[ref]
         if target.type not in CODED_TYPES:
-            self.fail(f"{where}: 'when' が参照できるのは choice / multichoice / yesno の項目です（{ref} は "
-                      f"{target.type}）。")
+            self.fail(f"{name} が参照できるのは choice / multichoice / yesno の項目です（{ref} は {target.type}）。")
         values = obj["in"]
         if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
-            self.fail(f"{where}: 'when' の 'in' はコード（文字列）の空でないリストでなければなりません。")
+            self.fail(f"{name} の 'in' はコード（文字列）の空でないリストでなければなりません。")
         unknown = [v for v in values if v not in target.code_labels]
         if unknown:
-            self.fail(f"{where}: 'when' の 'in' の {', '.join(unknown)} は項目 '{ref}' のコードにありません。")
+            self.fail(f"{name} の 'in' の {', '.join(unknown)} は項目 '{ref}' のコードにありません。")
         return {"item": ref, "in": list(values)}
 
 
@@ -362,46 +426,102 @@ def _directory(directory) -> Path:
 
 
 class _Catalogue:
-    def __init__(self, definitions: dict[str, FormDefinition]):
-        self.definitions = definitions
-        self.general: dict[str, FormDefinition] = {}
-        self.by_disease: dict[tuple[str, object], FormDefinition] = {}
-        for d in definitions.values():
+    def __init__(self, versions: dict[tuple[str, int], FormDefinition]):
+        self.versions = dict(sorted(versions.items()))  # (code, version) -> definition
+        by_code: dict[str, list[FormDefinition]] = {}
+        for d in versions.values():
+            by_code.setdefault(d.code, []).append(d)
+        # code -> its versions, newest first
+        self.by_code = {code: tuple(sorted(ds, key=lambda d: -d.version)) for code, ds in sorted(by_code.items())}
+        self.definitions = {code: ds[0] for code, ds in self.by_code.items()}  # code -> newest version
+        self.general: dict[str, str] = {}  # kind -> code of the general form
+        self.by_disease: dict[tuple[str, object], str] = {}  # (kind, 告示番号 / shoman_code) -> code
+        for d in versions.values():
             if d.general:
-                self.general[d.kind] = d
+                self.general[d.kind] = d.code
             for key in d.diseases:
-                self.by_disease[(d.kind, key)] = d
+                self.by_disease[(d.kind, key)] = d.code
+
+    def version_on(self, code: str, on: dt.date) -> FormDefinition | None:
+        """The newest version of `code` whose valid_from is on or before `on`; None if none is valid yet."""
+        for d in self.by_code[code]:
+            if d.valid_from is None or d.valid_from <= on:
+                return d
+        return None
 
 
 _cache: dict[Path, _Catalogue] = {}
 _lock = threading.Lock()
 
 
+def _file_name(defn: FormDefinition, newest: int) -> str:
+    return f"{defn.code}.json" if defn.version == newest else f"{defn.code}.v{defn.version}.json"
+
+
 def _read_directory(path: Path) -> _Catalogue:
     if not path.is_dir():
         raise DefinitionError(f"{path}: 定義ファイルのディレクトリがありません。")
-    definitions: dict[str, FormDefinition] = {}
-    mapped: dict[tuple[str, object], str] = {}
-    general: dict[str, str] = {}
     files = sorted(p for p in path.iterdir() if p.suffix == ".json" and not p.name.startswith(".") and p.is_file())
+    parsed: list[tuple[Path, FormDefinition, bool]] = []
     for file in files:
-        defn = _Checker(file).parse()
-        if defn.general:
+        checker = _Checker(file)
+        parsed.append((file, checker.parse(), checker.older))
+
+    # Versions: <code>.json is the newest; every <code>.v<N>.json is an older version of it.
+    newest = {defn.code: (file, defn) for file, defn, older in parsed if not older}
+    for file, defn, older in parsed:
+        if not older:
+            continue
+        if defn.code not in newest:
+            raise DefinitionError(f"{file.name}: 旧版のファイルですが、最新版の {defn.code}.json がありません。"
+                                  f"最新版は版番号を付けない {defn.code}.json に置きます。")
+        current_file, current = newest[defn.code]
+        if defn.version == current.version:
+            raise DefinitionError(f"{file.name}: 様式 {defn.code} の版 {defn.version} は {current_file.name} にも"
+                                  f"あります。一つの版は一つのファイルに置きます。")
+        if defn.version > current.version:
+            raise DefinitionError(f"{file.name}: 旧版のファイルの版 {defn.version} が {current_file.name} の版 "
+                                  f"{current.version} より新しくなっています。最新版は {defn.code}.json に置き、旧版は"
+                                  f"それより小さい版にしてください。")
+        if defn.general != current.general:
+            raise DefinitionError(f"{file.name}: {current_file.name} と汎用定義（general）かどうかが違います。"
+                                  f"一つの様式コードの版はすべて汎用か、すべて個別定義です。")
+
+    by_code: dict[str, list[tuple[Path, FormDefinition]]] = {}
+    for file, defn, _ in parsed:
+        by_code.setdefault(defn.code, []).append((file, defn))
+    for versions in by_code.values():
+        versions.sort(key=lambda fd: fd[1].version)
+        latest_start: tuple[Path, dt.date] | None = None
+        for file, defn in versions:
+            if defn.valid_from is None:
+                continue
+            if latest_start is not None and defn.valid_from < latest_start[1]:
+                raise DefinitionError(f"{file.name}: 'valid_from'（{defn.valid_from}）が旧版 {latest_start[0].name} の "
+                                      f"'valid_from'（{latest_start[1]}）より前です。新しい版の使用開始日は旧版より後に"
+                                      f"してください。")
+            latest_start = (file, defn.valid_from)
+
+    # Diseases: a disease maps to one code (the versions of a code share theirs); one general code per kind.
+    mapped: dict[tuple[str, object], tuple[str, str]] = {}
+    general: dict[str, str] = {}
+    for file, defn, older in parsed:
+        if defn.general and not older:
             if defn.kind in general:
                 raise DefinitionError(f"{file.name}: {defn.kind} の汎用定義（general）は {general[defn.kind]}.json "
                                       f"にもあります。汎用定義は種別ごとに一つです。")
             general[defn.kind] = defn.code
         for key in defn.diseases:
-            if (defn.kind, key) in mapped:
+            other = mapped.get((defn.kind, key))
+            if other is not None and other[0] != defn.code:
                 what = f"告示番号 {key}" if defn.kind == "nanbyo" else f"疾病コード {key}"
-                raise DefinitionError(f"{file.name}: {what} は {mapped[(defn.kind, key)]}.json にも割り当てられて"
+                raise DefinitionError(f"{file.name}: {what} は {other[1]} にも割り当てられて"
                                       f"います。一つの疾病に割り当てられる個別定義は一つです。")
-            mapped[(defn.kind, key)] = defn.code
-        definitions[defn.code] = defn
+            mapped.setdefault((defn.kind, key), (defn.code, file.name))
     for kind in KINDS:
         if kind not in general:
             raise DefinitionError(f"{path}: {kind} の汎用定義（\"diseases\": {{\"general\": true}}）がありません。")
-    return _Catalogue(definitions)
+    return _Catalogue({(defn.code, defn.version): defn for _, defn, _ in parsed})
 
 
 def _catalogue(directory=None) -> _Catalogue:
@@ -414,12 +534,18 @@ def _catalogue(directory=None) -> _Catalogue:
 
 
 def load_definitions(directory=None) -> dict[str, FormDefinition]:
-    """Every definition in `directory` (default: <repo>/formdefs, or $NANBYO_FORMDEFS_DIR), by code.
+    """The newest version of every definition in `directory` (default: <repo>/formdefs, or $NANBYO_FORMDEFS_DIR),
+    by code. Older versions: :func:`all_versions`.
 
     Loaded once per directory and cached (call :func:`clear_cache` after changing files); every file is checked
     strictly and the first problem raises DefinitionError naming the file.
     """
     return dict(_catalogue(directory).definitions)
+
+
+def all_versions(directory=None) -> dict[tuple[str, int], FormDefinition]:
+    """Every version of every definition in `directory`, by (code, version), sorted."""
+    return dict(_catalogue(directory).versions)
 
 
 def clear_cache() -> None:
@@ -428,30 +554,67 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def definition(code: str, directory=None) -> FormDefinition:
-    """The definition with that code; KeyError if there is none."""
-    return _catalogue(directory).definitions[code]
+def definition(code: str, version: int | None = None, directory=None) -> FormDefinition:
+    """The definition with that code in that version (an int; a string of digits is accepted too), or the newest
+    version without one. KeyError if there is no such code or version.
+
+    A stored document passes the code and version it was written with, so it keeps its version after a newer one
+    is added.
+    """
+    catalogue = _catalogue(directory)
+    if version is None:
+        return catalogue.definitions[code]
+    if isinstance(version, str) and re.fullmatch(r"[0-9]{1,9}", version.strip()):
+        version = int(version)
+    return catalogue.versions[(code, version)]
 
 
-def definition_for(kind: str, disease, directory=None) -> FormDefinition:
-    """The form for a disease: its specific definition, else the general one of that kind.
+def _as_day(on) -> dt.date:
+    if on is None:
+        return dt.date.today()
+    if isinstance(on, dt.datetime):
+        return (on.astimezone(_JST) if on.tzinfo else on).date()
+    if isinstance(on, dt.date):
+        return on
+    raise TypeError(f"on must be a date or None, not {type(on).__name__} (pass the directory as directory=...)")
+
+
+def definition_for(kind: str, disease, on=None, directory=None) -> FormDefinition:
+    """The form a new document for a disease uses on the day `on` (a date; None = today): the disease's specific
+    definition, else the general one of that kind, in the newest version whose ``valid_from`` is on or before `on`
+    (versions without valid_from are always valid).
 
     `disease`: a NanbyoDisease (matched on .notification_no, so subtypes share their 告示番号's form) or a
     ShomanDisease (matched on .shoman_code), a bare 告示番号 (int) / shoman_code (str), or None for the general form.
+    When the disease's form has no version valid on `on` yet, or the version valid then no longer maps the disease,
+    the general form is used; if no version of the general form is valid yet, its oldest version is used.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
+    day = _as_day(on)
     catalogue = _catalogue(directory)
     if disease is not None:
         attr = _DISEASE_KEYS[kind]
         key = disease if isinstance(disease, (int, str)) else getattr(disease, attr, None)
         if kind == "nanbyo" and isinstance(key, str) and key.strip().isdigit():
             key = int(key)
-        if key is not None:
-            found = catalogue.by_disease.get((kind, key))
-            if found is not None:
+        code = catalogue.by_disease.get((kind, key)) if key is not None else None
+        if code is not None:
+            found = catalogue.version_on(code, day)
+            if found is not None and key in found.diseases:
                 return found
-    return catalogue.general[kind]
+    general = catalogue.general[kind]
+    return catalogue.version_on(general, day) or catalogue.by_code[general][-1]
+
+
+def _known_versions(defn: FormDefinition) -> tuple[int, ...]:
+    """The versions of defn's code in the loaded directory that holds `defn`; (defn.version,) if none does."""
+    with _lock:
+        catalogues = list(_cache.values())
+    for catalogue in catalogues:
+        if catalogue.versions.get((defn.code, defn.version)) is defn:
+            return tuple(sorted(d.version for d in catalogue.by_code[defn.code]))
+    return (defn.version,)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -624,17 +787,32 @@ def _as_text(item: Item, value) -> str | list | None:
     return _normalise(value, multiline=item.type == "textarea")
 
 
-def _applies(item: Item, values: Mapping) -> bool:
-    """Whether the item's `when` holds for the (clean) values of earlier items."""
-    if item.when is None:
-        return True
-    current = values.get(item.when["item"])
+def _holds(condition: Mapping, values: Mapping) -> bool:
+    """Whether a condition {"item": id, "in": [codes]} holds for clean values (multichoice: any chosen code)."""
+    current = values.get(condition["item"])
     if current is None or current == "" or current == []:
         return False
-    wanted = item.when["in"]
+    wanted = condition["in"]
     if isinstance(current, (list, tuple)):
         return any(str(v) in wanted for v in current)
+    if isinstance(current, bool):
+        current = "1" if current else "0"
     return str(current) in wanted
+
+
+def _applies(item: Item, values: Mapping) -> bool:
+    """Whether the item's `when` holds for the (clean) values of earlier items."""
+    return item.when is None or _holds(item.when, values)
+
+
+def diagnosis_date_required(defn: FormDefinition, values: Mapping) -> bool:
+    """Whether the document's 診断年月日 is required with these (clean) item values: the form's ``diagnosis_date``
+    is "required" (the default), "optional", or a condition on one of its choice / multichoice / yesno items."""
+    if defn.diagnosis_date == "required":
+        return True
+    if defn.diagnosis_date == "optional":
+        return False
+    return _holds(defn.diagnosis_date, values)
 
 
 def validate(defn: FormDefinition, raw: Mapping, *, finalize: bool) -> tuple[dict, list[tuple[str, str]]]:
@@ -825,14 +1003,24 @@ def raw_from_xml(defn: FormDefinition, element) -> tuple[dict, list[tuple[str, s
     """An ``<items>`` element (as written by to_xml) -> (raw input for validate(), structural problems).
 
     Problems name a wrong form code or version, unknown or repeated item ids and a wrong type attribute; the values
-    themselves are checked by validate().
+    themselves are checked by validate(). The element must be of defn's code and version: to read a document of an
+    older version, pass that version's definition (``definition(code, version)``).
     """
     problems: list[tuple[str, str]] = []
     raw: dict = {}
+    version = element.get("version")
     if element.get("form") != defn.code:
         problems.append(("", f"様式コード {element.get('form')!r} は {defn.code} ではありません。"))
-    if element.get("version") != str(defn.version):
-        problems.append(("", f"様式 {defn.code} の版 {element.get('version')!r} は現行の {defn.version} ではありません。"))
+    elif version is None:
+        problems.append(("", f"様式 {defn.code} の版（version 属性）がありません。"))
+    elif version != str(defn.version):
+        known = _known_versions(defn)
+        if version in {str(v) for v in known}:  # a version that exists, read with another: the caller's mistake
+            problems.append(("", f"様式 {defn.code} の版 {version} の項目を版 {defn.version} の定義で読もうとしました。"
+                                 f"版 {version} の定義で読み込んでください。"))
+        else:
+            problems.append(("", f"様式 {defn.code} に版 {version!r} はありません（あるのは版 "
+                                 f"{'、'.join(str(v) for v in known)}）。"))
     known = {i.id: i for i in defn.items}
     for node in element.iterfind("item"):
         item_id = node.get("id", "")
@@ -857,8 +1045,10 @@ def raw_from_xml(defn: FormDefinition, element) -> tuple[dict, list[tuple[str, s
 # Check tool: python -m nanbyo.formdefs [directory] [--masters data/masters]
 
 
-def unknown_diseases(definitions: Mapping[str, FormDefinition], masters_dir) -> list[str]:
-    """Disease numbers/codes the definitions map that the master CSV files do not contain (Japanese lines)."""
+def unknown_diseases(definitions: Mapping, masters_dir) -> list[str]:
+    """Disease numbers/codes the definitions map that the master CSV files do not contain (Japanese lines).
+
+    `definitions`: load_definitions() or all_versions() (lines name the file of each version)."""
     import csv
 
     masters = Path(masters_dir)
@@ -867,7 +1057,11 @@ def unknown_diseases(definitions: Mapping[str, FormDefinition], masters_dir) -> 
         known["nanbyo"] = {int(r["notification_no"]) for r in csv.DictReader(f)}
     with (masters / "shoman_diseases.csv").open(encoding="utf-8-sig", newline="") as f:
         known["shoman"] = {r["shoman_code"].strip() for r in csv.DictReader(f)}
-    return [f"{d.code}.json: {'告示番号' if d.kind == 'nanbyo' else '疾病コード'} {key} はマスタにありません。"
+    newest: dict[str, int] = {}
+    for d in definitions.values():
+        newest[d.code] = max(newest.get(d.code, 0), d.version)
+    return [f"{_file_name(d, newest[d.code])}: {'告示番号' if d.kind == 'nanbyo' else '疾病コード'} {key} は"
+            f"マスタにありません。"
             for d in definitions.values() for key in d.diseases if key not in known[d.kind]]
 
 
@@ -880,16 +1074,27 @@ def main(argv=None) -> int:
                         help="疾病マスタ CSV のディレクトリ（疾病の割当を照合する）")
     args = parser.parse_args(argv)
     try:
-        definitions = load_definitions(args.directory)
+        versions = all_versions(args.directory)
+        newest = load_definitions(args.directory)
     except DefinitionError as e:
         print(f"NG: {e}", file=sys.stderr)
         return 1
-    problems = unknown_diseases(definitions, args.masters) if Path(args.masters).is_dir() else []
+    problems = unknown_diseases(versions, args.masters) if Path(args.masters).is_dir() else []
     for line in problems:
         print(f"NG: {line}", file=sys.stderr)
-    for d in sorted(definitions.values(), key=lambda d: d.code):
+    for (code, version), d in sorted(versions.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         target = "汎用" if d.general else ", ".join(str(k) for k in d.diseases)
-        print(f"{d.code}\tv{d.version}\t{len(d.items)}項目\t{d.title}\t[{target}]")
+        notes = [] if newest[code] is d else [f"旧版 {_file_name(d, newest[code].version)}"]
+        if d.valid_from:
+            notes.append(f"使用開始 {d.valid_from}")
+        if d.diagnosis_date == "optional":
+            notes.append("診断年月日は任意")
+        elif isinstance(d.diagnosis_date, dict):
+            when = d.diagnosis_date
+            notes.append(f"診断年月日は {when['item']} が {'/'.join(when['in'])} のとき必須")
+        if d.patient_fields:
+            notes.append(f"患者欄: {', '.join(d.patient_fields)}")
+        print("\t".join([code, f"v{version}", f"{len(d.items)}項目", d.title, f"[{target}]", *notes]))
     return 1 if problems else 0
 
 

@@ -1,6 +1,8 @@
 """Form definitions as data (formdefs/*.json): loading, mapping to diseases, validation, display, WTForms, XML."""
 import copy
 import csv
+import dataclasses
+import datetime as dt
 import json
 import re
 import shutil
@@ -13,8 +15,9 @@ from wtforms import Form
 
 from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo import formdefs
-from nanbyo.formdefs import (DefinitionError, definition, definition_for, display_sections, form_data, form_fields,
-                             load_definitions, raw_from_form, raw_from_xml, to_xml, validate)
+from nanbyo.formdefs import (DefinitionError, all_versions, definition, definition_for, diagnosis_date_required,
+                             display_sections, form_data, form_fields, load_definitions, raw_from_form, raw_from_xml,
+                             to_xml, validate)
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMDEFS = ROOT / "formdefs"
@@ -58,10 +61,16 @@ def _minimal(code="nanbyo-900", numbers=(900,), items=None):
 
 def test_every_shipped_file_loads_and_is_named_by_its_code():
     definitions = load_definitions()
-    files = sorted(p.stem for p in FORMDEFS.glob("*.json"))
-    assert sorted(definitions) == files
+    newest = sorted(p.stem for p in FORMDEFS.glob("*.json") if "." not in p.stem)
+    assert sorted(definitions) == newest
     for code, defn in definitions.items():
         assert defn.code == code and defn.version >= 1 and defn.items
+        assert len({i.id for i in defn.items}) == len(defn.items)
+    versions = all_versions()
+    files = sorted(p.name for p in FORMDEFS.glob("*.json"))
+    assert sorted(f"{c}.json" if definitions[c].version == v else f"{c}.v{v}.json" for c, v in versions) == files
+    for (code, version), defn in versions.items():
+        assert (defn.code, defn.version) == (code, version)
         assert len({i.id for i in defn.items}) == len(defn.items)
 
 
@@ -574,7 +583,7 @@ def test_missing_directory(tmp_path):
 def test_adding_a_file_adds_a_disease_form(tmp_path):
     directory = _shipped_copy(tmp_path)
     sma = NanbyoDisease(nando_id="3-1", notification_no=3, is_subtype=True, name_ja="脊髄性筋萎縮症 I 型")
-    assert definition_for("nanbyo", sma, directory).code == "nanbyo-general"
+    assert definition_for("nanbyo", sma, directory=directory).code == "nanbyo-general"
 
     formdefs.clear_cache()
     new = _minimal(code="nanbyo-003", numbers=(3,))
@@ -584,9 +593,9 @@ def test_adding_a_file_adds_a_disease_form(tmp_path):
          "codes": [["1", "非座位"], ["2", "座位可"], ["3", "歩行可"]]}]})
     _write(directory, new)
     formdefs.clear_cache()
-    defn = definition_for("nanbyo", sma, directory)
+    defn = definition_for("nanbyo", sma, directory=directory)
     assert defn.code == "nanbyo-003" and defn.title == "脊髄性筋萎縮症"
-    assert definition_for("nanbyo", 2, directory).code == "nanbyo-002"  # the shipped files still apply
+    assert definition_for("nanbyo", 2, directory=directory).code == "nanbyo-002"  # the shipped files still apply
     values, problems = validate(defn, {"onset_ym": "2024-01"}, finalize=True)
     assert problems == [("function", "「運動機能」を選択してください。")]
     # The default directory is untouched.
@@ -617,3 +626,314 @@ def test_to_xml_leaves_out_stale_values_of_items_that_do_not_apply():
 
 def test_lone_surrogates_are_refused_so_the_xml_stays_writable():
     assert _one(ALS, "remarks", "a\ud800b") == (None, ["「特記事項」: 使用できない文字（制御文字）が含まれています。"])
+
+
+# --- versions side by side ---------------------------------------------------------------------------------------
+
+def _two_versions(tmp_path, name="versions", v2_extra=None):
+    """Shipped files plus nanbyo-900 v1 (nanbyo-900.v1.json) and v2 (nanbyo-900.json, one more item)."""
+    directory = _shipped_copy(tmp_path, name)
+    v1 = _minimal()
+    v2 = copy.deepcopy(v1) | {"version": 2} | (v2_extra or {})
+    v2["sections"][0]["items"].append({"id": "gene", "label": "遺伝子検査", "type": "yesno"})
+    _write(directory, v1, name="nanbyo-900.v1.json")
+    _write(directory, v2)
+    return directory
+
+
+def test_versions_of_one_code_load_side_by_side(tmp_path):
+    directory = _two_versions(tmp_path)
+    v1 = definition("nanbyo-900", 1, directory=directory)
+    v2 = definition("nanbyo-900", 2, directory=directory)
+    assert (v1.version, v2.version) == (1, 2) and v1 != v2
+    assert [i.id for i in v1.items] == ["onset_ym", "grade"]
+    assert [i.id for i in v2.items] == ["onset_ym", "grade", "gene"]
+    assert definition("nanbyo-900", directory=directory) is v2  # without a version: the newest
+    assert definition("nanbyo-900", "1", directory=directory) is v1  # e.g. the version attribute of an XML
+    with pytest.raises(KeyError):
+        definition("nanbyo-900", 3, directory=directory)
+    assert load_definitions(directory)["nanbyo-900"] is v2
+    versions = all_versions(directory)
+    assert versions[("nanbyo-900", 1)] is v1 and versions[("nanbyo-900", 2)] is v2
+    assert set(load_definitions(directory)) == {code for code, _ in versions}
+    assert definition_for("nanbyo", 900, directory=directory) is v2  # both map 900: versions share their diseases
+    # A document written on v1 keeps its values on v1; v2 is a different form.
+    assert validate(v1, {"onset_ym": "2024-03", "gene": "1"}, finalize=True) == ({"onset_ym": "2024-03"}, [])
+    assert {v1: "a", v2: "b"}[definition("nanbyo-900", 1, directory=directory)] == "a"
+
+
+def test_definition_for_picks_the_newest_version_valid_on_the_day(tmp_path):
+    directory = _two_versions(tmp_path, v2_extra={"valid_from": "2020-04-01"})
+    v3 = _minimal() | {"version": 3, "valid_from": "2999-04-01"}  # published ahead of its start
+    (directory / "nanbyo-900.json").rename(directory / "nanbyo-900.v2.json")
+    _write(directory, v3)
+    assert definition("nanbyo-900", directory=directory).version == 3
+    assert definition("nanbyo-900", 2, directory=directory).valid_from == dt.date(2020, 4, 1)
+
+    def version_on(on):
+        return definition_for("nanbyo", 900, on=on, directory=directory).version
+
+    assert version_on(dt.date(2020, 3, 31)) == 1  # no valid_from: always valid
+    assert version_on(dt.date(2020, 4, 1)) == 2
+    assert version_on(None) == 2  # today
+    assert version_on(dt.date(2999, 3, 31)) == 2
+    assert version_on(dt.date(2999, 4, 1)) == 3
+    # 2020-03-31 15:00 UTC is already 4/1 in Japan.
+    assert version_on(dt.datetime(2020, 3, 31, 15, 0, tzinfo=dt.timezone.utc)) == 2
+    assert version_on(dt.datetime(2020, 3, 31, 23, 0)) == 1
+    with pytest.raises(TypeError):
+        definition_for("nanbyo", 900, directory)  # the third argument is the day, not the directory
+
+
+def test_a_form_not_valid_yet_or_dropping_a_disease_gives_the_general_form(tmp_path):
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal(numbers=(900, 901)) | {"valid_from": "2999-01-01"})
+    assert definition_for("nanbyo", 900, directory=directory).code == "nanbyo-general"
+    assert definition_for("nanbyo", 900, on=dt.date(2999, 1, 1), directory=directory).code == "nanbyo-900"
+
+    directory = _shipped_copy(tmp_path, "dropped")
+    _write(directory, _minimal(numbers=(900, 901)), name="nanbyo-900.v1.json")
+    _write(directory, _minimal(numbers=(900,)) | {"version": 2})
+    assert definition_for("nanbyo", 901, directory=directory).code == "nanbyo-general"
+    assert definition_for("nanbyo", 900, directory=directory).version == 2
+
+
+def test_general_form_versions(tmp_path):
+    directory = _shipped_copy(tmp_path)
+    general = json.loads((FORMDEFS / "nanbyo-general.json").read_text(encoding="utf-8"))
+    (directory / "nanbyo-general.json").rename(directory / "nanbyo-general.v1.json")
+    _write(directory, general | {"version": 2, "valid_from": "2999-01-01"})
+    assert definition_for("nanbyo", None, directory=directory).version == 1
+    assert definition_for("nanbyo", 1, on=dt.date(2999, 1, 1), directory=directory).version == 2
+    # With no version valid yet, the oldest one is used: there is always a general form.
+    (directory / "nanbyo-general.v1.json").unlink()
+    formdefs.clear_cache()
+    assert definition_for("nanbyo", None, directory=directory).version == 2
+
+
+def _version_file_cases():
+    v1, v2 = _minimal(), _minimal() | {"version": 2}
+    general = json.loads((FORMDEFS / "nanbyo-general.json").read_text(encoding="utf-8"))
+    return [
+        ("vN file whose version is not N", [("nanbyo-900.json", v2), ("nanbyo-900.v3.json", v1)],
+         "nanbyo-900.v3.json", "ファイル名の版 v3 が 'version'（1）と違います"),
+        ("same code and version twice", [("nanbyo-900.json", v1), ("nanbyo-900.v1.json", v1)],
+         "nanbyo-900.v1.json", "版 1 は nanbyo-900.json にもあります"),
+        ("vN file newer than the code's file", [("nanbyo-900.json", v1), ("nanbyo-900.v2.json", v2)],
+         "nanbyo-900.v2.json", "nanbyo-900.json の版 1 より新しく"),
+        ("vN file without the code's file", [("nanbyo-900.v1.json", v1)],
+         "nanbyo-900.v1.json", "最新版の nanbyo-900.json がありません"),
+        ("vN file of another code", [("nanbyo-900.json", v2), ("nanbyo-901.v1.json", v1)],
+         "nanbyo-901.v1.json", "ファイル名は code と同じ"),
+        ("leading zero", [("nanbyo-900.json", v2), ("nanbyo-900.v01.json", v1)],
+         "nanbyo-900.v01.json", "ファイル名は code と同じ"),
+        ("version zero", [("nanbyo-900.json", v2), ("nanbyo-900.v0.json", v1)],
+         "nanbyo-900.v0.json", "ファイル名は code と同じ"),
+        ("other suffix", [("nanbyo-900.json", v2), ("nanbyo-900.old.json", v1)],
+         "nanbyo-900.old.json", "ファイル名は code と同じ"),
+        ("capital V", [("nanbyo-900.json", v2), ("nanbyo-900.V1.json", v1)],
+         "nanbyo-900.V1.json", "ファイル名は code と同じ"),
+        ("older version maps another code's disease", [("nanbyo-900.json", v2),
+                                                        ("nanbyo-900.v1.json", _minimal(numbers=(900, 2)))],
+         "nanbyo-900.v1.json", "告示番号 2 は nanbyo-002.json にも割り当て"),
+        ("general in one version only", [("nanbyo-general.json", general | {"version": 2}),
+                                         ("nanbyo-general.v1.json", _minimal(code="nanbyo-general"))],
+         "nanbyo-general.v1.json", "汎用定義（general）かどうかが違います"),
+        ("valid_from going back", [("nanbyo-900.json", v2 | {"valid_from": "2025-01-01"}),
+                                   ("nanbyo-900.v1.json", v1 | {"valid_from": "2026-01-01"})],
+         "nanbyo-900.json", "旧版 nanbyo-900.v1.json の 'valid_from'（2026-01-01）より前"),
+    ]
+
+
+@pytest.mark.parametrize("case, files, named, expected", _version_file_cases(),
+                         ids=[c[0] for c in _version_file_cases()])
+def test_version_file_errors_name_the_file(tmp_path, case, files, named, expected):
+    directory = _shipped_copy(tmp_path)
+    for name, data in files:
+        _write(directory, data, name=name)
+    with pytest.raises(DefinitionError) as e:
+        load_definitions(directory)
+    assert str(e.value).startswith(f"{named}: ")
+    assert expected in str(e.value)
+
+
+def test_valid_from(tmp_path):
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal() | {"valid_from": "2026-04-01"})
+    assert definition("nanbyo-900", directory=directory).valid_from == dt.date(2026, 4, 1)
+    assert definition("nanbyo-002").valid_from is None
+
+
+@pytest.mark.parametrize("value", ["2026/04/01", "2026-4-1", "2026-02-30", "20260401", "", 20260401, None,
+                                   "２０２６-０４-０１", "2026-04-01T00:00"])
+def test_bad_valid_from_is_refused(tmp_path, value):
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal() | {"valid_from": value})
+    with pytest.raises(DefinitionError, match=r"^nanbyo-900\.json: 'valid_from' は"):
+        load_definitions(directory)
+
+
+def test_check_tool_lists_every_version(tmp_path, capsys):
+    assert formdefs.main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("nanbyo-006\tv2\t") for line in lines)
+    assert any(line.startswith("nanbyo-006\tv1\t") and "旧版 nanbyo-006.v1.json" in line for line in lines)
+    # An older version's unknown disease is reported with its own file name.
+    directory = _two_versions(tmp_path)
+    assert formdefs.main([str(directory), "--masters", str(MASTERS)]) == 1
+    err = capsys.readouterr().err
+    assert "nanbyo-900.v1.json: 告示番号 900 はマスタにありません" in err
+    assert "nanbyo-900.json: 告示番号 900 はマスタにありません" in err
+
+
+# --- the shipped Parkinson form: v2 beside v1 ----------------------------------------------------------------------
+
+PD = "nanbyo-006"
+
+
+def test_parkinson_v1_and_v2_both_load():
+    v1, v2 = definition(PD, 1), definition(PD, 2)
+    assert definition(PD) is v2 and definition_for("nanbyo", 6) is v2
+    assert (FORMDEFS / "nanbyo-006.v1.json").is_file()
+    assert v1.diagnosis_date == "required" and v1.valid_from is None and v1.patient_fields == ()
+    assert v2.diagnosis_date == {"item": "severity_met", "in": ["1"]}
+    severity = next(s for s in v2.sections if s.title == "重症度分類")
+    met = severity.items[-1]
+    assert met.id == "severity_met" and met.type == "yesno" and met.required
+    assert met.code_labels == {"1": "満たす", "0": "満たさない（軽症）"}
+
+
+def test_parkinson_v1_is_the_previous_definition():
+    """v2 differs from v1 only in the version, the note, the 診断年月日 rule and the added item."""
+    v1, v2 = definition(PD, 1), definition(PD, 2)
+    sections = tuple(dataclasses.replace(s, items=tuple(i for i in s.items if i.id != "severity_met"))
+                     for s in v2.sections)
+    assert dataclasses.replace(v2, version=1, description=v1.description, diagnosis_date="required",
+                               sections=sections) == v1
+    assert [i.id for i in v2.items] == [i.id for i in v1.items] + ["severity_met"]
+    assert v1.description in v2.description
+
+
+def test_parkinson_v1_documents_keep_working():
+    v1, v2 = definition(PD, 1), definition(PD, 2)
+    values, problems = validate(v1, {"onset_ym": "2020-01", "parkinsonism": ["1", "2"], "absolute_exclusion": "0",
+                                     "brain_imaging": "1", "diagnosis": "1", "hoehn_yahr": "2",
+                                     "life_function": "1"}, finalize=True)
+    assert problems == []
+    assert diagnosis_date_required(v1, values)  # v1: always
+    element = to_xml(v1, values)
+    assert element.get("version") == "1"
+    assert raw_from_xml(v1, element)[1] == []
+    # v2 asks for the new item
+    _, problems = validate(v2, values, finalize=True)
+    assert problems == [("severity_met", "「重症度分類を満たす（Hoehn-Yahr 3度以上かつ生活機能障害度2度以上）」を選択してください。")]
+
+
+def test_raw_from_xml_checks_the_version_against_the_definition():
+    v1, v2 = definition(PD, 1), definition(PD, 2)
+    element = etree.fromstring(b'<items form="nanbyo-006" version="1"><item id="onset_ym">2020-01</item></items>')
+    assert raw_from_xml(v1, element) == ({"onset_ym": "2020-01"}, [])
+    raw, problems = raw_from_xml(v2, element)  # a known older version: the caller passes that version
+    assert problems == [("", "様式 nanbyo-006 の版 1 の項目を版 2 の定義で読もうとしました。版 1 の定義で読み込んでください。")]
+    element.set("version", "7")
+    assert raw_from_xml(v2, element)[1] == [("", "様式 nanbyo-006 に版 '7' はありません（あるのは版 1、2）。")]
+    del element.attrib["version"]
+    assert raw_from_xml(v2, element)[1] == [("", "様式 nanbyo-006 の版（version 属性）がありません。")]
+    element.set("form", "nanbyo-002")
+    assert raw_from_xml(v2, element)[1][0] == ("", "様式コード 'nanbyo-002' は nanbyo-006 ではありません。")
+
+
+# --- 診断年月日 ----------------------------------------------------------------------------------------------------
+
+def test_diagnosis_date_required_by_default_and_optional():
+    assert definition(ALS).diagnosis_date == "required"
+    assert diagnosis_date_required(definition(ALS), {})
+    assert all(d.diagnosis_date == "required" for d in load_definitions().values() if d.code != PD)
+
+
+@pytest.mark.parametrize("setting, values, required", [
+    ("required", {}, True),
+    ("required", {"grade": "1"}, True),
+    ("optional", {}, False),
+    ("optional", {"grade": "2"}, False),
+    ({"item": "grade", "in": ["2"]}, {"grade": "2"}, True),
+    ({"item": "grade", "in": ["2"]}, {"grade": "1"}, False),
+    ({"item": "grade", "in": ["2"]}, {}, False),  # not answered (yet)
+    ({"item": "grade", "in": ["1", "2"]}, {"grade": "1"}, True),
+    ({"item": "flags", "in": ["b"]}, {"flags": ["a", "b"]}, True),
+    ({"item": "flags", "in": ["b"]}, {"flags": ["a"]}, False),
+    ({"item": "confirmed", "in": ["1"]}, {"confirmed": "1"}, True),
+    ({"item": "confirmed", "in": ["1"]}, {"confirmed": "0"}, False),
+])
+def test_diagnosis_date_required(tmp_path, setting, values, required):
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal(items=[
+        {"id": "onset_ym", "label": "発症年月", "type": "yearmonth"},
+        {"id": "grade", "label": "重症度", "type": "choice", "codes": [["1", "軽症"], ["2", "重症"]]},
+        {"id": "flags", "label": "所見", "type": "multichoice", "codes": [["a", "A"], ["b", "B"]]},
+        {"id": "confirmed", "label": "確定", "type": "yesno"},
+    ]) | {"diagnosis_date": setting})
+    defn = definition("nanbyo-900", directory=directory)
+    assert defn.diagnosis_date == setting
+    assert diagnosis_date_required(defn, values) is required
+
+
+def test_parkinson_diagnosis_date_only_when_the_severity_criteria_are_met():
+    v2 = definition(PD)
+    assert diagnosis_date_required(v2, {"hoehn_yahr": "3", "life_function": "2", "severity_met": "1"})
+    assert not diagnosis_date_required(v2, {"hoehn_yahr": "2", "life_function": "1", "severity_met": "0"})
+    assert not diagnosis_date_required(v2, {})
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("maybe", "'diagnosis_date' は \"required\"、\"optional\" か条件"),
+    ("Required", "'diagnosis_date' は \"required\""),
+    (True, "'diagnosis_date' は \"required\""),
+    (None, "'diagnosis_date' は \"required\""),
+    (["grade", "1"], "'diagnosis_date' は \"required\""),
+    ({"item": "nope", "in": ["1"]}, "'diagnosis_date' が参照する項目 'nope' は、この様式にありません"),
+    ({"item": ["grade"], "in": ["1"]}, "が参照する項目 ['grade'] は"),
+    ({"item": "onset_ym", "in": ["1"]}, "choice / multichoice / yesno の項目です（onset_ym は yearmonth）"),
+    ({"item": "grade", "in": ["9"]}, "'in' の 9 は項目 'grade' のコードにありません"),
+    ({"item": "grade", "in": []}, "'in' はコード（文字列）の空でないリスト"),
+    ({"item": "grade", "in": [1]}, "'in' はコード（文字列）の空でないリスト"),
+    ({"item": "grade", "in": "1"}, "'in' はコード（文字列）の空でないリスト"),
+    ({"item": "grade"}, "キー 'in' がありません"),
+    ({"item": "grade", "in": ["1"], "not": True}, "不明なキー 'not'"),
+])
+def test_bad_diagnosis_date_is_refused(tmp_path, setting, expected):
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal() | {"diagnosis_date": setting})
+    with pytest.raises(DefinitionError) as e:
+        load_definitions(directory)
+    assert str(e.value).startswith("nanbyo-900.json: ")
+    assert expected in str(e.value)
+
+
+# --- patient fields -----------------------------------------------------------------------------------------------
+
+def test_patient_fields_default_to_none_and_no_shipped_form_asks_for_insurance(tmp_path):
+    assert all(d.patient_fields == () for d in all_versions().values())
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal() | {"patient_fields": ["insurance"]})
+    _write(directory, _minimal(code="nanbyo-901", numbers=(901,)) | {"patient_fields": []})
+    assert definition("nanbyo-900", directory=directory).patient_fields == ("insurance",)
+    assert definition("nanbyo-901", directory=directory).patient_fields == ()
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("insurance", "文字列のリスト"),
+    ({"insurance": True}, "文字列のリスト"),
+    (None, "文字列のリスト"),
+    ([1], "文字列のリスト"),
+    (["address"], "'address' は使えません（使える値: insurance）"),
+    (["Insurance"], "'Insurance' は使えません"),
+    (["insurance", "insurance"], "insurance が重複"),
+])
+def test_bad_patient_fields_are_refused(tmp_path, value, expected):
+    directory = _shipped_copy(tmp_path)
+    _write(directory, _minimal() | {"patient_fields": value})
+    with pytest.raises(DefinitionError) as e:
+        load_definitions(directory)
+    assert str(e.value).startswith("nanbyo-900.json: 'patient_fields' ")
+    assert expected in str(e.value)
