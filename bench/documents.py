@@ -7,7 +7,7 @@ DESIGN.md "Scale to plan for": about 1,000,000 臨個票 a year, 67 難病 munic
 institutions, ~100k doctors. The benchmark creates a database of its own on the server --database-url names,
 nanbyo_bench_docs_<pid> (the named database is not touched), runs the migrations, loads the masters and generates
 
-  reference data  2,000 institutions spread over the 67 municipalities of the masters by population (東京都 has ~25x
+  reference data  2,000 institutions spread over the 67 難病 実施主体 by population (東京都 has ~25x
                   鳥取県), sizes skewed (Pareto); 20,000 designated doctors (primary membership, 10% with a 兼務先,
                   the first doctor of each institution its 責任者), one staff user per institution, one municipality
                   user per municipality and an operator. Passwords are a fixed dummy hash (no argon2).
@@ -616,7 +616,9 @@ def run(app, args):
     rng = random.Random(args.seed)
     server = db.session.execute(text("SHOW server_version")).scalar()
     shared = db.session.execute(text("SHOW shared_buffers")).scalar()
-    munis = weighted_munis(db.session.execute(select(Municipality).order_by(Municipality.id)).scalars().all())
+    # The 難病 実施主体 (prefectures and 指定都市): the institutions' 所管 and the documents' 提出先.
+    munis = weighted_munis(db.session.execute(select(Municipality).where(
+        Municipality.kind.in_(("prefecture", "designated_city"))).order_by(Municipality.id)).scalars().all())
     db.session.rollback()
     print(f"nanbyo documents benchmark: {args.documents:,} documents, {args.institutions:,} institutions, "
           f"{args.doctors:,} doctors, {len(munis)} municipalities; PostgreSQL {server} (shared_buffers {shared}), "

@@ -1,5 +1,7 @@
 """Disease masters loaded from files (NANDO, CC-BY 4.0); never hard-coded."""
-from sqlalchemy import Boolean, String
+from datetime import date
+
+from sqlalchemy import Boolean, Date, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from nanbyo.extensions import db
@@ -25,6 +27,8 @@ class NanbyoDisease(db.Model):
     category_id: Mapped[int | None] = mapped_column(index=True)
     name_ja: Mapped[str] = mapped_column(String(300), index=True)
     name_en: Mapped[str] = mapped_column(String(300), default="")
+    # The date this 告示番号 became 指定難病: new documents offer the diseases in force on their 作成年月日.
+    since: Mapped[date | None] = mapped_column(Date)
 
     def __str__(self):
         return f"{self.notification_no} {self.name_ja}"

@@ -12,17 +12,32 @@ nanbyo_cli = AppGroup("nanbyo", help="難病・小慢データベースの運用
 
 @nanbyo_cli.command("load-masters")
 @click.argument("directory", required=False)
-def load_masters_command(directory):
-    """マスタ（自治体・指定難病・小慢）を CSV ディレクトリから読み込む。"""
-    from nanbyo.masters import ATTRIBUTION, MasterFileError, load_masters
+@click.option("--strict", is_flag=True, help="マスタに問題（注意）が1件でもあれば何も読み込まず終了コード 1 で終わる")
+def load_masters_command(directory, strict):
+    """マスタ（自治体・指定難病・小慢）を CSV ディレクトリから読み込む。
+
+    内容の問題（疾病のない疾患群、疾患群と一致しない疾病コード、重複したコードなど）は「注意」として表示する。
+    既定では問題があっても読み込み、--strict では何も変更しない。"""
+    from nanbyo.masters import ATTRIBUTION, MasterDefectsError, MasterFileError, load_masters
     directory = directory or current_app.config["NANBYO_MASTERS_DIR"]
     database.begin_write()
     try:
-        report = load_masters(directory)
+        report, defects = load_masters(directory, strict=strict)
+    except MasterDefectsError as e:
+        for defect in e.defects:
+            click.echo(f"注意: {defect}", err=True)
+        click.echo(f"マスタを読み込めませんでした（--strict）: {e}", err=True)
+        sys.exit(1)
     except MasterFileError as e:
         click.echo(f"マスタを読み込めませんでした: {e}", err=True)
         sys.exit(1)
-    audit.record("load_masters", target_type="masters", data={"files": {k: list(v) for k, v in report.items()}})
+    audit.record("load_masters", target_type="masters",
+                 data={"files": {k: list(v) for k, v in report.items()}, "defects": len(defects)})
+    for defect in defects:
+        click.echo(f"注意: {defect}", err=True)
+    if defects:
+        click.echo(f"注意: マスタに問題が {len(defects)} 件あります（そのまま読み込みました。"
+                   "--strict を付けると問題があるときは読み込みません）。", err=True)
     for name, (created, updated) in report.items():
         click.echo(f"{name}: 追加 {created} 件, 更新 {updated} 件")
     click.echo(f"出典: {ATTRIBUTION}")

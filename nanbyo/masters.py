@@ -1,5 +1,16 @@
-"""Load the disease and municipality masters from CSV files (an operator action; never hard-coded)."""
+"""Load the disease and municipality masters from CSV files (an operator action; never hard-coded).
+
+Every file is read and checked before anything is written. A file that cannot be loaded (missing file or column, a
+bad value, a duplicate key) raises MasterFileError naming the file and row, and nothing changes. A defect of the
+content that the data can still be loaded with (a 疾患群 without diseases, a 小慢 code that disagrees with its group,
+a code on several top-level rows, an unknown category) is returned as a Defect: the caller reports it, and loads
+anyway or, strict, refuses (MasterDefectsError).
+"""
 import csv
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select
@@ -9,13 +20,47 @@ from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanG
 from nanbyo.codes import municipality_code_error
 from nanbyo.extensions import db
 
-ATTRIBUTION = "NANDO, Database Center for Life Science (DBCLS), licensed under CC-BY 4.0"
+ATTRIBUTION = ("NANDO, Database Center for Life Science (DBCLS), licensed under CC-BY 4.0; "
+               "指定難病病名一覧表, 厚生労働省, as published in 136s/intractable-disease, CC-BY 4.0")
 KIND_MAP = {"prefecture": "prefecture", "designated_city": "designated_city", "core_city": "core_city",
-            "other": "other"}
+            "child_guidance_city": "child_guidance_city", "other": "other"}
+
+# Defect kinds; the 小慢 ones are the `issue` values of data/masters/shoman_issues.csv.
+GROUP_HAS_NO_DISEASES = "group_has_no_diseases"
+CODE_PREFIX_DIFFERS = "code_prefix_differs_from_group_id"
+SAME_SHOMAN_CODE = "same_code_on_several_top_level_rows"
+UNKNOWN_GROUP = "unknown_group"
+UNKNOWN_CATEGORY = "unknown_category"
+SAME_NOTIFICATION_NO = "same_notification_no_on_several_top_level_rows"
 
 
 class MasterFileError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Defect:
+    """A defect of the masters' content: where (file, row), which code, what kind, and what is wrong in Japanese."""
+    file: str
+    row: int
+    code: str
+    kind: str
+    message: str
+
+    def __str__(self):
+        return f"{self.file} {self.row}行目 {self.code}: {self.message}"
+
+
+class MasterDefectsError(MasterFileError):
+    """Strict loading refused: the masters have defects (nothing was changed)."""
+
+    def __init__(self, defects: list[Defect]):
+        self.defects = defects
+        super().__init__(f"マスタに問題が {len(defects)} 件あります。何も変更していません。")
+
+
+class _BadValue(ValueError):
+    """A value the row cannot be loaded with; the message says why (the file and row are added)."""
 
 
 def _rows(directory: Path, name: str, required: set[str]):
@@ -28,24 +73,47 @@ def _rows(directory: Path, name: str, required: set[str]):
         if missing:
             raise MasterFileError(f"{name}: 列 {', '.join(sorted(missing))} がありません。")
         for lineno, row in enumerate(reader, start=2):
-            yield lineno, {k: (v or "").strip() for k, v in row.items()}
+            yield lineno, {k: (v or "").strip() for k, v in row.items() if k is not None}
 
 
-def _parse(directory: Path, name: str, required: set[str], convert) -> list[dict]:
-    """The rows of one file through `convert`; a value that does not convert names its file and row."""
+def _parse(directory: Path, name: str, required: set[str], convert) -> list[tuple[int, dict]]:
+    """(row number, `convert`ed row) of one file; a value that does not convert names its file and row."""
     values = []
     for lineno, r in _rows(directory, name, required):
         try:
-            values.append(convert(r))
+            values.append((lineno, convert(r)))
+        except _BadValue as e:
+            raise MasterFileError(f"{name} {lineno}行目: {e}") from e
         except ValueError as e:
             raise MasterFileError(f"{name} {lineno}行目: 数値の列に数値でない値があります（{e}）。") from e
     return values
 
 
-def _upsert(model, key, values):
+def _date(value: str) -> date | None:
+    """An ISO date (YYYY-MM-DD); empty is None."""
+    if not value:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _BadValue(f"日付（since）は YYYY-MM-DD で書きます（{value}）。") from None
+
+
+def _check_unique(name: str, key: str, rows: list[tuple[int, dict]]):
+    """The upsert key must be unique in the file; the second row with a key names both rows."""
+    first = {}
+    for lineno, data in rows:
+        if data[key] in first:
+            raise MasterFileError(f"{name} {lineno}行目: {key} {data[key]} が {first[data[key]]}行目と重複しています。")
+        first[data[key]] = lineno
+
+
+def _upsert(model, key, rows: list[tuple[int, dict]]):
     existing = {getattr(o, key): o for o in db.session.execute(select(model)).scalars()}
     created = updated = 0
-    for data in values:
+    for _lineno, data in rows:
         obj = existing.get(data[key])
         if obj is None:
             db.session.add(model(**data))
@@ -58,48 +126,150 @@ def _upsert(model, key, values):
     return created, updated
 
 
-def load_masters(directory) -> dict[str, tuple[int, int]]:
+# --- reading ---------------------------------------------------------------------------------------------------------
+
+def _municipality(r):
+    error = municipality_code_error(r["local_government_code"])
+    if error:
+        raise _BadValue(error)
+    if r["kind"] not in KIND_MAP:
+        raise _BadValue(f"種別 {r['kind']} が不明です。")
+    return {"code": r["local_government_code"], "name": r["name"], "prefecture_no": r["prefecture_no"],
+            "kind": KIND_MAP[r["kind"]]}
+
+
+def _nanbyo_disease(r):
+    is_subtype = r["is_subtype"] == "1"
+    notification_no = int(r["notification_no"])
+    nando_id = r["nando_id"]
+    if not nando_id:
+        # 告示番号 added after the last NANDO release have no NANDO id; the top-level NANDO id of a 指定難病 is its
+        # 告示番号, so that is the key (a later file with the NANDO id updates the same row).
+        if is_subtype:
+            raise _BadValue("細分類（is_subtype=1）に nando_id がありません。")
+        nando_id = str(notification_no)
+    return {"nando_id": nando_id, "notification_no": notification_no, "is_subtype": is_subtype,
+            "category_id": int(r["category_id"]) if r["category_id"] else None,
+            "name_ja": r["name_ja"], "name_en": r.get("name_en", ""), "since": _date(r["since"])}
+
+
+def _shoman_disease(r):
+    if not r["nando_id"]:
+        raise _BadValue("nando_id がありません。")
+    return {"nando_id": r["nando_id"], "shoman_code": r["shoman_code"], "group_id": r["group_id"],
+            "notification_no": int(r["notification_no"]) if r["notification_no"] else None,
+            "name_ja": r["name_ja"], "name_en": r.get("name_en", "")}
+
+
+def _read(directory: Path) -> dict[str, tuple[object, str, list[tuple[int, dict]]]]:
+    """{file: (model, key, rows)} in loading order; raises MasterFileError on the first file that cannot load."""
+    files = {
+        "municipalities.csv": (Municipality, "code", _parse(
+            directory, "municipalities.csv", {"local_government_code", "name", "prefecture_no", "kind"},
+            _municipality)),
+        "nanbyo_categories.csv": (NanbyoCategory, "id", _parse(
+            directory, "nanbyo_categories.csv", {"category_id", "name_ja", "name_en"},
+            lambda r: {"id": int(r["category_id"]), "name_ja": r["name_ja"], "name_en": r["name_en"]})),
+        "nanbyo_diseases.csv": (NanbyoDisease, "nando_id", _parse(
+            directory, "nanbyo_diseases.csv",
+            {"nando_id", "notification_no", "is_subtype", "category_id", "name_ja", "since"}, _nanbyo_disease)),
+        "shoman_groups.csv": (ShomanGroup, "group_id", _parse(
+            directory, "shoman_groups.csv", {"group_id", "name_ja"},
+            lambda r: {"group_id": r["group_id"], "name_ja": r["name_ja"], "name_en": r.get("name_en", "")})),
+        "shoman_diseases.csv": (ShomanDisease, "nando_id", _parse(
+            directory, "shoman_diseases.csv", {"nando_id", "shoman_code", "group_id", "notification_no", "name_ja"},
+            _shoman_disease)),
+    }
+    for name, (_model, key, rows) in files.items():
+        _check_unique(name, key, rows)
+    return files
+
+
+# --- defects ---------------------------------------------------------------------------------------------------------
+
+def _several(file, code_of, rows, kind, what):
+    """One defect per row of a code that is on several of `rows`; each names all those rows."""
+    by_code = defaultdict(list)
+    for lineno, data in rows:
+        by_code[code_of(data)].append(lineno)
+    return [Defect(file, lineno, str(code), kind,
+                   f"{what} {code} が最上位の複数の行（{', '.join(f'{n}行目' for n in linenos)}）にあります")
+            for code, linenos in by_code.items() if len(linenos) > 1 for lineno in linenos]
+
+
+def _nanbyo_defects(categories, diseases) -> list[Defect]:
+    file = "nanbyo_diseases.csv"
+    known = {data["id"] for _, data in categories}
+    defects = [Defect(file, lineno, data["nando_id"], UNKNOWN_CATEGORY,
+                      f"疾患分類 {data['category_id']} が nanbyo_categories.csv にありません")
+               for lineno, data in diseases if data["category_id"] is not None and data["category_id"] not in known]
+    top_level = [(lineno, data) for lineno, data in diseases if not data["is_subtype"]]
+    defects += _several(file, lambda d: d["notification_no"], top_level, SAME_NOTIFICATION_NO, "告示番号")
+    return defects
+
+
+def _code_prefix(code: str):
+    """(疾患群, 大分類) of a 小慢 code like 01_05_041, or None when it has no such prefix."""
+    parts = code.split("_")
+    return (int(parts[0]), int(parts[1])) if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else None
+
+
+def _group_prefix(group_id: str):
+    """(疾患群, 大分類) of a group id like 1-6, or None."""
+    parts = group_id.split("-")
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit() else None
+
+
+def _shoman_defects(groups, diseases) -> list[Defect]:
+    file = "shoman_diseases.csv"
+    known = {data["group_id"] for _, data in groups}
+    defects = []
+    for lineno, data in diseases:
+        code, group_id = data["shoman_code"], data["group_id"]
+        if group_id not in known:
+            defects.append(Defect(file, lineno, code, UNKNOWN_GROUP, f"大分類 {group_id} が shoman_groups.csv にありません"))
+        prefix = _code_prefix(code)
+        if prefix is None or prefix != _group_prefix(group_id):
+            defects.append(Defect(file, lineno, code, CODE_PREFIX_DIFFERS,
+                                  f"疾病コードの先頭（{'_'.join(code.split('_')[:2])}）が大分類（{group_id}）と一致しません"))
+    # Top level: a disease, not a subtype of one (whose nando_id is the disease's with a "-" suffix).
+    top_level = [(lineno, data) for lineno, data in diseases if "-" not in data["nando_id"]]
+    defects += _several(file, lambda d: d["shoman_code"], top_level, SAME_SHOMAN_CODE, "疾病コード")
+    # A 疾患群 (group id without "-") whose 大分類 have no disease.
+    used = {data["group_id"].split("-")[0] for _, data in diseases}
+    defects += [Defect("shoman_groups.csv", lineno, data["group_id"], GROUP_HAS_NO_DISEASES,
+                       f"疾患群（{data['name_ja']}）に疾病が1件もありません")
+                for lineno, data in groups if "-" not in data["group_id"] and data["group_id"] not in used]
+    return defects
+
+
+def _defects(files) -> list[Defect]:
+    """The defects of the content read by _read, in file and row order."""
+    defects = (_nanbyo_defects(files["nanbyo_categories.csv"][2], files["nanbyo_diseases.csv"][2])
+               + _shoman_defects(files["shoman_groups.csv"][2], files["shoman_diseases.csv"][2]))
+    order = list(files)
+    return sorted(defects, key=lambda d: (order.index(d.file), d.row, d.kind))
+
+
+# --- loading ---------------------------------------------------------------------------------------------------------
+
+def load_masters(directory, strict=False) -> tuple[dict[str, tuple[int, int]], list[Defect]]:
     """Upsert every master in `directory` into the current transaction; the caller commits (the CLI together with
-    its log entry). All or nothing: on a bad file everything is rolled back. Returns {file: (created, updated)}."""
+    its log entry). All or nothing: on a bad file everything is rolled back.
+
+    Returns ({file: (created, updated)}, defects). Defects are loaded as they are, unless `strict`: then
+    MasterDefectsError is raised and nothing changes."""
     directory = Path(directory)
     report = {}
     try:
-        municipalities = []
-        for lineno, r in _rows(directory, "municipalities.csv", {"local_government_code", "name", "prefecture_no", "kind"}):
-            error = municipality_code_error(r["local_government_code"])
-            if error:
-                raise MasterFileError(f"municipalities.csv {lineno}行目: {error}")
-            if r["kind"] not in KIND_MAP:
-                raise MasterFileError(f"municipalities.csv {lineno}行目: 種別 {r['kind']} が不明です。")
-            municipalities.append({"code": r["local_government_code"], "name": r["name"],
-                                   "prefecture_no": r["prefecture_no"], "kind": KIND_MAP[r["kind"]]})
-        report["municipalities.csv"] = _upsert(Municipality, "code", municipalities)
-
-        categories = _parse(directory, "nanbyo_categories.csv", {"category_id", "name_ja", "name_en"},
-                            lambda r: {"id": int(r["category_id"]), "name_ja": r["name_ja"], "name_en": r["name_en"]})
-        report["nanbyo_categories.csv"] = _upsert(NanbyoCategory, "id", categories)
-
-        diseases = _parse(directory, "nanbyo_diseases.csv",
-                          {"nando_id", "notification_no", "is_subtype", "category_id", "name_ja"},
-                          lambda r: {"nando_id": r["nando_id"], "notification_no": int(r["notification_no"]),
-                                     "is_subtype": r["is_subtype"] == "1",
-                                     "category_id": int(r["category_id"]) if r["category_id"] else None,
-                                     "name_ja": r["name_ja"], "name_en": r["name_en"]})
-        report["nanbyo_diseases.csv"] = _upsert(NanbyoDisease, "nando_id", diseases)
-
-        groups = _parse(directory, "shoman_groups.csv", {"group_id", "name_ja"},
-                        lambda r: {"group_id": r["group_id"], "name_ja": r["name_ja"], "name_en": r.get("name_en", "")})
-        report["shoman_groups.csv"] = _upsert(ShomanGroup, "group_id", groups)
-
-        shoman = _parse(directory, "shoman_diseases.csv",
-                        {"nando_id", "shoman_code", "group_id", "notification_no", "name_ja"},
-                        lambda r: {"nando_id": r["nando_id"], "shoman_code": r["shoman_code"],
-                                   "group_id": r["group_id"],
-                                   "notification_no": int(r["notification_no"]) if r["notification_no"] else None,
-                                   "name_ja": r["name_ja"], "name_en": r.get("name_en", "")})
-        report["shoman_diseases.csv"] = _upsert(ShomanDisease, "nando_id", shoman)
+        files = _read(directory)
+        defects = _defects(files)
+        if strict and defects:
+            raise MasterDefectsError(defects)
+        for name, (model, key, rows) in files.items():
+            report[name] = _upsert(model, key, rows)
         db.session.flush()
     except (ValueError, KeyError):
         db.session.rollback()
         raise
-    return report
+    return report, defects

@@ -38,6 +38,7 @@ MUNICIPALITY_KIND_LABELS = {
     "prefecture": "都道府県",
     "designated_city": "指定都市",
     "core_city": "中核市",
+    "child_guidance_city": "児童相談所設置市",
     "other": "その他",
 }
 

@@ -22,8 +22,10 @@ pytest_plugins = ["tests.userfile_helpers"]
 
 TEST_DATABASE_URL = os.environ.get("NANBYO_TEST_DATABASE_URL")
 BASE_CONFIG = {"TESTING": True, "SECRET_KEY": "test-secret", "NANBYO_ARGON2_PROFILE": "fast"}
-# Tables the masters fill; everything else is emptied between PostgreSQL tests.
-MASTER_TABLES = {"nanbyo_category", "nanbyo_disease", "shoman_group", "shoman_disease", "alembic_version"}
+# Tables the masters fill; everything else is emptied between PostgreSQL tests. A test that changes the masters asks
+# for `restore_masters`, which puts them back from the template afterwards.
+DISEASE_MASTERS = ("nanbyo_category", "nanbyo_disease", "shoman_group", "shoman_disease")
+MASTER_TABLES = {*DISEASE_MASTERS, "alembic_version"}
 
 
 def _migrate(uri, instance):
@@ -52,7 +54,9 @@ def database_template(tmp_path_factory):
         _migrate(url, instance)
         with engine.connect() as conn:
             municipalities = [dict(r._mapping) for r in conn.execute(text("SELECT * FROM municipality"))]
-        yield {"engine": engine, "url": url, "municipalities": municipalities}
+            masters = {t: [dict(r._mapping) for r in conn.execute(text(f"SELECT * FROM {t}"))]
+                       for t in DISEASE_MASTERS}
+        yield {"engine": engine, "url": url, "municipalities": municipalities, "masters": masters}
         engine.dispose()
         with server.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -74,6 +78,30 @@ def _reset_postgresql(template):
         conn.execute(text("INSERT INTO municipality (id, code, name, prefecture_no, kind) "
                           "VALUES (:id, :code, :name, :prefecture_no, :kind)"), template["municipalities"])
         conn.execute(text("SELECT setval('municipality_id_seq', (SELECT max(id) FROM municipality))"))
+
+
+def _insert_rows(conn, table, rows):
+    if rows:
+        columns = list(rows[0])
+        conn.execute(text(f"INSERT INTO {table} ({', '.join(columns)}) "
+                          f"VALUES ({', '.join(':' + c for c in columns)})"), rows)
+    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                      f"(SELECT coalesce(max(id), 1) FROM {table}))"))
+
+
+@pytest.fixture
+def restore_masters(app, database_template):
+    """For a test that loads changed masters: on PostgreSQL (where the masters are kept between tests) they are put
+    back as the template has them; on SQLite every test has a fresh copy anyway."""
+    yield
+    if not TEST_DATABASE_URL:
+        return
+    db.session.remove()  # the test's transaction would hold the tables TRUNCATE must lock
+    with database_template["engine"].begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(text(f"TRUNCATE {', '.join(DISEASE_MASTERS)} CASCADE"))
+        for table in DISEASE_MASTERS:
+            _insert_rows(conn, table, database_template["masters"][table])
 
 
 class IsolatedClient(FlaskClient):

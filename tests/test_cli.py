@@ -41,7 +41,7 @@ def disease_name(nando_id):
 
 
 @pytest.fixture
-def masters_copy(tmp_path):
+def masters_copy(tmp_path, restore_masters):
     """A writable copy of data/masters and a small editor for its CSV files."""
     directory = tmp_path / "masters"
     shutil.copytree(MASTERS, directory)
@@ -144,10 +144,14 @@ def test_load_masters_rerun_adds_nothing(runner):
     for name in ("municipalities.csv", "nanbyo_categories.csv", "nanbyo_diseases.csv", "shoman_groups.csv",
                  "shoman_diseases.csv"):
         assert f"{name}: 追加 0 件, 更新 0 件" in result.output
-    assert "CC-BY 4.0" in result.output  # the NANDO attribution
+    assert "CC-BY 4.0" in result.output  # the NANDO and MHLW-list attributions
+    assert "136s/intractable-disease" in result.output
+    # The known defects of the 小慢 snapshot (data/masters/shoman_issues.csv; tests/test_masters.py) are reported.
+    assert "問題が 51 件" in result.output
     assert counts() == before
     entry = db.session.execute(select(OperationLog).filter_by(action="load_masters")).scalar_one()
     assert (entry.remote_addr, entry.result) == ("cli", "success")
+    assert entry.data["defects"] == 51
 
 
 def test_load_masters_reports_what_it_added_and_updated(runner, masters_copy):
@@ -164,6 +168,33 @@ def test_load_masters_reports_what_it_added_and_updated(runner, masters_copy):
     assert counts()["municipality"] == before["municipality"] + 1
     assert municipality_name("130001") == "東京都（改）"
     assert municipality_name("131016") == "千代田区"
+
+
+def test_load_masters_refuses_a_duplicate_key_and_names_both_rows(runner, masters_copy):
+    before = counts()
+    first = masters_copy.line_of("shoman_diseases.csv", "1,01_01_001,")
+    masters_copy("shoman_diseases.csv", "\n2,01_01_002,", "\n1,01_01_002,")
+    masters_copy("municipalities.csv", "130001,東京都", "130001,東京都（改）")
+
+    result = invoke(runner, "load-masters", str(masters_copy.dir))
+
+    assert result.exit_code == 1
+    assert f"shoman_diseases.csv {first + 1}行目: nando_id 1 が {first}行目と重複しています" in result.output
+    assert "Traceback" not in result.output
+    assert counts() == before
+    assert municipality_name("130001") == "東京都"
+
+
+def test_load_masters_refuses_a_disease_file_without_since(runner, masters_copy):
+    """A file of the old format (no `since`) would leave the dates unknown: refused, not loaded as empty."""
+    path = masters_copy.dir / "nanbyo_diseases.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n", encoding="utf-8")
+
+    result = invoke(runner, "load-masters", str(masters_copy.dir))
+
+    assert result.exit_code == 1
+    assert "nanbyo_diseases.csv: 列 since がありません" in result.output
 
 
 # --- demo ------------------------------------------------------------------------------------------------------------
