@@ -159,9 +159,10 @@ def generate_reference(cur, rng, munis, n_institutions, n_doctors):
         while code is None or code in codes:
             code = f"{int(muni[3]):02d}1{rng.randrange(10**7):07d}"
         codes.add(code)
-        institutions.append((i, code, f"見本病院{i:05d}", f"{muni[2]}見本町{i}", muni[0]))
+        institutions.append((i, code, f"見本病院{i:05d}", f"{muni[2]}見本町{i}", muni[0], muni[0]))
         sizes.append(min(rng.paretovariate(1.16), 200.0))
-    copy_rows(cur, "institution", ("id", "code", "name", "address", "municipality_id"), institutions)
+    copy_rows(cur, "institution", ("id", "code", "name", "address", "municipality_id", "shoman_municipality_id"),
+              institutions)
     world.institutions = [(row[0], row[4]) for row in institutions]
     inst_muni = {row[0]: row[4] for row in institutions}
 

@@ -122,7 +122,7 @@ def run(app, n):
 
     tokyo = db.session.execute(db.select(Municipality).filter_by(code="130001")).scalar_one()
     for code, name, _ in FORMATS.values():
-        db.session.add(Institution(code=code, name=name, address="", municipality=tokyo))
+        db.session.add(Institution(code=code, name=name, address="", municipality=tokyo, shoman_municipality=tokyo))
     db.session.commit()
 
     print(f"nanbyo user import benchmark: {n} rows, {db.engine.dialect.name} ({db.engine.url.render_as_string()}), "

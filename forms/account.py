@@ -14,6 +14,16 @@ class ProfileForm(FlaskForm):
                                                  Length(max=254)])
 
 
+class DoctorProfileForm(FlaskForm):
+    """A doctor's name, カナ and 指定医番号 are part of the 指定: only the e-mail address is the doctor's to change."""
+    email = ProfileForm.email
+
+
+def profile_form(**kwargs):
+    from flask_login import current_user
+    return (DoctorProfileForm if current_user.is_doctor else ProfileForm)(**kwargs)
+
+
 class PasswordChangeForm(NewPasswordMixin, FlaskForm):
     current_password = PasswordField("現在のパスワード", validators=[DataRequired("現在のパスワードを入力してください。")])
 

@@ -1,10 +1,12 @@
 """Forms of the document screens. They only carry input: the rules are in nanbyo.documents and nanbyo.formdefs."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, SelectField, StringField, TextAreaField
+from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
+from wtforms.validators import Length, Optional
 
 from nanbyo import formdefs
 from nanbyo.document_codes import (ADMIN_FIELDS, APPLICATION_KIND_LABELS, CONSENT_LABELS, DOCUMENT_FIELDS,
-                                   INSURANCE_KIND_LABELS, PATIENT_FIELDS, REVIEW_RESULT_LABELS, SEX_LABELS)
+                                   EXPLANATION_LABELS, INSURANCE_FIELDS, INSURANCE_KIND_LABELS, PATIENT_FIELDS,
+                                   REVIEW_RESULT_LABELS, SEX_LABELS)
 
 DATE_ATTRS = {"type": "date"}
 
@@ -17,12 +19,18 @@ class NewDocumentForm(FlaskForm):
     institution_code = StringField("医療機関コード（10桁）")
     author = SelectField("作成者（指定医）", choices=[], validate_choice=False)
     author_number = StringField("作成者の指定医番号またはログインID")
-    municipality = SelectField("提出先の自治体", choices=[], validate_choice=False)
+    municipality = SelectField("提出先（患者の住所地の実施主体）", choices=[], validate_choice=False)
+    explanation = RadioField("DB登録についての説明と患者（保護者）の回答", choices=list(EXPLANATION_LABELS.items()),
+                             validate_choice=False)
 
 
 class ContentForm(FlaskForm):
-    """Dates, the patient block and (added per definition by content_form_class) the disease items."""
+    """Dates, the patient block and (added per definition by content_form_class) the disease items; the author's
+    form also shows 提出先 and the answer to 説明 (the municipality's correction form leaves them out)."""
     version = HiddenField()
+    municipality = SelectField("提出先（患者の住所地の実施主体）", choices=[], validate_choice=False)
+    explanation = SelectField("説明（DB登録）への患者（保護者）の回答", choices=list(EXPLANATION_LABELS.items()),
+                              validate_choice=False)
     diagnosed_on = StringField(DOCUMENT_FIELDS["diagnosed_on"], render_kw=DATE_ATTRS)
     written_on = StringField(DOCUMENT_FIELDS["written_on"], render_kw=DATE_ATTRS)
     explained_on = StringField(DOCUMENT_FIELDS["explained_on"], render_kw=DATE_ATTRS)
@@ -35,19 +43,30 @@ class ContentForm(FlaskForm):
     birth_date = StringField(PATIENT_FIELDS["birth_date"], render_kw=DATE_ATTRS)
     postal_code = StringField(PATIENT_FIELDS["postal_code"])
     address = StringField(PATIENT_FIELDS["address"])
-    insurance_kind = SelectField(PATIENT_FIELDS["insurance_kind"],
-                                 choices=[("", "（未選択）")] + list(INSURANCE_KIND_LABELS.items()),
-                                 validate_choice=False)
-    insurer_number = StringField(PATIENT_FIELDS["insurer_number"])
-    insured_symbol = StringField(PATIENT_FIELDS["insured_symbol"])
-    insured_number = StringField(PATIENT_FIELDS["insured_number"])
 
     date_fields = tuple(DOCUMENT_FIELDS)
     patient_fields = tuple(PATIENT_FIELDS)
 
 
+INSURANCE_FORM_FIELDS = {
+    "insurance_kind": SelectField(INSURANCE_FIELDS["insurance_kind"],
+                                  choices=[("", "（未選択）")] + list(INSURANCE_KIND_LABELS.items()),
+                                  validate_choice=False),
+    "insurer_number": StringField(INSURANCE_FIELDS["insurer_number"]),
+    "insured_symbol": StringField(INSURANCE_FIELDS["insured_symbol"]),
+    "insured_number": StringField(INSURANCE_FIELDS["insured_number"]),
+}
+
+
 def content_form_class(definition):
-    return type(f"ContentForm_{definition.code}", (ContentForm,), formdefs.form_fields(definition))
+    """The content form of one definition: its disease items, and the insurance fields only if it asks for them."""
+    fields = dict(formdefs.form_fields(definition))
+    patient = tuple(PATIENT_FIELDS)
+    if "insurance" in definition.patient_fields:
+        fields |= INSURANCE_FORM_FIELDS
+        patient += tuple(INSURANCE_FIELDS)
+    fields["patient_fields"] = patient
+    return type(f"ContentForm_{definition.code}_v{definition.version}", (ContentForm,), fields)
 
 
 class ReviewForm(FlaskForm):
@@ -71,6 +90,13 @@ class LookupForm(FlaskForm):
                                                     "placeholder": "例 7KQ3WXPM（QR コードの読み取りも可）"})
 
 
+class ReceiveForm(FlaskForm):
+    """受付 of a looked-up document: the key again (receiving is a use of the key) and the 受付番号."""
+    access_key = HiddenField()
+    reception_no = StringField("受付番号", validators=[Optional(), Length(max=30, message="受付番号は30文字以内で入力してください。")],
+                               description="空欄のときは自動で採番します（年度-連番）。自治体の受付簿の番号を入力することもできます。")
+
+
 class PatientSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a GET search: it changes nothing
@@ -83,5 +109,5 @@ class ConfirmForm(FlaskForm):
     """A POST button with nothing but its CSRF token (finalize, delete)."""
 
 
-__all__ = ["NewDocumentForm", "ContentForm", "content_form_class", "ReviewForm", "LookupForm", "PatientSearchForm",
-           "ConfirmForm"]
+__all__ = ["NewDocumentForm", "ContentForm", "content_form_class", "ReviewForm", "LookupForm", "ReceiveForm",
+           "PatientSearchForm", "ConfirmForm"]

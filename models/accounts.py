@@ -164,6 +164,10 @@ class ImportBatch(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_count: Mapped[int] = mapped_column(default=0)
     reported_count: Mapped[int] = mapped_column(default=0)
+    # "file" (a 医療機関ユーザデータファイル) or "form" (one doctor, issued individually), and the 指定 application
+    # (the municipality's reference) an individual issuance answers.
+    source: Mapped[str] = mapped_column(String(8), default="file", server_default="file")
+    application_ref: Mapped[str] = mapped_column(String(40), default="", server_default="")
 
     municipality = relationship("Municipality")
     institution = relationship("Institution")

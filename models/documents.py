@@ -30,6 +30,8 @@ class Document(db.Model):
     kind: Mapped[str] = mapped_column(String(10), index=True)
     application_kind: Mapped[str] = mapped_column(String(10))
     form_code: Mapped[str] = mapped_column(String(40))
+    # The version of the form definition it was written with: old and new versions coexist (formdefs/README.md).
+    form_version: Mapped[int] = mapped_column(default=1, server_default="1")
     nanbyo_disease_id: Mapped[int | None] = mapped_column(ForeignKey("nanbyo_disease.id"), index=True)
     shoman_disease_id: Mapped[int | None] = mapped_column(ForeignKey("shoman_disease.id"), index=True)
 
@@ -40,6 +42,10 @@ class Document(db.Model):
     diagnosed_on: Mapped[date | None] = mapped_column(Date)
     written_on: Mapped[date | None] = mapped_column(Date, index=True)
     explained_on: Mapped[date | None] = mapped_column(Date)
+    # 説明 (DB登録): the patient's answer (agreed / declined), who recorded it and when.
+    explanation: Mapped[str | None] = mapped_column(String(16))
+    explained_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    explained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     items: Mapped[dict] = mapped_column(JSON, default=dict)
 
     author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
@@ -77,6 +83,7 @@ class Document(db.Model):
     author = relationship("User", foreign_keys=[author_id])
     created_by = relationship("User", foreign_keys=[created_by_id])
     received_by = relationship("User", foreign_keys=[received_by_id])
+    explained_by = relationship("User", foreign_keys=[explained_by_id])
     institution = relationship("Institution")
     municipality = relationship("Municipality")
     corrections = relationship("DocumentCorrection", back_populates="document", cascade="all, delete-orphan",

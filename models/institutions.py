@@ -17,7 +17,8 @@ class Municipality(db.Model):
     prefecture_no: Mapped[str] = mapped_column(String(2))
     kind: Mapped[str] = mapped_column(String(20), default="other")
 
-    institutions = relationship("Institution", back_populates="municipality", lazy="dynamic")
+    institutions = relationship("Institution", back_populates="municipality", lazy="dynamic",
+                                foreign_keys="Institution.municipality_id")
 
     @validates("code")
     def _check_code(self, key, value):
@@ -39,11 +40,15 @@ class Institution(db.Model):
     code: Mapped[str] = mapped_column(String(10), unique=True)
     name: Mapped[str] = mapped_column(String(200), index=True)
     address: Mapped[str] = mapped_column(String(300), default="")
+    # The 実施主体 the institution answers to, per family: for 難病 the 都道府県 or 指定都市, for 小慢 also a 中核市 or
+    # 児童相談所設置市 when the institution is in one (nanbyo.jurisdiction).
     municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
+    shoman_municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
     # A closed institution is disabled, never deleted: documents and memberships keep referring to it.
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
-    municipality = relationship("Municipality", back_populates="institutions")
+    municipality = relationship("Municipality", back_populates="institutions", foreign_keys=[municipality_id])
+    shoman_municipality = relationship("Municipality", foreign_keys=[shoman_municipality_id])
     # The database refuses deleting an institution with memberships; the ORM must not delete them first.
     memberships = relationship("Membership", back_populates="institution", lazy="dynamic", passive_deletes="all")
 

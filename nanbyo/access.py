@@ -124,7 +124,8 @@ def _row_filter(user, model, purpose):
 
     if model is Institution:
         if own_muni and (purpose == "read" or is_muni_admin):
-            return Institution.municipality_id == own_muni
+            # The institutions the 自治体 is 実施主体 of, for 難病 or for 小慢.
+            return or_(Institution.municipality_id == own_muni, Institution.shoman_municipality_id == own_muni)
         if managed and purpose == "read":
             return Institution.id.in_(managed)
         return false()
@@ -146,8 +147,8 @@ def _row_filter(user, model, purpose):
 
     if model is Membership:
         if is_muni_admin:
-            under_own = Membership.institution_id.in_(
-                select(Institution.id).where(Institution.municipality_id == own_muni))
+            under_own = Membership.institution_id.in_(select(Institution.id).where(
+                or_(Institution.municipality_id == own_muni, Institution.shoman_municipality_id == own_muni)))
             issued_by_own = Membership.user_id.in_(select(User.id).where(User.issuing_municipality_id == own_muni))
             return or_(under_own, issued_by_own) if purpose == "read" else issued_by_own
         if managed and purpose == "read":

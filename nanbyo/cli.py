@@ -82,7 +82,9 @@ def demo_command(password, if_empty):
 @click.option("--municipality", "municipality_code", required=True, help="提出先の自治体の全国地方公共団体コード")
 @click.option("--dry-run", is_flag=True, help="検査と結果の表示だけを行い、登録しない")
 @click.option("--notices", type=click.Path(dir_okay=False), help="発行通知書（PDF）の出力先（初期パスワードを設定する）")
-def import_users_command(file, municipality_code, dry_run, notices):
+@click.option("--change-primary", is_flag=True,
+              help="既にIDがある指定医（要確認の行）の主たる勤務先をこの医療機関に変更する（医療機関に確認した後に）")
+def import_users_command(file, municipality_code, dry_run, notices, change_primary):
     """医療機関ユーザデータファイル（xlsx / csv）から指定医の ID を発行する。"""
     from pathlib import Path
 
@@ -101,10 +103,19 @@ def import_users_command(file, municipality_code, dry_run, notices):
     if not result.ok:
         click.echo("このファイルは受け付けられません。何も登録していません。", err=True)
         sys.exit(1)
+    rows = result.change_primary_rows if change_primary else set()
+    refused = userfile.change_primary_problems(result, rows)
+    for problem in refused:
+        click.echo(f"  {problem}", err=True)
+    if refused:
+        click.echo("主たる勤務先を変更できない行があります。何も登録していません。", err=True)
+        sys.exit(1)
+    if result.to_confirm and not change_primary:
+        click.echo(f"要確認の {len(result.to_confirm)} 行は変更しません（主たる勤務先を変更するには --change-primary）。")
     if dry_run:
         click.echo("--dry-run のため登録していません。")
         return
-    batch = userfile.execute(result, filename=Path(file).name, data=data)
+    batch = userfile.execute(result, filename=Path(file).name, data=data, change_primary_rows=rows)
     click.echo(f"登録しました（取込番号 {batch.id}）: 新規発行 {batch.created_count} 件, 報告のみ {batch.reported_count} 件")
     if notices and batch.created_count:
         from nanbyo.issuance import reset_for_notices

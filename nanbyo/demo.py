@@ -11,7 +11,7 @@ from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo import auth, database, documents, formdefs
-from nanbyo.document_codes import COMPLETED, DRAFT, FINALIZED, NANBYO, NEW, RECEIVED, REVIEWED, SHOMAN
+from nanbyo.document_codes import AGREED, COMPLETED, DRAFT, FINALIZED, NANBYO, NEW, RECEIVED, REVIEWED, SHOMAN
 from nanbyo.extensions import db
 from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_STAFF, MUNICIPALITY_ADMIN, OPERATOR_ADMIN)
 
@@ -67,7 +67,8 @@ def create_demo(keys_dir, password=DEFAULT_PASSWORD):
     munis = {code: _municipality(code, name, pref) for code, name, pref in MUNICIPALITIES}
     insts = {}
     for code, name, address, muni in INSTITUTIONS:
-        insts[code] = Institution(code=code, name=name, address=address, municipality=munis[muni])
+        insts[code] = Institution(code=code, name=name, address=address, municipality=munis[muni],
+                                  shoman_municipality=munis[muni])
         db.session.add(insts[code])
     password_hash = auth.hash_password(password)
     keys_dir = Path(keys_dir)
@@ -158,16 +159,17 @@ def create_demo_documents(doctor, institution, municipality, clerk):
         for status, patient in zip((DRAFT, FINALIZED, RECEIVED, REVIEWED, COMPLETED), DEMO_PATIENTS[kind]):
             family, given, family_kana, given_kana, sex, birth = patient
             database.begin_write()
-            doc = Document(kind=kind, application_kind=NEW, form_code=definition.code, author=doctor,
-                           created_by_id=doctor.id, institution=institution, municipality=municipality,
-                           status=DRAFT, written_on=today, diagnosed_on=today - timedelta(days=30),
-                           explained_on=today, items=sample_values(definition))
+            doc = Document(kind=kind, application_kind=NEW, form_code=definition.code,
+                           form_version=definition.version, author=doctor, created_by_id=doctor.id,
+                           institution=institution, municipality=municipality, status=DRAFT, written_on=today,
+                           diagnosed_on=today - timedelta(days=30), explained_on=today, explanation=AGREED,
+                           explained_by_id=doctor.id, explained_at=utcnow(), items=sample_values(definition))
             doc.shoman_disease, doc.nanbyo_disease = (disease, None) if kind == SHOMAN else (None, disease)
             db.session.add(doc)
             documents.set_patient(doc, {
                 "family_name": family, "given_name": given, "family_kana": family_kana, "given_kana": given_kana,
                 "sex": sex, "birth_date": birth.isoformat(), "postal_code": "1000001",
-                "address": "東京都千代田区見本町1-1-1", "insurance_kind": "national", "insurer_number": "138000"})
+                "address": "東京都千代田区見本町1-1-1"})
             db.session.flush()
             if status == DRAFT:
                 continue

@@ -3,8 +3,17 @@ SHOMAN, NANBYO = "shoman", "nanbyo"
 KIND_LABELS = {SHOMAN: "小児慢性特定疾病 医療意見書", NANBYO: "臨床調査個人票"}
 KIND_SHORT_LABELS = {SHOMAN: "小慢 意見書", NANBYO: "難病 臨個票"}
 
-NEW, RENEWAL, CHANGE = "new", "renewal", "change"
-APPLICATION_KIND_LABELS = {NEW: "新規", RENEWAL: "更新", CHANGE: "変更"}
+NEW, RENEWAL, CHANGE, MILD = "new", "renewal", "change", "mild"
+APPLICATION_KIND_LABELS = {NEW: "新規", RENEWAL: "更新", CHANGE: "変更", MILD: "軽症者登録"}
+# 難病: 軽症者登録 is the data registration of a patient whose severity does not meet the criteria (登録者証); 小慢 calls
+# its renewal 継続.
+APPLICATION_KINDS = {NANBYO: (NEW, RENEWAL, CHANGE, MILD), SHOMAN: (NEW, RENEWAL, CHANGE)}
+SHOMAN_APPLICATION_LABELS = {NEW: "新規", RENEWAL: "継続", CHANGE: "変更"}
+
+
+def application_kind_label(kind, application_kind):
+    labels = SHOMAN_APPLICATION_LABELS if kind == SHOMAN else APPLICATION_KIND_LABELS
+    return labels.get(application_kind, application_kind)
 
 DRAFT, FINALIZED, RECEIVED, REVIEWED, COMPLETED = "draft", "finalized", "received", "reviewed", "completed"
 STATUS_LABELS = {DRAFT: "作成中", FINALIZED: "確定", RECEIVED: "受付", REVIEWED: "審査済", COMPLETED: "登録完了"}
@@ -28,9 +37,14 @@ INSURANCE_KIND_LABELS = {
 PATIENT_FIELDS = {
     "family_name": "氏名（姓）", "given_name": "氏名（名）", "family_kana": "カナ（姓）", "given_kana": "カナ（名）",
     "sex": "性別", "birth_date": "生年月日", "postal_code": "郵便番号", "address": "住所",
+}
+# Insurance belongs to the patient's application, not to the 臨個票 / 意見書: only a form definition that asks for
+# it ("patient_fields": ["insurance"]) has these.
+INSURANCE_FIELDS = {
     "insurance_kind": "保険の種別", "insurer_number": "保険者番号", "insured_symbol": "被保険者証の記号",
     "insured_number": "被保険者証の番号",
 }
+ALL_PATIENT_FIELDS = PATIENT_FIELDS | INSURANCE_FIELDS
 PATIENT_REQUIRED = ("family_name", "given_name", "family_kana", "given_kana", "sex", "birth_date", "address")
 
 # Columns of the document the writer fills besides the patient block and the disease items.
@@ -44,4 +58,11 @@ ADMIN_FIELDS = {
 }
 CONSENT_LABELS = {"": "未確認", "1": "同意あり", "0": "同意なし"}
 
-SHOMAN_AGE_LIMIT = 20
+# 小慢: a 新規 application only under 18 on the application date, a 継続 (or 変更) under 20.
+SHOMAN_AGE_LIMITS = {NEW: 18, RENEWAL: 20, CHANGE: 20}
+
+# 説明 (DB登録): the doctor explains the registration before the document is created in the DB.
+AGREED, DECLINED = "agreed", "declined"
+EXPLANATION_LABELS = {AGREED: "説明済・同意", DECLINED: "説明済・同意しない"}
+DECLINED_MESSAGE = ("患者（保護者）がDBへの登録に同意しない場合は、オンラインでは作成できません。"
+                    "紙の{form}を使ってください。")

@@ -15,11 +15,15 @@ from sqlalchemy import func, select
 from models._types import utcnow
 from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
-from nanbyo import audit, database, formdefs
+from models.institutions import Municipality
+from nanbyo import audit, database, formdefs, jurisdiction
 from nanbyo.crypto import keyring, patient_search_value, to_katakana
-from nanbyo.document_codes import (FINALIZED, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, NEW,
+from nanbyo.document_codes import (AGREED, ALL_PATIENT_FIELDS, APPLICATION_KINDS, DECLINED, DECLINED_MESSAGE, DRAFT,
+                                   EXPLANATION_LABELS, FINALIZED,
+                                   INSURANCE_FIELDS, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, KIND_LABELS, NEW,
                                    PATIENT_FIELDS, PATIENT_REQUIRED, RECEIVED, RENEWAL, SEX_LABELS, SHOMAN,
-                                   SHOMAN_AGE_LIMIT, DRAFT)
+                                   SHOMAN_AGE_LIMITS, application_kind_label)
+from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, OPERATOR_ROLES
 
@@ -105,11 +109,17 @@ def parse_date(text: str, label: str, problems: list) -> date | None:
     return day
 
 
-def clean_patient(raw: dict) -> tuple[dict, list]:
-    """Normalise and check the patient block. Returns (patient, [(field, message)]); required is finalize's job."""
+def patient_fields(definition) -> dict[str, str]:
+    """The patient block of a form: the common fields, and insurance only where the definition asks for it."""
+    return PATIENT_FIELDS | (INSURANCE_FIELDS if "insurance" in definition.patient_fields else {})
+
+
+def clean_patient(raw: dict, fields=PATIENT_FIELDS) -> tuple[dict, list]:
+    """Normalise and check the patient block (`fields` of it; anything else sent is dropped). Returns (patient,
+    [(field, message)]); required is finalize's job."""
     problems = []
     patient = {}
-    for key, label in PATIENT_FIELDS.items():
+    for key, label in fields.items():
         value = unicodedata.normalize("NFKC", str(raw.get(key) or "")).strip()
         value = re.sub(r"\s+", " ", value)
         if not value:
@@ -142,10 +152,10 @@ def clean_patient(raw: dict) -> tuple[dict, list]:
     return patient, problems
 
 
-def patient_display(patient: dict) -> list[tuple[str, str]]:
+def patient_display(patient: dict, fields=PATIENT_FIELDS) -> list[tuple[str, str]]:
     from nanbyo.notices import both_dates
     rows = []
-    for key, label in PATIENT_FIELDS.items():
+    for key, label in fields.items():
         value = patient.get(key, "")
         if key == "sex":
             value = SEX_LABELS.get(value, value)
@@ -166,13 +176,28 @@ def doctor_kinds_for(kind: str, application_kind: str) -> set[str]:
     return {"nanbyo", "nanbyo_kyoryoku"} if application_kind == RENEWAL else {"nanbyo"}
 
 
-def authoring_problems(user, kind, application_kind, author, institution) -> list[str]:
-    """Why `user` may not write a document of this kind as `author` at `institution` (empty when allowed)."""
+def designation_problem(author, kind, application_kind, on: date) -> str | None:
+    """Why the author holds no 指定 valid on `on` that allows this document (None when one does)."""
+    needed = [d for d in author.designations if d.kind in doctor_kinds_for(kind, application_kind)]
+    if not needed or any((d.valid_from is None or d.valid_from <= on) and (d.valid_until is None or on <= d.valid_until)
+                         for d in needed):
+        return None
+    periods = "、".join(f"{d}（{d.valid_from or ''}〜{d.valid_until or ''}）" for d in needed)
+    return (f"指定医の指定期間外です（{periods}）。{on.isoformat()} に有効な指定がないため、作成・確定できません。"
+            "指定の更新は発行元の自治体に確認してください。")
+
+
+def authoring_problems(user, kind, application_kind, author, institution, on: date | None = None) -> list[str]:
+    """Why `user` may not write a document of this kind as `author` at `institution` on `on` (today by default);
+    empty when allowed."""
     problems = []
     if author is None or author.role != DESIGNATED_DOCTOR:
         return ["作成者（指定医）を選択してください。"]
     if institution is None:
         return ["医療機関を選択してください。"]
+    if application_kind not in APPLICATION_KINDS[kind]:
+        allowed = "・".join(application_kind_label(kind, k) for k in APPLICATION_KINDS[kind])
+        problems.append(f"{KIND_LABELS[kind]}の申請区分は {allowed} のいずれかです。")
     if not doctor_kinds_for(kind, application_kind) & author.doctor_kinds:
         if kind == SHOMAN:
             problems.append("小慢の医療意見書は小慢指定医だけが作成できます。")
@@ -180,6 +205,10 @@ def authoring_problems(user, kind, application_kind, author, institution) -> lis
             problems.append("協力難病指定医は更新の臨床調査個人票だけを作成できます（新規・変更は難病指定医）。")
         else:
             problems.append("臨床調査個人票は難病指定医（更新は協力難病指定医も）だけが作成できます。")
+    else:
+        expired = designation_problem(author, kind, application_kind, on or date.today())
+        if expired:
+            problems.append(expired)
     if institution.id not in {m.institution_id for m in author.memberships}:
         problems.append("作成者はこの医療機関に所属していません。")
     if not institution.active:
@@ -196,7 +225,38 @@ def authoring_problems(user, kind, application_kind, author, institution) -> lis
 
 
 def definition_of(doc: Document):
-    return formdefs.definition(doc.form_code)
+    """The form definition in the version the document was written with (old and new versions coexist)."""
+    return formdefs.definition(doc.form_code, doc.form_version)
+
+
+def destination_problem(doc: Document, patient: dict) -> str | None:
+    """Why the 提出先 does not fit: it must be a 実施主体 of the family, and the one of the patient's residence where
+    the address says which."""
+    family = jurisdiction.FAMILY_LABELS[doc.kind]
+    if not jurisdiction.is_authority(doc.municipality, doc.kind):
+        return f"提出先の{doc.municipality.name}は{family}の実施主体ではありません。提出先を選び直してください。"
+    residence = jurisdiction.authority_for_address(doc.kind, patient.get("address", ""))
+    if residence is not None and residence.id != doc.municipality.id:
+        return (f"患者の住所からみた{family}の実施主体は{residence.name}です（提出先は{doc.municipality.name}）。"
+                "提出先か住所を確認してください。")
+    return None
+
+
+def disease_problem(doc: Document) -> str | None:
+    disease = doc.disease
+    since = getattr(disease, "since", None)
+    if disease is not None and since and doc.written_on and doc.written_on < since:
+        return (f"{disease.name_ja}は作成年月日（{doc.written_on.isoformat()}）には指定難病ではありません"
+                f"（{since.isoformat()}から）。作成年月日を確認してください。")
+    return None
+
+
+def explanation_problem(doc: Document) -> str | None:
+    if doc.explanation == DECLINED:
+        return DECLINED_MESSAGE.format(form=KIND_LABELS[doc.kind])
+    if doc.explanation != AGREED:
+        return "DB登録について患者（保護者）に説明し、その回答（説明済・同意）を記録してください。"
+    return None
 
 
 def age_on(birth: date, day: date) -> int:
@@ -209,19 +269,21 @@ def finalize_problems(doc: Document, today: date | None = None, *, authoring=Tru
     today = today or date.today()
     problems = []
     patient = patient_of(doc)
+    definition = definition_of(doc)
     for key in PATIENT_REQUIRED:
         if not patient.get(key):
             problems.append(f"「{PATIENT_FIELDS[key]}」を入力してください。")
-    _, checks = clean_patient(patient)
+    _, checks = clean_patient(patient, patient_fields(definition))
     problems += [message for _, message in checks]
     if doc.disease is None:
         problems.append("疾病を選択してください。")
-    if doc.diagnosed_on is None:
+    if doc.diagnosed_on is None and formdefs.diagnosis_date_required(definition, doc.items or {}):
         problems.append("「診断年月日」を入力してください。")
     if doc.written_on is None:
         problems.append("「作成年月日」を入力してください。")
     if doc.explained_on is None:
         problems.append("DB登録について患者（保護者）に説明した日（説明日）を入力してください。説明は確定の前に必要です。")
+    problems += [p for p in (explanation_problem(doc), disease_problem(doc), destination_problem(doc, patient)) if p]
     if doc.diagnosed_on and doc.written_on and doc.diagnosed_on > doc.written_on:
         problems.append("診断年月日は作成年月日以前の日付にしてください。")
     if doc.written_on and doc.written_on > today:
@@ -231,12 +293,15 @@ def finalize_problems(doc: Document, today: date | None = None, *, authoring=Tru
     birth = date.fromisoformat(patient["birth_date"]) if patient.get("birth_date") and not checks else None
     if birth and doc.diagnosed_on and doc.diagnosed_on < birth:
         problems.append("診断年月日が生年月日より前です。")
-    if birth and doc.kind == SHOMAN and doc.written_on and age_on(birth, doc.written_on) >= SHOMAN_AGE_LIMIT:
-        problems.append(f"小児慢性特定疾病の対象は申請時に{SHOMAN_AGE_LIMIT}歳未満の方です"
+    limit = SHOMAN_AGE_LIMITS.get(doc.application_kind)
+    if birth and doc.kind == SHOMAN and limit and doc.written_on and age_on(birth, doc.written_on) >= limit:
+        what = "新規の申請" if doc.application_kind == NEW else "継続（変更）の申請"
+        problems.append(f"小児慢性特定疾病の{what}は{limit}歳未満の方が対象です"
                         f"（作成年月日に{age_on(birth, doc.written_on)}歳）。")
     if authoring:
-        problems += authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author, doc.institution)
-    _, item_problems = formdefs.validate(definition_of(doc), doc.items or {}, finalize=True)
+        problems += authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author, doc.institution,
+                                       today)
+    _, item_problems = formdefs.validate(definition, doc.items or {}, finalize=True)
     problems += [message for _, message in item_problems]
     return problems
 
@@ -296,8 +361,10 @@ def lookup_throttled(user) -> bool:
 NOT_FOUND = "このアクセスキーの書類は見つかりません。キーを確かめてください（提出先が他の自治体の書類は照会できません）。"
 
 
-def lookup_key(user, typed: str) -> LookupResult:
-    """A municipality user looks a key up. Every attempt is logged; the key itself never is.
+def lookup_key(user, typed: str, *, receive=False, reception_no="") -> LookupResult:
+    """A municipality user looks a key up: the document is shown read-only and nothing changes. With `receive` the
+    same key (typed again on the confirmation) receives the document: 受付 with a 受付番号. Every attempt is logged
+    and counts towards the limit; the key itself never is logged.
 
     One unit of work: the limit is counted, and the attempt logged, under the write lock, so parallel lookups
     cannot both pass the last free attempt."""
@@ -319,13 +386,32 @@ def lookup_key(user, typed: str) -> LookupResult:
         audit.record("key_lookup", actor=user, target_type="document", result="failure",
                      data={"reason": "not_found"})
         return LookupResult(None, NOT_FOUND)
-    first = doc.status == FINALIZED
-    if first:
-        doc.status = RECEIVED
-        doc.received_at = utcnow()
-        doc.received_by_id = user.id
-    audit.record("key_lookup", actor=user, target=doc, data={"received": first})
-    return LookupResult(doc, "書類を受け付けました。" if first else "書類を表示します。")
+    if not receive:
+        audit.record("key_lookup", actor=user, target=doc, data={"status": doc.status})
+        return LookupResult(doc, "書類を表示します（まだ受付していません）。内容を確かめて「受付」を押してください。"
+                                 if doc.status == FINALIZED else "この書類は受付済みです。")
+    if doc.status != FINALIZED:
+        audit.record("key_lookup", actor=user, target=doc, data={"status": doc.status})
+        return LookupResult(doc, "この書類は既に受付済みです。")
+    number = unicodedata.normalize("NFKC", reception_no or "").strip() or next_reception_no(user.municipality)
+    doc.status, doc.received_at, doc.received_by_id, doc.reception_no = RECEIVED, utcnow(), user.id, number
+    audit.record("document_receive", actor=user, target=doc, data={"reception_no": number})
+    return LookupResult(doc, f"受付しました（受付番号 {number}）。行政記載欄と審査結果を入力できます。")
+
+
+def fiscal_year(day: date) -> int:
+    """年度: April to March."""
+    return day.year if day.month >= 4 else day.year - 1
+
+
+def next_reception_no(municipality) -> str:
+    """The next 受付番号 of the municipality in this 年度: 2026-000123 (a clerk may type the number of their own
+    register instead). Counted under the unit of work's lock."""
+    year = fiscal_year(date.today())
+    start = datetime(year, 4, 1, tzinfo=JST)
+    received = db.session.execute(select(func.count()).select_from(Document).where(
+        Document.municipality_id == municipality.id, Document.received_at >= start)).scalar()
+    return f"{year}-{received + 1:06d}"
 
 
 # --- key rotation ------------------------------------------------------------------------------------------------
@@ -391,30 +477,60 @@ def _changes(old: dict, new: dict, labels: dict, prefix: str):
             yield f"{prefix}{key}", labels.get(key, key), old.get(key), new.get(key)
 
 
+AUTHOR_FIELDS = {"municipality": "提出先", "explanation": "説明（DB登録）への回答"}
+
+
+def _author_values(doc: Document, raw: dict, problems: list) -> dict:
+    """The author's own fields from a form: 提出先 (a 実施主体 of the family) and the patient's answer to 説明."""
+    values = {}
+    if "municipality" in raw:
+        chosen = db.session.get(Municipality, int(raw["municipality"])) if str(raw["municipality"]).isdigit() else None
+        if not jurisdiction.is_authority(chosen, doc.kind):
+            problems.append(f"提出先は{jurisdiction.FAMILY_LABELS[doc.kind]}の実施主体から選択してください。")
+        values["municipality"] = chosen
+    if "explanation" in raw:
+        if raw["explanation"] not in EXPLANATION_LABELS:
+            problems.append("説明（DB登録）への患者の回答を選択してください。")
+        values["explanation"] = raw["explanation"]
+    return values
+
+
 def save_content(doc: Document, raw: dict, item_raw, user) -> list[str]:
-    """Apply the dates, patient block and disease items from a form. All or nothing: on any problem (or a document
-    that is finalized and would stop passing the finalize checks) nothing changes and the problems are returned.
-    Changes to a document that is no longer a draft are recorded field by field."""
+    """Apply the dates, patient block and disease items from a form, and (the author's form) 提出先 and the answer to
+    説明. All or nothing: on any problem (or a document that is finalized and would stop passing the finalize checks)
+    nothing changes and the problems are returned. Changes to a document that is no longer a draft are recorded field
+    by field."""
     from nanbyo.document_codes import DOCUMENT_FIELDS
     problems = []
     dates = {key: parse_date(raw.get(key, ""), label, problems) for key, label in DOCUMENT_FIELDS.items()}
     problems = [message for _, message in problems]
-    patient, patient_problems = clean_patient(raw)
-    problems += [message for _, message in patient_problems]
     definition = definition_of(doc)
+    fields = patient_fields(definition)
+    patient, patient_problems = clean_patient(raw, fields)
+    problems += [message for _, message in patient_problems]
     items, item_problems = formdefs.validate(definition, item_raw, finalize=False)
     problems += [message for _, message in item_problems]
+    author_values = _author_values(doc, raw, problems)
     if problems:
         return problems
 
     old_patient, old_items = patient_of(doc), dict(doc.items or {})
     old_dates = {key: _date_text(getattr(doc, key)) for key in DOCUMENT_FIELDS}
+    old_author = {"municipality": doc.municipality.name, "explanation": EXPLANATION_LABELS.get(doc.explanation)}
+    new_author = {"municipality": author_values["municipality"].name if "municipality" in author_values else
+                  old_author["municipality"],
+                  "explanation": EXPLANATION_LABELS.get(author_values.get("explanation", doc.explanation))}
     changes = [*_changes(old_dates, {k: _date_text(v) for k, v in dates.items()}, DOCUMENT_FIELDS, ""),
-               *_changes(old_patient, patient, PATIENT_FIELDS, "patient."),
+               *_changes(old_author, new_author, AUTHOR_FIELDS, ""),
+               *_changes(old_patient, patient, ALL_PATIENT_FIELDS, "patient."),
                *_changes(old_items, items, {i.id: i.label for i in definition.items}, "items.")]
     with db.session.no_autoflush:
         for key, value in dates.items():
             setattr(doc, key, value)
+        if "municipality" in author_values:
+            doc.municipality = author_values["municipality"]
+        if author_values.get("explanation", doc.explanation) != doc.explanation:
+            doc.explanation, doc.explained_by_id, doc.explained_at = author_values["explanation"], user.id, utcnow()
         if patient != old_patient or not doc.patient_cipher:
             set_patient(doc, patient)
         doc.items = items
@@ -464,6 +580,8 @@ def save_review(doc: Document, raw: dict, user, complete=False) -> list[str]:
         problems.append("登録完了にするには審査結果を入力してください。")
     if complete and values["review_result"] == "pending":
         problems.append("審査結果が保留の書類は登録完了にできません。")
+    if complete and values["research_consent"] is None:
+        problems.append("登録完了にするには研究利用への同意（同意あり・同意なし）を入力してください。")
     if problems:
         return problems
     for key, value in values.items():

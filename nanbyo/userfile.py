@@ -1,7 +1,11 @@
 """医療機関ユーザデータファイル: read (xlsx or csv), validate, plan and import doctors' IDs for one municipality.
 
-One file = one institution and one kind of doctor (難病 or 小慢). Every problem is reported at once with its row and
+One file = one institution and one kind of doctor (難病 or 小慢). Headings are matched by name (the template's labels,
+the ministry notice's names and common variants, in any order). Every problem is reported at once with its row and
 column; a refused file writes nothing, and an accepted one is imported in a single transaction.
+
+The individual path (one doctor typed into a form, tied to the 指定 application) builds the same one-row table in
+memory (`form_table`) and goes through the same `plan_table` and `execute`.
 """
 import csv
 import hashlib
@@ -18,8 +22,9 @@ from sqlalchemy import select
 from models._types import utcnow
 from models.accounts import Designation, ImportBatch, Membership, User
 from models.institutions import Institution, Municipality
-from nanbyo import audit, auth, database
+from nanbyo import audit, auth, database, jurisdiction
 from nanbyo.codes import institution_code_error
+from nanbyo.document_codes import NANBYO, SHOMAN
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS, STATUS_DELETED
 from nanbyo.safe_files import UnsafeFile, check_xml_parts, check_zip, parse_xml
@@ -33,6 +38,7 @@ MAX_LINE_CHARS = 20 * MAX_FIELD_CHARS  # a csv line: 14 such fields, quotes, com
 SHEET_NAME = "医療機関ユーザデータ"
 KIND_BY_LABEL = {label: code for code, label in DOCTOR_KIND_LABELS.items()}
 FAMILY = {"nanbyo": "難病", "nanbyo_kyoryoku": "難病", "shoman": "小慢"}
+FAMILY_CODES = {"難病": NANBYO, "小慢": SHOMAN}
 WORK_KINDS = ("主たる勤務先", "兼務")
 
 
@@ -43,25 +49,60 @@ class Column:
     required: bool
     example: str
     description: str
+    aliases: tuple[str, ...] = ()  # other headings accepted for the column (the notice's names, common variants)
+
+    @property
+    def headings(self) -> tuple[str, ...]:
+        return (self.label,) + self.aliases
 
 
 COLUMNS = [
-    Column("doctor_kind", "指定医区分", True, "難病指定医", "難病指定医 / 協力難病指定医 / 小慢指定医 のいずれか。1ファイルに難病と小慢を混在させない"),
+    Column("doctor_kind", "指定医区分", True, "難病指定医", "難病指定医 / 協力難病指定医 / 小慢指定医 のいずれか。1ファイルに難病と小慢を混在させない",
+           ("指定医", "指定医の種類")),
     Column("doctor_number", "指定医番号", True, "13-N-0101", "自治体が付番した指定医番号（英数字とハイフン、20文字以内）"),
-    Column("institution_code", "医療機関コード", True, "1310000017", "10桁の数字（都道府県番号2桁＋点数表番号1桁＋医療機関コード7桁）。全行同じ医療機関"),
-    Column("institution_name", "医療機関名", False, "東京見本病院", "医療機関が未登録のときは必須（新規登録に使う）"),
-    Column("work_kind", "勤務区分", True, "主たる勤務先", "「主たる勤務先」のみ。兼務の指定医は記載しない（兼務先は本人が登録）"),
-    Column("department", "部署（部門/診療科）", False, "脳神経内科", "100文字以内"),
-    Column("family_name", "氏名 姓", True, "見本", "50文字以内"),
-    Column("given_name", "氏名 名", True, "太郎", "50文字以内"),
-    Column("family_kana", "カナ 姓", True, "ミホン", "全角カタカナ"),
-    Column("given_kana", "カナ 名", True, "タロウ", "全角カタカナ"),
-    Column("phone", "電話", False, "03-1234-5678", "数字とハイフン"),
-    Column("email", "メールアドレス", False, "taro@example.jp", "本人のメールアドレス（初回ログイン時にも登録できます）"),
-    Column("valid_from", "指定期間 開始", False, "2026-04-01", "日付（YYYY-MM-DD、Excel の日付セル可）"),
-    Column("valid_until", "指定期間 終了", False, "2031-03-31", "日付（YYYY-MM-DD、Excel の日付セル可）"),
+    Column("institution_code", "医療機関コード", True, "1310000017", "10桁の数字（都道府県番号2桁＋点数表番号1桁＋医療機関コード7桁）。全行同じ医療機関",
+           ("医療機関番号",)),
+    Column("institution_name", "医療機関名", False, "東京見本病院", "医療機関が未登録のときは必須（新規登録に使う）",
+           ("医療機関名称",)),
+    Column("work_kind", "勤務区分", True, "主たる勤務先", "「主たる勤務先」のみ。兼務の指定医は記載しない（兼務先は本人が登録）",
+           ("勤務形態",)),
+    Column("department", "部署（部門/診療科）", False, "脳神経内科", "100文字以内", ("部署", "部門", "診療科")),
+    Column("family_name", "氏名 姓", True, "見本", "50文字以内", ("姓", "氏名（姓）")),
+    Column("given_name", "氏名 名", True, "太郎", "50文字以内", ("名", "氏名（名）")),
+    Column("family_kana", "カナ 姓", True, "ミホン", "全角カタカナ、50文字以内", ("フリガナ 姓", "氏名カナ 姓", "セイ")),
+    Column("given_kana", "カナ 名", True, "タロウ", "全角カタカナ、50文字以内", ("フリガナ 名", "氏名カナ 名", "メイ")),
+    Column("phone", "電話", False, "03-1234-5678", "数字とハイフン", ("電話番号", "TEL")),
+    Column("email", "メールアドレス", False, "taro@example.jp", "本人のメールアドレス（初回ログイン時にも登録できます）",
+           ("メール", "E-mail")),
+    Column("valid_from", "指定期間 開始", False, "2026-04-01", "日付（YYYY-MM-DD、Excel の日付セル可）",
+           ("指定年月日", "指定日", "有効期間 開始")),
+    Column("valid_until", "指定期間 終了", False, "2031-03-31", "日付（YYYY-MM-DD、Excel の日付セル可）",
+           ("有効期間 終了", "指定期間満了日")),
 ]
 LABELS = [c.label for c in COLUMNS]
+COLUMN_BY_KEY = {c.key: c for c in COLUMNS}
+# Headings are compared after NFKC (全角 letters, digits and brackets become half-width), without any spaces, with
+# the middle dots and slashes (・ ･ · / ／) as one character, hyphens and dashes as one, and ASCII letters in any case.
+_HEADING_CHARS = str.maketrans({"･": "・", "·": "・", "•": "・", "‧": "・", "∙": "・", "/": "・",
+                                "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "−": "-"})
+
+
+def heading_key(value) -> str:
+    text = unicodedata.normalize("NFKC", "" if value is None else str(value))
+    return "".join(text.split()).translate(_HEADING_CHARS).casefold()
+
+
+def _heading_index():
+    index = {}
+    for column in COLUMNS:
+        for heading in column.headings:
+            other = index.setdefault(heading_key(heading), column)
+            assert other is column, f"heading {heading} names two columns"
+    return index
+
+
+HEADING_INDEX = _heading_index()
+MAX_LISTED_HEADINGS = 10  # unknown headings named in the message; a hostile header row may have thousands
 
 
 class FileRefused(ValueError):
@@ -91,6 +132,7 @@ class PlannedRow:
     message: str
     existing: User | None = None
     manager: bool = False
+    blocked: str = ""  # change_primary: why the 主たる勤務先 cannot be changed now (the doctor is 責任者 there)
 
 
 @dataclass
@@ -111,8 +153,18 @@ class Plan:
     def to_create(self):
         return [r for r in self.rows if r.outcome == "create"]
 
+    @property
+    def to_confirm(self):
+        """Rows of doctors with an ID at another institution: changed only when asked (change_primary_rows)."""
+        return [r for r in self.rows if r.outcome == "change_primary"]
 
-OUTCOME_LABELS = {"create": "新規発行", "registered": "登録不要", "change_primary": "主たる勤務先の変更",
+    @property
+    def change_primary_rows(self) -> set[int]:
+        """Every row whose 主たる勤務先 execute() may move here (the CLI's --change-primary)."""
+        return {r.row for r in self.to_confirm}
+
+
+OUTCOME_LABELS = {"create": "新規発行", "registered": "登録不要", "change_primary": "要確認：医療機関に主たる勤務先を確認",
                   "other_issuer": "他自治体で発行済み"}
 
 
@@ -125,7 +177,7 @@ def normalise(value) -> str:
     return unicodedata.normalize("NFKC", str(value)).strip()
 
 
-def _has_gaiji(text: str) -> bool:
+def has_gaiji(text: str) -> bool:
     # CP932's 外字 (user-defined area) decodes to the Private Use Area: not a character anyone else can read.
     return any("\ue000" <= ch <= "\uf8ff" for ch in text)
 
@@ -295,30 +347,62 @@ def _text(value, column) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+def _display(value) -> str:
+    text = re.sub(r"\s+", " ", normalise(value))
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def map_headings(header_row: int, header: list) -> list[Column | None]:
+    """The column each heading names, by position (None for an empty heading). Headings are matched by name in any
+    order; a heading that names no column, a column named twice and a missing required column refuse the file."""
+    mapped, unknown, named = [], [], {}
+    for cell in header:
+        key = heading_key(cell)
+        column = HEADING_INDEX.get(key) if key else None
+        if key and column is None:
+            unknown.append(_display(cell))
+        if column is not None:
+            named.setdefault(column.key, []).append(_display(cell))
+        mapped.append(column)
+    problems = []
+    if unknown:
+        listed = "".join(f"「{h}」" for h in unknown[:MAX_LISTED_HEADINGS])
+        more = f"ほか{len(unknown) - MAX_LISTED_HEADINGS}件" if len(unknown) > MAX_LISTED_HEADINGS else ""
+        problems.append(f"{header_row}行目: 見出し{listed}{more}は使えません。使える見出し: {'、'.join(LABELS)}"
+                        "（通知の見出し名などの別名も使えます。一覧は取込画面の「列の定義」にあります）")
+    for column in COLUMNS:
+        if len(named.get(column.key, ())) > 1:
+            problems.append(f"{header_row}行目: 「{column.label}」の列が{len(named[column.key])}つあります"
+                            f"（見出し{''.join(f'「{h}」' for h in named[column.key])}）。1列にしてください")
+    missing = [c.label for c in COLUMNS if c.required and c.key not in named]
+    if missing:
+        problems.append(f"{header_row}行目: 必須の列がありません: {'、'.join(missing)}")
+    if problems:
+        raise FileRefused(problems)
+    return mapped
+
+
 def parse_rows(table):
     """Header check and per-cell validation. Returns (records, problems); records are dicts by column key."""
     problems: list[Problem] = []
     if not table:
         raise FileRefused(["ファイルにデータがありません。"])
     header_row, header = table[0]
-    header = [normalise(h).replace(" ", "").replace("　", "") for h in header]
-    while header and not header[-1]:
-        header.pop()
-    expected = [normalise(label).replace(" ", "") for label in LABELS]
-    if header != expected:
-        raise FileRefused([f"1行目: 見出しがテンプレートと一致しません。期待する見出し: {'、'.join(LABELS)}"])
+    mapped = map_headings(header_row, header)
     records = []
     for number, cells in table[1:]:
         if all(normalise(c) == "" for c in cells):
             continue  # blank lines are not rows
-        if len(cells) > len(COLUMNS) and any(normalise(c) for c in cells[len(COLUMNS):]):
+        if any(normalise(c) for i, c in enumerate(cells) if i >= len(mapped) or mapped[i] is None):
             problems.append(Problem(number, None, "見出しのない列に値があります"))
+        raw_by_key = {column.key: cells[i] if i < len(cells) else None
+                      for i, column in enumerate(mapped) if column is not None}
         record = {"_row": number}
-        for i, column in enumerate(COLUMNS):
-            raw = cells[i] if i < len(cells) else None
+        for column in COLUMNS:
+            raw = raw_by_key.get(column.key)
             if isinstance(raw, Formula):
                 problems.append(Problem(number, column.label, "数式は使えません。値を入力してください"))
-                record[column.key] = ""
+                record[column.key] = None if column.key in ("valid_from", "valid_until") else ""
                 continue
             if isinstance(raw, str) and "\x00" in raw:
                 problems.append(Problem(number, column.label, "NUL 文字が含まれています"))
@@ -327,7 +411,7 @@ def parse_rows(table):
                 record[column.key] = _date(raw, column.label, problems, number)
                 continue
             text = _text(raw, column)
-            if _has_gaiji(text):
+            if has_gaiji(text):
                 problems.append(Problem(number, column.label, "外字（機種依存文字）が含まれています。常用の文字に置き換えてください"))
             if column.required and not text:
                 problems.append(Problem(number, column.label, "必須項目です"))
@@ -361,9 +445,14 @@ def _check_record(r, problems):
     elif r["work_kind"] and r["work_kind"] not in WORK_KINDS:
         problems.append(Problem(n, "勤務区分", "「主たる勤務先」と入力してください"))
     for key, label, limit in (("family_name", "氏名 姓", 50), ("given_name", "氏名 名", 50),
+                              ("family_kana", "カナ 姓", 50), ("given_kana", "カナ 名", 50),
                               ("department", "部署（部門/診療科）", 100), ("institution_name", "医療機関名", 200)):
         if len(r[key]) > limit:
             problems.append(Problem(n, label, f"{limit}文字以内で入力してください"))
+    # The account keeps 「姓 名」 in 100 characters.
+    for keys, label in ((("family_name", "given_name"), "氏名 名"), (("family_kana", "given_kana"), "カナ 名")):
+        if all(len(r[k]) <= 50 for k in keys) and sum(len(r[k]) for k in keys) > 99:
+            problems.append(Problem(n, label, "姓と名をあわせて99文字以内で入力してください"))
     for key, label in (("family_kana", "カナ 姓"), ("given_kana", "カナ 名")):
         if r[key] and not KANA.match(r[key]):
             problems.append(Problem(n, label, "全角カタカナで入力してください"))
@@ -386,7 +475,16 @@ def _existing_doctor(kind, number):
 def plan(municipality: Municipality, filename: str, data: bytes) -> Plan:
     """Read and check the file against the database; nothing is written."""
     try:
-        records, problems = parse_rows(read_table(filename, data))
+        table = read_table(filename, data)
+    except FileRefused as e:
+        return Plan(municipality, "", None, "", "", problems=[Problem(None, None, p) for p in e.problems])
+    return plan_table(municipality, table)
+
+
+def plan_table(municipality: Municipality, table: list[tuple[int, list]]) -> Plan:
+    """Check a table (as read_table returns it: the headings' row, then the data rows) against the database."""
+    try:
+        records, problems = parse_rows(table)
     except FileRefused as e:
         return Plan(municipality, "", None, "", "", problems=[Problem(None, None, p) for p in e.problems])
     codes = {r["institution_code"] for r in records if r["institution_code"]}
@@ -400,11 +498,16 @@ def plan(municipality: Municipality, filename: str, data: bytes) -> Plan:
     code = next(iter(codes)) if len(codes) == 1 else ""
     names = {r["institution_name"] for r in records if r["institution_name"]}
     result = Plan(municipality, code, None, next(iter(names), ""), next(iter(families), ""), problems=problems)
+    family = FAMILY_CODES.get(result.family)
+    if family and not jurisdiction.is_authority(municipality, family):
+        problems.append(Problem(None, "指定医区分", f"{municipality.name}は{result.family}の実施主体ではありません"
+                                "（難病は都道府県・指定都市、小慢はそれに加えて中核市・児童相談所設置市）"))
     if code and not problems:
         result.institution = db.session.execute(select(Institution).filter_by(code=code)).scalar_one_or_none()
-        if result.institution is not None and result.institution.municipality_id != municipality.id:
-            problems.append(Problem(None, "医療機関コード", f"医療機関 {code} は{result.institution.municipality.name}の所管です。"
-                                    "所管の自治体に提出してください"))
+        authority = result.institution and jurisdiction.institution_authority(result.institution, family)
+        if result.institution is not None and authority.id != municipality.id:
+            problems.append(Problem(None, "医療機関コード", f"医療機関 {code} は{result.family}について"
+                                    f"{authority.name}の所管です。所管の自治体に提出してください"))
         elif result.institution is not None and not result.institution.active:
             problems.append(Problem(None, "医療機関コード", f"医療機関 {code} は無効（廃止）になっています。"
                                     "再開した場合は医療機関の画面で「有効」にしてから取り込んでください"))
@@ -443,10 +546,34 @@ def _plan_row(r, municipality, institution) -> PlannedRow:
     primary = existing.primary_membership
     if institution is not None and primary is not None and primary.institution_id == institution.id:
         return PlannedRow(r["_row"], r, "registered", f"既に登録済みです（{existing.login_id}）。登録不要です", existing)
-    where = primary.institution.name if primary else "なし"
+    where = f"{primary.institution.name}（{primary.institution.code}）" if primary else "なし"
     return PlannedRow(r["_row"], r, "change_primary",
-                      f"既に登録済みです（{existing.login_id}、現在の主たる勤務先: {where}）。新規発行ではなく"
-                      "主たる勤務先の変更を行ってください", existing)
+                      f"既にIDがあります（{existing.login_id}、現在の主たる勤務先: {where}）。新規発行はしません。"
+                      "医療機関に主たる勤務先を確認し、この医療機関に移す場合だけ主たる勤務先の変更を指定してください"
+                      "（指定しなければ、この行では何も変更しません）", existing,
+                      blocked=_manager_block(existing, primary))
+
+
+def _manager_block(user, primary) -> str:
+    if primary is None or not primary.is_manager:
+        return ""
+    return (f"{user.name}（{user.login_id}）は{primary.institution.name}の責任者のため、主たる勤務先を変更できません。"
+            "先に責任者を交代してください")
+
+
+def change_primary_problems(result: Plan, rows) -> list[Problem]:
+    """Why the rows asked for cannot have their 主たる勤務先 changed: a row that is not a change_primary row of this
+    plan, or a doctor who is 責任者 at the current 主たる勤務先."""
+    by_row = {r.row: r for r in result.rows}
+    problems = []
+    for number in sorted(rows):
+        row = by_row.get(number)
+        if row is None or row.outcome != "change_primary":
+            problems.append(Problem(number, None, "主たる勤務先の変更の対象ではありません"
+                                    "（確認画面の後に内容が変わった可能性があります。もう一度確認してください）"))
+        elif row.blocked:
+            problems.append(Problem(number, None, row.blocked))
+    return problems
 
 
 # --- importing -----------------------------------------------------------------------------------------------------
@@ -463,21 +590,36 @@ def unusable_password_hash() -> str:
     return auth.hash_password(secrets.token_urlsafe(32))
 
 
-def execute(result: Plan, *, filename: str, data: bytes, actor=None) -> ImportBatch:
-    """Write the plan in one transaction (all rows or none) and log it."""
+def execute(result: Plan, *, filename: str, data: bytes, actor=None, change_primary_rows=frozenset(),
+            source: str = "file", application_ref: str = "") -> ImportBatch:
+    """Write the plan in one transaction (all rows or none) and log it.
+
+    change_primary_rows: row numbers of change_primary rows whose doctor's 主たる勤務先 moves to this institution
+    (the clerk confirmed it with the institution); the other change_primary rows change nothing. A number that is
+    not such a row, or a doctor who is 責任者 at the current 主たる勤務先, refuses the whole import (FileRefused).
+    source / application_ref: "file", or "form" with the 指定 application's reference (the individual path)."""
     if not result.ok:
         raise FileRefused([str(p) for p in result.problems])
+    change_primary_rows = set(change_primary_rows)
+    refused = change_primary_problems(result, change_primary_rows)
+    if refused:
+        raise FileRefused([str(p) for p in refused])
+    if source not in ("file", "form"):
+        raise ValueError(f"unknown source {source!r}")
     try:
         database.begin_write()  # no-op when the caller planned under the lock already
         institution = result.institution
         if institution is None:
+            nanbyo_authority, shoman_authority = jurisdiction.defaults_for(result.municipality)
             institution = Institution(code=result.institution_code, name=result.institution_name, address="",
-                                      municipality=result.municipality)
+                                      municipality=nanbyo_authority, shoman_municipality=shoman_authority)
             db.session.add(institution)
         batch = ImportBatch(municipality=result.municipality, institution=institution, filename=filename[:200],
                             file_sha256=hashlib.sha256(data).hexdigest(), family=result.family,
                             created_by_id=getattr(actor, "id", None), created_at=utcnow(),
-                            created_count=len(result.to_create), reported_count=len(result.rows) - len(result.to_create))
+                            created_count=len(result.to_create),
+                            reported_count=len(result.rows) - len(result.to_create),
+                            source=source, application_ref=application_ref[:40])
         db.session.add(batch)
         placeholder = unusable_password_hash()
         created = []
@@ -501,14 +643,63 @@ def execute(result: Plan, *, filename: str, data: bytes, actor=None) -> ImportBa
         for user in created:
             audit.record("create", target=user, actor=actor, commit=False,
                          data={"import_batch": batch.id, "role": user.role})
+        moved = [_change_primary(row, institution, batch, actor)
+                 for row in result.rows if row.row in change_primary_rows]
         audit.record("import_users", target=batch, actor=actor, commit=False,
                      data={"institution_code": institution.code, "created": batch.created_count,
-                           "reported": batch.reported_count, "file_sha256": batch.file_sha256})
+                           "reported": batch.reported_count, "file_sha256": batch.file_sha256, "source": source,
+                           "primary_changed": [user.id for user in moved]})
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     return batch
+
+
+def _change_primary(row: PlannedRow, institution: Institution, batch: ImportBatch, actor) -> User:
+    """Move the doctor's 主たる勤務先 to `institution` (its 兼務 row there, if any, becomes the primary one), drop the
+    old primary membership, and take the file's 指定期間. Checked again here, under the write lock."""
+    user, v = row.existing, row.values
+    old = user.primary_membership
+    blocked = _manager_block(user, old)
+    if blocked:
+        raise FileRefused([str(Problem(row.row, None, blocked))])
+    old_code = old.institution.code if old is not None else None
+    here = next((m for m in user.memberships if m.institution_id == institution.id), None)
+    if old is not None:
+        user.memberships.remove(old)
+        db.session.flush()  # the old primary row goes first: a user has at most one primary membership
+    if here is not None:
+        here.kind = "primary"
+        if v["department"]:
+            here.department = v["department"]
+    else:
+        user.memberships.append(Membership(institution=institution, kind="primary", department=v["department"]))
+    kind = KIND_BY_LABEL[v["doctor_kind"]]
+    designation = next(d for d in user.designations if d.kind == kind)
+    if v["valid_from"] is not None:
+        designation.valid_from = v["valid_from"]
+    if v["valid_until"] is not None:
+        designation.valid_until = v["valid_until"]
+    db.session.flush()
+    audit.record("update", target=user, actor=actor, commit=False,
+                 data={"primary_from": old_code, "primary_to": institution.code, "import_batch": batch.id,
+                       "row": row.row, "from_concurrent": here is not None, "designation": kind,
+                       "valid_from": designation.valid_from.isoformat() if designation.valid_from else None,
+                       "valid_until": designation.valid_until.isoformat() if designation.valid_until else None})
+    return user
+
+
+FORM_ROW = 2  # the row number of the individual form's one doctor (as if under the headings' row of a file)
+FORM_WORK_KIND = "主たる勤務先"
+
+
+def form_table(values: dict) -> list[tuple[int, list]]:
+    """The individual path: one doctor's values (by column key, as the form names its fields) as the one-row table of
+    a file with the template's headings, for plan_table. The work kind is always 主たる勤務先."""
+    values = dict(values, work_kind=FORM_WORK_KIND)
+    return [(1, list(LABELS)), (FORM_ROW, ["" if values.get(c.key) is None else str(values.get(c.key))
+                                           for c in COLUMNS])]
 
 
 def report_lines(result: Plan) -> list[str]:
@@ -520,7 +711,7 @@ def report_lines(result: Plan) -> list[str]:
     for row in result.rows:
         v = row.values
         lines.append(f"  {row.row}行目 {v['family_name']} {v['given_name']} {v['doctor_kind']} {v['doctor_number']}: "
-                     f"{OUTCOME_LABELS[row.outcome]} - {row.message}")
+                     f"{OUTCOME_LABELS[row.outcome]} - {row.message}" + (f"（{row.blocked}）" if row.blocked else ""))
     return lines
 
 
@@ -545,12 +736,15 @@ def template_xlsx() -> bytes:
                 ws.cell(row=row, column=i).number_format = "@"
     ws.freeze_panes = "A2"
     guide = wb.create_sheet("記入方法")
-    guide.append(["列", "必須", "記入例", "説明"])
+    guide.append(["列", "必須", "記入例", "説明", "使える見出し"])
     for column in COLUMNS:
-        guide.append([column.label, "必須" if column.required else "", column.example, column.description])
+        guide.append([column.label, "必須" if column.required else "", column.example, column.description,
+                      " / ".join(column.headings)])
     guide.append([])
     guide.append(["注意", "", "", f"1ファイル＝1医療機関・1種類（難病または小慢）。{MAX_ROWS}行まで。セルの結合・数式は使えません。"])
-    for letter, width in zip("ABCD", (22, 6, 18, 90)):
+    guide.append(["見出し", "", "", "見出しは列の名前で照合します（順序は自由。任意の列は省略可）。全角・半角、空白の有無、"
+                  "（）と()、・と/ の違いは問いません。"])
+    for letter, width in zip("ABCDE", (22, 6, 18, 90, 50)):
         guide.column_dimensions[letter].width = width
     out = io.BytesIO()
     wb.save(out)

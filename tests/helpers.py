@@ -20,11 +20,13 @@ def gen_municipality(code=TOKYO):
     return db.session.execute(db.select(Municipality).filter_by(code=code)).scalar_one()
 
 
-def gen_institution(municipality=None, code=None, name=None):
+def gen_institution(municipality=None, code=None, name=None, shoman=None):
+    """An institution answering to `municipality` for 難病 and to `shoman` (default: the same) for 小慢."""
     municipality = municipality or gen_municipality()
     n = next(_counter)
     code = code or f"{municipality.prefecture_no}1{n:07d}"
-    inst = Institution(code=code, name=name or f"テスト病院{n}", address="テスト住所", municipality=municipality)
+    inst = Institution(code=code, name=name or f"テスト病院{n}", address="テスト住所", municipality=municipality,
+                       shoman_municipality=shoman or municipality)
     db.session.add(inst)
     db.session.commit()
     return inst
@@ -110,8 +112,7 @@ def gen_patient(**changes):
     n = next(_patients)
     tag = "".join(KANA_DIGITS[int(c)] for c in str(n))
     patient = {"family_name": "見本", "given_name": f"患者{n}", "family_kana": "ミホン", "given_kana": f"カンジャ{tag}",
-               "sex": "2", "birth_date": "2015-04-01", "postal_code": "1000001", "address": "東京都千代田区見本町1-1",
-               "insurance_kind": "national", "insurer_number": "138000"}
+               "sex": "2", "birth_date": "2015-04-01", "postal_code": "1000001", "address": "東京都千代田区見本町1-1"}
     patient.update(changes)
     return patient
 
@@ -135,16 +136,19 @@ def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", 
         disease = db.session.execute(db.select(model).order_by(order, model.id).limit(1)).scalar_one()
     definition = formdefs.definition_for(kind, disease)
     today = date.today()
-    doc = Document(kind=kind, application_kind=application_kind, form_code=definition.code, author=author,
-                   created_by_id=(created_by or author).id, institution=institution, municipality=municipality,
-                   status="draft", written_on=today, diagnosed_on=today - timedelta(days=10), explained_on=today,
+    doc = Document(kind=kind, application_kind=application_kind, form_code=definition.code,
+                   form_version=definition.version, author=author, created_by_id=(created_by or author).id,
+                   institution=institution, municipality=municipality, status="draft", written_on=today,
+                   diagnosed_on=today - timedelta(days=10), explained_on=today, explanation="agreed",
+                   explained_by_id=(created_by or author).id, explained_at=utcnow(),
                    items=sample_values(definition) if items is None else items)
     if kind == "shoman":
         doc.shoman_disease = disease
     else:
         doc.nanbyo_disease = disease
     db.session.add(doc)
-    documents.set_patient(doc, patient or gen_patient())
+    # The patient lives where the document goes (the 提出先 follows the residence).
+    documents.set_patient(doc, patient or gen_patient(address=f"{municipality.name}見本町1-1"))
     db.session.commit()
     if status != "draft":
         assert documents.finalize_problems(doc) == [], documents.finalize_problems(doc)

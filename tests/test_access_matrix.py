@@ -72,7 +72,7 @@ OTHER_ENDPOINTS = {
     "account.remove_concurrent": "logged_in",
     "user_import.index": "muni_admin", "user_import.template": "muni_admin", "user_import.sample": "muni_admin",
     "user_import.preview": "muni_admin", "user_import.confirm": "muni_admin", "user_import.batch": "muni_admin",
-    "user_import.notices": "muni_admin",
+    "user_import.notices": "muni_admin", "user_import.individual": "muni_admin",
     "institution_users.index": "manager", "institution_users.add_staff": "manager",
     "institution_users.remove_concurrent": "manager", "institution_users.notice": "manager",
     "institution_users.key_reissue": "manager", "institution_users.unlock": "manager",

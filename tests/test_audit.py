@@ -93,7 +93,8 @@ def test_create_update_delete_and_export_through_admin_views_are_recorded(client
     created = only("create", target_type="institution")
     inst_id = created.target_id
     assert inst_id.isdigit()
-    assert sorted(created.data["fields"]) == ["active", "address", "code", "municipality", "name"]
+    assert sorted(created.data["fields"]) == ["active", "address", "code", "municipality", "name",
+                                              "shoman_municipality"]
 
     edit = f"/admin/institution/edit/?id={inst_id}"
     r = post_form(client, edit, form | {"name": "監査テスト病院（改称）"}, token_page=edit)

@@ -40,8 +40,8 @@ CREATE = {"op_admin", "op_user", "doctor", "staff", "manager"}
 LOOKUP = {"muni_admin", "muni_user"}
 
 COVERED = {"index_view", "details_view", "create_view", "edit_view", "delete_view", "export", "action_view",
-           "ajax_lookup", "ajax_update", "finalize_view", "print_view", "sheet_view", "lookup_view", "review_view",
-           "correct_view", "patient_search_view"}
+           "ajax_lookup", "ajax_update", "finalize_view", "print_view", "sheet_view", "lookup_view", "receive_view",
+           "review_view", "correct_view", "patient_search_view"}
 
 
 def test_every_document_rule_is_covered(app):
@@ -174,5 +174,21 @@ def test_key_lookup_only_finds_own_municipality(client, world, principal):
         if key is None:
             continue
         r = client.post("/admin/document/lookup/", data={"csrf_token": token, "access_key": key})
-        found = r.status_code == 302 and f"id={world['docs'][name]}" in r.headers["Location"]
+        doc_id = world["docs"][name]
+        shown = r.status_code == 200 and f"No.{doc_id}（照会・未受付）" in r.get_data(as_text=True)
+        found = shown or (r.status_code == 302 and f"id={doc_id}" in r.headers["Location"])
         assert found == (name in findable), name
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS[1:])
+def test_receive_only_with_the_key_of_a_document_addressed_to_the_own_municipality(client, world, principal):
+    log_in(client, world, principal)
+    token = csrf_token(client, "/admin/account/")
+    for name, key in world["keys"].items():
+        if key is None:
+            continue
+        r = client.post("/admin/document/receive/", data={"csrf_token": token, "access_key": key})
+        db.session.expire_all()
+        doc = db.session.get(Document, world["docs"][name])
+        received_now = doc.status == "received" and doc.received_by_id == world["users"][principal].id
+        assert received_now == (principal in LOOKUP and name in {"own_finalized", "colleague"}), (name, r.status_code)

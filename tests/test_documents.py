@@ -84,7 +84,7 @@ def test_lifecycle_write_finalize_print_lookup_review(client, tokyo, hospital, d
     login(client, doctor)
     r = post(client, f"/admin/document/new/?kind={kind}",
              {"application_kind": "new", "disease": str(chosen.id), "institution": str(hospital.id),
-              "author": str(doctor.id), "municipality": str(tokyo.id)})
+              "author": str(doctor.id), "municipality": str(tokyo.id), "explanation": "agreed"})
     assert r.status_code == 302, flashes(r)
     doc = db.session.execute(select(Document).order_by(Document.id.desc())).scalars().first()
     assert (doc.kind, doc.status, doc.form_code, doc.author_id) == (kind, "draft", definition.code, doctor.id)
@@ -115,9 +115,11 @@ def test_lifecycle_write_finalize_print_lookup_review(client, tokyo, hospital, d
     assert client.get(f"/admin/document/details/?id={doc.id}").status_code == 404  # not before the lookup
     typed = f" {key[:4].lower()}-{key[4:]} "  # as typed: lower case, a hyphen, blanks
     r = post(client, "/admin/document/lookup/", {"access_key": typed})
+    assert r.status_code == 200 and "照会・未受付" in flashes(r) and fresh(doc.id).status == "finalized"
+    r = post(client, "/admin/document/receive/", {"access_key": key, "reception_no": "R-0"}, "/admin/document/lookup/")
     assert r.status_code == 302 and r.headers["Location"].endswith(f"id={doc.id}")
     doc = fresh(doc.id)
-    assert doc.status == "received" and doc.received_by_id == clerk.id
+    assert doc.status == "received" and doc.received_by_id == clerk.id and doc.reception_no == "R-0"
     assert patient["given_name"] in client.get(f"/admin/document/details/?id={doc.id}").get_data(as_text=True)
 
     review = {"version": str(doc.version_id), "reception_no": "R-1", "recipient_no": "1234567",
@@ -133,7 +135,8 @@ def test_lifecycle_write_finalize_print_lookup_review(client, tokyo, hospital, d
     assert corrections["recipient_no"] == {"old": "", "new": "1234567"}
     actions = [e.action for e in db.session.execute(select(OperationLog).where(
         OperationLog.target_type == "document", OperationLog.target_id == str(doc.id))).scalars()]
-    assert {"create", "update", "document_finalize", "document_print", "key_lookup", "document_review"} <= set(actions)
+    assert {"create", "update", "document_finalize", "document_print", "key_lookup", "document_receive",
+            "document_review"} <= set(actions)
 
 
 # --- who may write what --------------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ def test_staff_drafts_only_the_doctor_finalizes(client, hospital, doctor):
     login(client, staff)
     r = post(client, "/admin/document/new/?kind=nanbyo",
              {"application_kind": "new", "disease": str(disease("nanbyo", 2).id), "institution": str(hospital.id),
-              "author": str(doctor.id), "municipality": str(hospital.municipality_id)})
+              "author": str(doctor.id), "municipality": str(hospital.municipality_id), "explanation": "agreed"})
     assert r.status_code == 302
     doc = db.session.execute(select(Document)).scalar_one()
     assert (doc.author_id, doc.created_by_id) == (doctor.id, staff.id)
@@ -173,7 +176,7 @@ def test_who_may_write_which_document(client, hospital, kind, application_kind, 
     chosen = disease(kind, "01_01_001" if kind == "shoman" else 2)
     r = post(client, f"/admin/document/new/?kind={kind}",
              {"application_kind": application_kind, "disease": str(chosen.id), "institution": str(hospital.id),
-              "author": str(author.id), "municipality": str(hospital.municipality_id)})
+              "author": str(author.id), "municipality": str(hospital.municipality_id), "explanation": "agreed"})
     count = db.session.execute(select(db.func.count()).select_from(Document)).scalar()
     if refused:
         assert r.status_code == 200 and refused in r.get_data(as_text=True) and count == 0
@@ -188,7 +191,8 @@ def test_doctor_cannot_write_as_another_doctor_or_at_a_foreign_institution(clien
     for author, institution in ((other, hospital), (doctor, elsewhere)):
         r = post(client, "/admin/document/new/?kind=nanbyo",
                  {"application_kind": "new", "disease": str(disease("nanbyo", 2).id),
-                  "institution": str(institution.id), "author": str(author.id), "municipality": str(tokyo.id)})
+                  "institution": str(institution.id), "author": str(author.id), "municipality": str(tokyo.id),
+                  "explanation": "agreed"})
         assert r.status_code == 200
     assert db.session.execute(select(db.func.count()).select_from(Document)).scalar() == 0
 
@@ -199,17 +203,17 @@ def test_operator_digitizes_paper_by_codes(client, hospital, doctor):
     number = doctor.designations[0].number
     r = post(client, "/admin/document/new/?kind=nanbyo",
              {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": hospital.code,
-              "author_number": number, "municipality": str(hospital.municipality_id)})
+              "author_number": number, "municipality": str(hospital.municipality_id), "explanation": "agreed"})
     assert r.status_code == 302
     doc = db.session.execute(select(Document)).scalar_one()
     assert (doc.author_id, doc.created_by_id, doc.institution_id) == (doctor.id, operator.id, hospital.id)
     r = post(client, "/admin/document/new/?kind=nanbyo",
              {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": "1399999999",
-              "author_number": number, "municipality": str(hospital.municipality_id)})
+              "author_number": number, "municipality": str(hospital.municipality_id), "explanation": "agreed"})
     assert "医療機関は登録されていません" in r.get_data(as_text=True)
     r = post(client, "/admin/document/new/?kind=nanbyo",
              {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": hospital.code,
-              "author_number": "13-N-9999", "municipality": str(hospital.municipality_id)})
+              "author_number": "13-N-9999", "municipality": str(hospital.municipality_id), "explanation": "agreed"})
     assert "指定医が見つかりません" in r.get_data(as_text=True)
     assert db.session.execute(select(db.func.count()).select_from(Document)).scalar() == 1
 
@@ -230,14 +234,14 @@ def test_finalize_checks_dates_and_explanation(doctor, change, message):
     assert any(message in p for p in documents.finalize_problems(doc))
 
 
-def test_shoman_patient_must_be_under_20_at_the_application(doctor):
+def test_shoman_new_application_must_be_under_18(doctor):
     today = date.today()
     adult = gen_patient(birth_date=date(today.year - 20, today.month, 1).isoformat())
     doc = gen_document(doctor, kind="shoman", patient=gen_patient())
     assert documents.finalize_problems(doc) == []
     documents.set_patient(doc, adult)
     db.session.commit()
-    assert any("20歳未満" in p for p in documents.finalize_problems(doc))
+    assert any("新規の申請は18歳未満" in p for p in documents.finalize_problems(doc))
 
 
 def test_required_items_and_patient_fields_block_finalizing(client, doctor):
@@ -273,7 +277,7 @@ def test_doctor_edits_until_the_municipality_receives_it_and_changes_are_recorde
     assert fresh(doc.id).written_on == date.today()
     logout(client)
     login(client, clerk)
-    post(client, "/admin/document/lookup/", {"access_key": doc.access_key})
+    post(client, "/admin/document/receive/", {"access_key": doc.access_key}, "/admin/document/lookup/")
     logout(client)
     login(client, doctor)
     assert client.get(f"/admin/document/edit/?id={doc.id}").status_code == 404
@@ -456,7 +460,7 @@ def test_key_lookup_brute_force_is_throttled_and_logged(app, client, tokyo, doct
     second = app.test_client()
     login(second, other)
     r = post(second, "/admin/document/lookup/", {"access_key": doc.access_key})
-    assert r.status_code == 302 and fresh(doc.id).status == "received"
+    assert r.status_code == 200 and "照会・未受付" in r.get_data(as_text=True)
 
 
 def test_documents_of_a_doctor_who_moved_stay_readable(client, tokyo, hospital, doctor, clerk):

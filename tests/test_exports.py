@@ -113,10 +113,10 @@ def test_view_export_csv_contains_only_rows_in_scope(client, world):
     r = export(client, "csv")
     assert r.mimetype == "text/csv" and r.data.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(r.data[3:].decode("utf-8"))))
-    assert rows[0] == ["医療機関コード", "医療機関名", "所在地", "所管自治体", "有効"]
+    assert rows[0] == ["医療機関コード", "医療機関名", "所在地", "所管自治体（難病）", "所管自治体（小慢）", "有効"]
     assert sorted(row[0] for row in rows[1:]) == ["1310000017", "1310000025"]
     assert "2710000019" not in r.data.decode("utf-8-sig") and "大阪" not in r.data.decode("utf-8-sig")
-    assert ["1310000025", "'" + HYPERLINK, "テスト住所", "東京都", "はい"] in rows
+    assert ["1310000025", "'" + HYPERLINK, "テスト住所", "東京都", "東京都", "はい"] in rows
 
 
 def test_view_export_csv_cp932_contains_only_rows_in_scope(client, world):

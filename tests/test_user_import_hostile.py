@@ -25,7 +25,8 @@ UNKNOWN_ENCODING = "文字コードを判別できません。UTF-8 または Sh
 BROKEN = "xlsx ファイルが壊れています。"
 UNREADABLE = "xlsx ファイルを読み込めません。"
 MERGED = "結合されたセルがあります。セルの結合を解除してください。"
-HEADER = "1行目: 見出しがテンプレートと一致しません。"
+HEADER_UNKNOWN = ("1行目: 見出し{}は使えません。使える見出し: " + "、".join(userfile.LABELS)
+                  + "（通知の見出し名などの別名も使えます。一覧は取込画面の「列の定義」にあります）")
 DTD = "XML に DOCTYPE や実体宣言は使えません。"
 
 
@@ -391,24 +392,56 @@ def test_data_sheet_need_not_be_the_first(tokyo, hospital):
     assert len(imported(tokyo, "u.xlsx", xlsx_bytes(many_rows(2), cell_hook=guide_first), 2)) == 2
 
 
-@pytest.mark.parametrize("header", [
-    [label.replace("指定医番号", "指定医No") for label in userfile.LABELS],  # wrong
-    userfile.LABELS[:-1],  # missing 指定期間 終了
-    [userfile.LABELS[1], userfile.LABELS[0]] + userfile.LABELS[2:],  # reordered
-    userfile.LABELS + ["備考"],  # an extra column
-], ids=["wrong", "missing", "reordered", "extra"])
+@pytest.mark.parametrize("header, messages", [
+    ([label.replace("指定医番号", "指定医No") for label in userfile.LABELS],
+     [HEADER_UNKNOWN.format("「指定医No」"), "1行目: 必須の列がありません: 指定医番号"]),
+    (userfile.LABELS + ["備考"], [HEADER_UNKNOWN.format("「備考」")]),
+    (userfile.LABELS + ["氏名（姓）"], ["1行目: 「氏名 姓」の列が2つあります（見出し「氏名 姓」「氏名(姓)」）。1列にしてください"]),
+    ([label for label in userfile.LABELS if label not in ("指定医区分", "カナ 名")],
+     ["1行目: 必須の列がありません: 指定医区分、カナ 名"]),
+], ids=["wrong", "extra", "twice", "missing"])
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
-def test_header_must_match_the_template(tokyo, hospital, header, fmt):
+def test_headings_that_name_no_column_or_miss_one_are_refused_by_name(tokyo, hospital, header, messages, fmt):
     rows = [doctor_row(1)]
     data = csv_bytes(rows, header=header) if fmt == "csv" else xlsx_bytes(rows, header=header)
-    messages = refused(tokyo, f"u.{fmt}", data)
-    assert len(messages) == 1 and messages[0].startswith(HEADER)
+    assert refused(tokyo, f"u.{fmt}", data) == messages
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_headings_in_another_order_and_without_optional_columns_are_read(tokyo, hospital, fmt):
+    header = [label for label in reversed(userfile.LABELS) if label not in ("電話", "指定期間 終了")]
+    data = csv_bytes(many_rows(2), header=header) if fmt == "csv" else xlsx_bytes(many_rows(2), header=header)
+    users = imported(tokyo, f"u.{fmt}", data, 2)
+    assert [u.designations[0].number for u in users] == ["13-N-0001", "13-N-0002"]
+    assert users[0].phone == "" and users[0].designations[0].valid_until is None
+    assert str(users[0].designations[0].valid_from) == "2026-04-01"
+
+
+def test_thousands_of_unknown_headings_make_one_short_message(tokyo, hospital):
+    header = userfile.LABELS + [f"列{i}" for i in range(2000)]
+    [message] = refused(tokyo, "wide.csv", csv_bytes([doctor_row(1)], header=header))
+    assert "「列9」ほか1990件は使えません" in message and len(message) < 600
+
+
+def test_a_long_unknown_heading_is_shortened_in_the_message(tokyo, hospital):
+    [message] = refused(tokyo, "u.csv", csv_bytes([doctor_row(1)], header=userfile.LABELS + ["あ" * 900]))
+    assert f"「{'あ' * 40}…」" in message and len(message) < 400
 
 
 def test_missing_header_row_is_refused(tokyo, hospital):
     data = csv_bytes([doctor_row(2)], header=userfile.LABELS)
     data = data.split(b"\r\n", 1)[1]  # the header line dropped: the first doctor is read as the header
-    assert refused(tokyo, "u.csv", data)[0].startswith(HEADER)
+    message = refused(tokyo, "u.csv", data)[0]
+    assert message.startswith("1行目: 見出し「難病指定医」「13-N-0002」")
+
+
+def test_values_under_an_empty_heading_are_refused(tokyo, hospital):
+    header = userfile.LABELS[:5] + [""] + userfile.LABELS[5:]
+    keys = userfile.LABELS[:5] + ["空"] + userfile.LABELS[5:]
+    data = csv_bytes([doctor_row(1), doctor_row(2, 空="値")], header=header, keys=keys)
+    assert refused(tokyo, "u.csv", data) == ["3行目 見出しのない列に値があります"]
+    data = csv_bytes([doctor_row(1)], header=header, keys=keys)
+    assert len(imported(tokyo, "u.csv", data, 1)) == 1, "an empty column under an empty heading is harmless"
 
 
 def test_header_with_zenkaku_spaces_is_accepted(tokyo, hospital):
@@ -618,4 +651,63 @@ def test_hostile_uploads_get_a_message_not_an_error_page(client, tokyo, hospital
                         content_type="multipart/form-data")
         assert r.status_code == 400, filename
         assert message in r.get_data(as_text=True), filename
+    assert counts() == before
+
+
+# --- the individual form and the confirm's ticks --------------------------------------------------------------------
+
+def _clerk(client, tokyo):
+    login(client, gen_user("municipality_admin", municipality=tokyo))
+    return csrf_token(client, "/admin/user-import/")
+
+
+FORM = {"application_ref": "R8-0001", "doctor_kind": "難病指定医", "doctor_number": "13-N-0901",
+        "institution_code": "1310000017", "family_name": "見本", "given_name": "太郎", "family_kana": "ミホン",
+        "given_kana": "タロウ"}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"family_name": "見\x00本"}, "氏名 姓: NUL 文字が含まれています"),
+    ({"given_name": "\ue000"}, "氏名 名: 外字（機種依存文字）が含まれています"),
+    ({"department": "科" * 200_000}, "部署（部門/診療科）: 100文字以内で入力してください"),
+    ({"family_name": "見" * 50, "given_name": "本" * 50}, "氏名 名: 姓と名をあわせて99文字以内で入力してください"),
+    ({"family_kana": "ミ" * 51}, "カナ 姓: 50文字以内で入力してください"),
+    ({"doctor_kind": "<script>"}, "指定医区分: 難病指定医・協力難病指定医・小慢指定医のいずれかを入力してください"),
+    ({"valid_from": "=TODAY()"}, "指定期間 開始: 日付（YYYY-MM-DD）ではありません"),
+], ids=["nul", "gaiji", "huge", "name-too-long", "kana-too-long", "forged-kind", "formula-text"])
+def test_hostile_individual_form_values_are_refused(client, tokyo, hospital, changes, message):
+    token = _clerk(client, tokyo)
+    before = counts()
+    r = client.post("/admin/user-import/individual", data=dict(FORM, csrf_token=token, **changes))
+    assert r.status_code == 400 and message in r.get_data(as_text=True)
+    assert "<script>" not in r.get_data(as_text=True)
+    client.post("/admin/user-import/confirm", data={"csrf_token": token})
+    assert counts() == before
+
+
+def db_users(number):
+    from models.accounts import Designation, User
+    from nanbyo.extensions import db
+    db.session.expire_all()
+    return db.session.query(User).join(Designation).filter(Designation.number == number).all()
+
+
+def test_individual_form_ignores_a_forged_work_kind(client, tokyo, hospital):
+    token = _clerk(client, tokyo)
+    r = client.post("/admin/user-import/individual", data=dict(FORM, csrf_token=token, work_kind="兼務"))
+    assert r.status_code == 200 and "新規発行" in r.get_data(as_text=True)
+    client.post("/admin/user-import/confirm", data={"csrf_token": token})
+    [user] = db_users("13-N-0901")
+    assert user.primary_membership.kind == "primary"
+
+
+def test_thousands_of_ticks_are_refused_in_one_message(client, tokyo, hospital):
+    token = _clerk(client, tokyo)
+    client.post("/admin/user-import/preview", data={"csrf_token": token, "file": (
+        io.BytesIO(csv_bytes([doctor_row(1)])), "u.csv")}, content_type="multipart/form-data")
+    before = counts()
+    r = client.post("/admin/user-import/confirm",
+                    data={"csrf_token": token, "change_primary": [str(i) for i in range(10_000)]})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and page.count("主たる勤務先の変更の指定が正しくありません") == 1
     assert counts() == before

@@ -87,3 +87,46 @@ def test_the_same_file_twice_reports_registered_doctors(tokyo, hospital):
     data = (DATA / "userfile_lo_valid.xlsx").read_bytes()
     again = userfile.plan(tokyo, "userfile_lo_valid.xlsx", data)
     assert again.ok and [r.outcome for r in again.rows] == ["registered"] * 3
+
+
+# The ministry notice's heading names (and common variants) for the template's labels.
+NOTICE_NAMES = {"指定医区分": "指定医", "医療機関コード": "医療機関番号", "医療機関名": "医療機関名称", "勤務区分": "勤務形態",
+                "氏名 姓": "氏名（姓）", "カナ 姓": "フリガナ 姓", "カナ 名": "フリガナ 名", "電話": "電話番号",
+                "メールアドレス": "E-mail", "指定期間 開始": "指定年月日", "指定期間 終了": "指定期間満了日"}
+
+
+def import_data(municipality, name, data, expected_rows):
+    result = userfile.plan(municipality, name, data)
+    assert result.ok, [str(p) for p in result.problems]
+    assert [r.outcome for r in result.rows] == ["create"] * expected_rows
+    return userfile.execute(result, filename=name, data=data)
+
+
+def test_libreoffice_xlsx_with_the_notice_heading_names(tokyo, hospital):
+    """Calc's file with its heading cells renamed (one of them is rich text: 部署（部門 / "/" / 診療科） in 3 runs)."""
+    import io
+    import zipfile
+    source = zipfile.ZipFile(DATA / "userfile_lo_valid.xlsx")
+    strings = source.read("xl/sharedStrings.xml").decode()
+    for label, name in NOTICE_NAMES.items():
+        old = f'<t xml:space="preserve">{label}</t>'
+        assert strings.count(old) == 1, label
+        strings = strings.replace(old, f'<t xml:space="preserve">{name}</t>')
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in source.infolist():
+            z.writestr(info, strings.encode() if info.filename == "xl/sharedStrings.xml" else source.read(info))
+    batch = import_data(tokyo, "notice.xlsx", out.getvalue(), 3)
+    assert [summary(u) for u in batch.users] == VALID
+
+
+def test_libreoffice_cp932_csv_with_the_notice_headings_in_another_order(tokyo, hospital):
+    import csv
+    import io
+    rows = list(csv.reader(io.StringIO((DATA / "userfile_lo_sjis.csv").read_bytes().decode("cp932"))))
+    order = list(reversed(range(len(rows[0]))))
+    rows = [[NOTICE_NAMES.get(rows[0][i], rows[0][i]) for i in order]] + [[row[i] for i in order] for row in rows[1:]]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(rows)
+    batch = import_data(tokyo, "notice.csv", buf.getvalue().encode("cp932"), 3)
+    assert [summary(u) for u in batch.users] == VALID

@@ -3,7 +3,7 @@ from flask import Response, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 
-from forms.account import ConcurrentAddForm, KeyReissueForm, PasswordChangeForm, ProfileForm
+from forms.account import ConcurrentAddForm, KeyReissueForm, PasswordChangeForm, profile_form
 from forms.auth import ConfirmForm
 from models._types import utcnow
 from models.accounts import Membership
@@ -23,7 +23,7 @@ class AccountView(ProtectedBaseView):
         user = current_user._get_current_object()
         return self.render(
             "account/index.html", user=user,
-            profile_form=profile or ProfileForm(obj=user, formdata=None),
+            profile_form=profile or profile_form(obj=user, formdata=None),
             password_form=password or PasswordChangeForm(formdata=None),
             key_form=key or KeyReissueForm(formdata=None),
             concurrent_form=concurrent or ConcurrentAddForm(formdata=None),
@@ -37,15 +37,17 @@ class AccountView(ProtectedBaseView):
 
     @expose("/profile", methods=["POST"])
     def profile(self):
-        form = ProfileForm()
+        form = profile_form()
         if not form.validate_on_submit():
             return self._render(profile=form, status=400)
         database.begin_write()
         user = current_user._get_current_object()
-        # Only these three fields: a posted role, institution or issuer is ignored.
-        user.name, user.name_kana, user.email = form.name.data.strip(), form.name_kana.data.strip(), \
-            form.email.data.strip()
-        audit.record("update", target=user, data={"fields": ["email", "name", "name_kana"], "self": True})
+        # Only the form's fields: a posted role, institution or issuer is ignored, and a doctor's name and カナ (part
+        # of the 指定, changed by the issuing 自治体) are not on a doctor's form at all.
+        fields = [name for name in ("email", "name", "name_kana") if name in form]
+        for name in fields:
+            setattr(user, name, form[name].data.strip())
+        audit.record("update", target=user, data={"fields": fields, "self": True})
         flash("登録内容を更新しました。", "success")
         return redirect(url_for(".index"))
 

@@ -9,21 +9,26 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from forms.documents import (ConfirmForm, LookupForm, NewDocumentForm, PatientSearchForm, ReviewForm,
+from forms.documents import (ConfirmForm, LookupForm, NewDocumentForm, PatientSearchForm, ReceiveForm, ReviewForm,
                              content_form_class)
 from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
-from nanbyo import audit, database, documents, formdefs
-from nanbyo.document_codes import (ADMIN_FIELDS, APPLICATION_KIND_LABELS, CONSENT_LABELS, DRAFT, KIND_LABELS,
-                                   KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS)
+from models._types import utcnow
+from nanbyo import audit, database, documents, formdefs, jurisdiction
+from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS, APPLICATION_KINDS, CONSENT_LABELS,
+                                   DECLINED, DECLINED_MESSAGE, DRAFT, EXPLANATION_LABELS, FINALIZED, KIND_LABELS,
+                                   KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS,
+                                   application_kind_label)
+from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.notices import both_dates
-from nanbyo.roles import DESIGNATED_DOCTOR, OPERATOR_ROLES
+from nanbyo.roles import DESIGNATED_DOCTOR, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
 from views.base import ScopedModelView, label_formatter
 
 SEARCH_LIMIT = 100
+AUTHOR_FORM_FIELDS = ("municipality", "explanation")  # on the author's form only: not the municipality's to change
 
 
 def _patient_name(v, c, m, n):
@@ -78,7 +83,8 @@ class DocumentView(ScopedModelView):
                           "valid_from", "valid_until", "severity"]
     extra_view_permissions = {
         "finalize_view": "finalize", "print_view": "print", "sheet_view": "print",
-        "lookup_view": "review", "review_view": "review", "correct_view": "review", "patient_search_view": "list",
+        "lookup_view": "review", "receive_view": "review", "review_view": "review", "correct_view": "review",
+        "patient_search_view": "list",
     }
 
     def get_export_value(self, model, name):
@@ -139,9 +145,9 @@ class DocumentView(ScopedModelView):
                            operator=current_user.role in OPERATOR_ROLES)
 
     def _fill_new_form(self, form, kind):
-        form.disease.choices = disease_choices(kind)
-        munis = db.session.execute(select(Municipality).order_by(Municipality.code)).scalars().all()
-        form.municipality.choices = [(str(m.id), m.name) for m in munis]
+        form.application_kind.choices = [(k, application_kind_label(kind, k)) for k in APPLICATION_KINDS[kind]]
+        form.disease.choices = disease_choices(kind, date.today())
+        form.municipality.choices = destination_choices(kind)
         user = current_user
         if user.role in OPERATOR_ROLES:
             return
@@ -156,7 +162,8 @@ class DocumentView(ScopedModelView):
                 .order_by(User.name_kana).distinct()).scalars().all()
             form.author.choices = [(str(d.id), f"{d.name}（{d.designation_text}）") for d in doctors]
         if request.method == "GET" and institutions:
-            form.municipality.data = str(institutions[0].municipality_id)
+            # A starting point: the institution's 実施主体; the patient's residence decides (checked on finalize).
+            form.municipality.data = str(jurisdiction.institution_authority(institutions[0], kind).id)
 
     def _new_document(self, form, kind):
         user = current_user
@@ -179,21 +186,27 @@ class DocumentView(ScopedModelView):
             author = db.session.get(User, int(form.author.data)) if (form.author.data or "").isdigit() else None
             if author is not None and str(author.id) not in dict(form.author.choices):
                 author = None
-        disease = disease_by_choice(kind, form.disease.data)
+        today = date.today()
+        disease = disease_by_choice(kind, form.disease.data, today)
         municipality = db.session.get(Municipality, int(form.municipality.data)) \
             if (form.municipality.data or "").isdigit() else None
+        if form.explanation.data == DECLINED:
+            return None, [DECLINED_MESSAGE.format(form=KIND_LABELS[kind])]
         problems = []
+        if form.explanation.data != AGREED:
+            problems.append("DB登録について患者（保護者）に説明し、その回答を選択してください（説明は作成の前に必要です）。")
         if disease is None:
-            problems.append("疾病を選択してください。")
-        if municipality is None:
-            problems.append("提出先の自治体を選択してください。")
-        problems += documents.authoring_problems(user, kind, form.application_kind.data, author, institution)
+            problems.append("疾病を選択してください（作成年月日に指定されている疾病から）。")
+        if not jurisdiction.is_authority(municipality, kind):
+            problems.append(f"提出先を{jurisdiction.FAMILY_LABELS[kind]}の実施主体から選択してください。")
+        problems += documents.authoring_problems(user, kind, form.application_kind.data, author, institution, today)
         if problems:
             return None, problems
-        doc = Document(kind=kind, application_kind=form.application_kind.data,
-                       form_code=formdefs.definition_for(kind, disease).code, author=author, created_by_id=user.id,
-                       institution=institution, municipality=municipality, status=DRAFT, written_on=date.today(),
-                       items={})
+        definition = formdefs.definition_for(kind, disease, on=today)
+        doc = Document(kind=kind, application_kind=form.application_kind.data, form_code=definition.code,
+                       form_version=definition.version, author=author, created_by_id=user.id,
+                       institution=institution, municipality=municipality, status=DRAFT, written_on=today, items={},
+                       explanation=AGREED, explained_by_id=user.id, explained_at=utcnow(), explained_on=today)
         if kind == SHOMAN:
             doc.shoman_disease = disease
         else:
@@ -218,10 +231,11 @@ class DocumentView(ScopedModelView):
         else:
             form = form_class(data=self._content_data(doc, definition))
             audit.record("document_view", target=doc, data={"screen": "edit" if purpose == "write" else "correct"})
+        form.municipality.choices = destination_choices(doc.kind)
         may_finalize = purpose == "write" and self.may(doc, "finalize") and self._may("finalize")
         if form.validate_on_submit():
             finalize_after = request.form.get("finalize") == "1" and may_finalize
-            problems = self._save_content(doc, form, definition)
+            problems = self._save_content(doc, form, definition, purpose)
             if problems is None:
                 return redirect(url_for(".edit_view" if purpose == "write" else ".correct_view", id=doc.id))
             if not problems:
@@ -236,7 +250,8 @@ class DocumentView(ScopedModelView):
                            sections=[(s.title, [formdefs.field_name(i) for i in s.items]) for s in definition.sections])
 
     def _content_data(self, doc, definition):
-        data = {"version": doc.version_id}
+        data = {"version": doc.version_id, "municipality": str(doc.municipality_id),
+                "explanation": doc.explanation or ""}
         for key in ("diagnosed_on", "written_on", "explained_on"):
             value = getattr(doc, key)
             data[key] = value.isoformat() if value else ""
@@ -244,12 +259,14 @@ class DocumentView(ScopedModelView):
         data.update(formdefs.form_data(definition, doc.items or {}))
         return data
 
-    def _save_content(self, doc, form, definition):
+    def _save_content(self, doc, form, definition, purpose):
         """[] when saved, a list of problems when refused, None after a conflict (already flashed)."""
         try:
             database.begin_write()
             documents.check_version(doc, form.version.data)
             raw = {name: request.form.get(name, "") for name in (*form.date_fields, *form.patient_fields)}
+            if purpose == "write":  # 提出先 and the answer to 説明 are the author's; left out of a post, they stay
+                raw |= {name: request.form[name] for name in AUTHOR_FORM_FIELDS if name in request.form}
             problems = documents.save_content(doc, raw, formdefs.raw_from_form(definition, request.form),
                                               current_user)
             if problems:
@@ -299,7 +316,7 @@ class DocumentView(ScopedModelView):
         corrections = [(c, documents.correction_values(c)) for c in doc.corrections]
         return self.render(
             "documents/details.html", doc=doc, header=self._header(doc),
-            patient_rows=documents.patient_display(documents.patient_of(doc)),
+            patient_rows=self._patient_rows(doc),
             sections=formdefs.display_sections(definition, doc.items or {}),
             admin_rows=self._admin_rows(doc), corrections=corrections, confirm_form=ConfirmForm(),
             may_write=self._may("edit") and self.may(doc, "write"),
@@ -308,15 +325,24 @@ class DocumentView(ScopedModelView):
             may_review=self._may("review") and self.may(doc, "review"),
             may_print=self._may("print"))
 
+    @staticmethod
+    def _patient_rows(doc):
+        fields = documents.patient_fields(documents.definition_of(doc))
+        return documents.patient_display(documents.patient_of(doc), fields)
+
     def _header(self, doc):
         def d(value):
             return both_dates(value) if value else ""
-        return [("書類", f"{KIND_LABELS[doc.kind]}（{APPLICATION_KIND_LABELS[doc.application_kind]}）"),
+        explained = EXPLANATION_LABELS.get(doc.explanation, "未記録")
+        if doc.explained_by is not None:
+            explained += f"（記録: {doc.explained_by.name}、{doc.explained_at.astimezone(JST):%Y-%m-%d %H:%M}）"
+        return [("書類", f"{KIND_LABELS[doc.kind]}（{application_kind_label(doc.kind, doc.application_kind)}）"),
                 ("疾病", _disease_label(doc)), ("状態", STATUS_LABELS[doc.status]),
                 ("アクセスキー", doc.access_key or "（確定時に発行）"), ("作成者", f"{doc.author.name}"),
                 ("医療機関", f"{doc.institution.name}（{doc.institution.code}）"),
                 ("提出先", doc.municipality.name), ("作成年月日", d(doc.written_on)),
-                ("診断年月日", d(doc.diagnosed_on)), ("説明日（DB登録の説明）", d(doc.explained_on))]
+                ("診断年月日", d(doc.diagnosed_on)), ("説明日（DB登録の説明）", d(doc.explained_on)),
+                ("説明への回答", explained), ("様式", f"{documents.definition_of(doc).title}（{doc.form_code} 第{doc.form_version}版）")]
 
     def _admin_rows(self, doc):
         def text(key):
@@ -337,9 +363,9 @@ class DocumentView(ScopedModelView):
                             if d.kind in documents.doctor_kinds_for(doc.kind, doc.application_kind)), "")
         return PrintableDocument(
             form_title=KIND_LABELS[doc.kind], kind=doc.kind,
-            application_kind_label=APPLICATION_KIND_LABELS[doc.application_kind],
+            application_kind_label=application_kind_label(doc.kind, doc.application_kind),
             disease_label=_disease_label(doc), access_key=doc.access_key or "", written_on=doc.written_on,
-            diagnosed_on=doc.diagnosed_on, patient_rows=documents.patient_display(documents.patient_of(doc)),
+            diagnosed_on=doc.diagnosed_on, patient_rows=self._patient_rows(doc),
             sections=formdefs.display_sections(documents.definition_of(doc), doc.items or {}),
             doctor_name=doc.author.name, doctor_designation=designation, institution_name=doc.institution.name,
             institution_code=doc.institution.code, institution_address=doc.institution.address,
@@ -369,15 +395,45 @@ class DocumentView(ScopedModelView):
     # --- municipality --------------------------------------------------------------------------------------------
     @expose("/lookup/", methods=("GET", "POST"))
     def lookup_view(self):
+        """Looking a key up shows the document read-only; receiving it is a separate, confirmed action."""
         form = LookupForm()
         if form.validate_on_submit():
             result = documents.lookup_key(current_user, form.access_key.data)
-            if result.document is not None:
-                flash(result.message, "success")
+            if result.document is not None and result.document.status != FINALIZED:
+                flash(result.message, "info")
                 return redirect(url_for(".details_view", id=result.document.id))
+            if result.document is not None:
+                return self._lookup_result(result.document, result.message, ReceiveForm(
+                    formdata=None, access_key=result.document.access_key))
             flash(result.message, "error")
             form.access_key.data = ""
         return self.render("documents/lookup.html", form=form)
+
+    def _lookup_result(self, doc, message, receive_form):
+        definition = documents.definition_of(doc)
+        receive_form.reception_no.render_kw = {"placeholder": documents.next_reception_no(current_user.municipality)}
+        flash(message, "info")
+        return self.render("documents/details.html", doc=doc, header=self._header(doc), lookup=True,
+                           receive_form=receive_form, patient_rows=self._patient_rows(doc),
+                           sections=formdefs.display_sections(definition, doc.items or {}), admin_rows=[],
+                           corrections=[], confirm_form=ConfirmForm(), may_write=False, may_delete=False,
+                           may_finalize=False, may_review=False, may_print=False)
+
+    @expose("/receive/", methods=("POST",))
+    def receive_view(self):
+        form = ReceiveForm()
+        if not form.validate_on_submit():
+            for errors in form.errors.values():
+                for error in errors:
+                    flash(error, "error")
+            return redirect(url_for(".lookup_view"))
+        result = documents.lookup_key(current_user, form.access_key.data, receive=True,
+                                      reception_no=form.reception_no.data)
+        if result.document is None:
+            flash(result.message, "error")
+            return redirect(url_for(".lookup_view"))
+        flash(result.message, "success")
+        return redirect(url_for(".details_view", id=result.document.id))
 
     @expose("/review/", methods=("GET", "POST"))
     def review_view(self):
@@ -446,8 +502,18 @@ class DocumentView(ScopedModelView):
         audit.record("delete", target=model, commit=False, data={"kind": model.kind, "status": model.status})
 
 
-def disease_choices(kind):
-    """<optgroup>s: 小慢 by 疾患群 (大分類), 難病 by 疾患区分, in master order."""
+def destination_choices(kind):
+    """The 実施主体 of the family, as 提出先 choices: 都道府県・指定都市 (and for 小慢 中核市・児童相談所設置市)."""
+    return [(str(m.id), f"{m.name}（{MUNICIPALITY_KIND_LABELS[m.kind]}）") for m in jurisdiction.authorities(kind)]
+
+
+def _in_force(on):
+    """指定難病 in force on a date: those whose `since` is not after it."""
+    return or_(NanbyoDisease.since.is_(None), NanbyoDisease.since <= on)
+
+
+def disease_choices(kind, on):
+    """<optgroup>s: 小慢 by 疾患群 (大分類), 難病 by 疾患区分 (only the 指定難病 in force on `on`), in master order."""
     grouped = {}
     if kind == SHOMAN:
         groups = {g.group_id: g.name_ja for g in db.session.execute(select(ShomanGroup)).scalars()}
@@ -457,17 +523,18 @@ def disease_choices(kind):
             grouped.setdefault(label, []).append((str(d.id), f"{d.shoman_code} {d.name_ja}"))
     else:
         categories = {c.id: c.name_ja for c in db.session.execute(select(NanbyoCategory)).scalars()}
-        for d in db.session.execute(select(NanbyoDisease).order_by(NanbyoDisease.notification_no,
-                                                                   NanbyoDisease.is_subtype,
-                                                                   NanbyoDisease.id)).scalars():
+        for d in db.session.execute(select(NanbyoDisease).where(_in_force(on)).order_by(
+                NanbyoDisease.notification_no, NanbyoDisease.is_subtype, NanbyoDisease.id)).scalars():
             label = categories.get(d.category_id, "その他")
             text = f"　{d.name_ja}（病型）" if d.is_subtype else f"{d.notification_no} {d.name_ja}"
             grouped.setdefault(label, []).append((str(d.id), text))
     return {"": [("", "（選択してください）")], **grouped}
 
 
-def disease_by_choice(kind, value):
+def disease_by_choice(kind, value, on):
     if not (value or "").isdigit():
         return None
-    return db.session.get(ShomanDisease if kind == SHOMAN else NanbyoDisease, int(value))
+    if kind == SHOMAN:
+        return db.session.get(ShomanDisease, int(value))
+    return db.session.execute(select(NanbyoDisease).where(NanbyoDisease.id == int(value), _in_force(on))).scalar()
 

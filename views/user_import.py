@@ -1,18 +1,23 @@
-"""医療機関ユーザデータファイルの取込 (municipality admin): upload, preview, confirm, notices."""
+"""医療機関ユーザデータファイルの取込 (municipality admin): upload or individual form, preview, confirm, notices.
+
+A file and the individual form (one doctor, tied to the 指定 application) go through the same userfile.plan_table
+and userfile.execute; the preview, the confirm and the batch page are shared.
+"""
 import hashlib
+import json
 import os
 import secrets
 import time
 from pathlib import Path
 
-from flask import Response, abort, current_app, flash, redirect, session, url_for
+from flask import Response, abort, current_app, flash, redirect, request, session, url_for
 from flask_admin import expose
 from flask_login import current_user
-from flask_wtf import FlaskForm
-from flask_wtf.file import FileField
 
 from forms.auth import ConfirmForm
-from models.accounts import ImportBatch
+from forms.user_import import IndividualForm, UploadForm
+from models.accounts import ImportBatch, User
+from models.audit import OperationLog
 from nanbyo import database, userfile
 from nanbyo.extensions import db
 from nanbyo.issuance import NotIssuable, reset_for_notices
@@ -21,10 +26,7 @@ from views.base import ProtectedBaseView
 PENDING_KEY = "user_import_pending"
 STALE_AFTER_SECONDS = 24 * 3600
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-class UploadForm(FlaskForm):
-    file = FileField("医療機関ユーザデータファイル（.xlsx または .csv）")
+CHANGE_PRIMARY_FIELD = "change_primary"  # the confirm form's checkboxes: row numbers whose 主たる勤務先 moves
 
 
 def _attachment(body, mimetype, filename):
@@ -49,13 +51,18 @@ class UserImportView(ProtectedBaseView):
             if stale.stat().st_mtime < limit:
                 stale.unlink(missing_ok=True)
 
-    @expose("/")
-    def index(self):
+    def _render_index(self, individual=None, individual_problems=(), status=200):
         batches = db.session.execute(
             db.select(ImportBatch).filter_by(municipality_id=current_user.municipality_id)
             .order_by(ImportBatch.id.desc()).limit(20)).scalars().all()
-        return self.render("user_import/index.html", form=UploadForm(formdata=None), batches=batches,
-                           columns=userfile.COLUMNS, max_rows=userfile.MAX_ROWS)
+        return self.render("user_import/index.html", form=UploadForm(formdata=None),
+                           individual=individual or IndividualForm(formdata=None),
+                           individual_problems=individual_problems, batches=batches, columns=userfile.COLUMNS,
+                           max_rows=userfile.MAX_ROWS), status
+
+    @expose("/")
+    def index(self):
+        return self._render_index()
 
     @expose("/template.xlsx")
     def template(self):
@@ -64,6 +71,18 @@ class UserImportView(ProtectedBaseView):
     @expose("/sample.csv")
     def sample(self):
         return _attachment(userfile.sample_csv(), "text/csv; charset=utf-8", "user_data_sample.csv")
+
+    def _preview(self, result, pending, status=None, confirm_refused=False):
+        return self.render("user_import/preview.html", result=result, pending=pending,
+                           confirm_form=ConfirmForm(formdata=None), labels=userfile.OUTCOME_LABELS,
+                           change_field=CHANGE_PRIMARY_FIELD, confirm_refused=confirm_refused), \
+            status or (200 if result.ok else 400)
+
+    def _keep_pending(self, data, **pending):
+        """Kept under a random name until the clerk confirms; the digest proves the confirmed data is this one."""
+        token = secrets.token_urlsafe(16)
+        (self._upload_dir() / f"{token}.upload").write_bytes(data)
+        session[PENDING_KEY] = dict(pending, token=token, sha256=hashlib.sha256(data).hexdigest())
 
     @expose("/preview", methods=["POST"])
     def preview(self):
@@ -77,20 +96,48 @@ class UserImportView(ProtectedBaseView):
         result = userfile.plan(self._municipality(), filename, data)
         self._discard_pending()
         self._forget_stale_uploads()
+        pending = {"source": "file", "filename": filename, "application_ref": ""}
         if result.ok:
-            # Kept under a random name until the clerk confirms; the digest proves the confirmed file is this one.
-            token = secrets.token_urlsafe(16)
-            (self._upload_dir() / f"{token}.upload").write_bytes(data)
-            session[PENDING_KEY] = {"token": token, "filename": filename,
-                                    "sha256": hashlib.sha256(data).hexdigest()}
-        return self.render("user_import/preview.html", result=result, filename=filename,
-                           confirm_form=ConfirmForm(formdata=None), labels=userfile.OUTCOME_LABELS), \
-            200 if result.ok else 400
+            self._keep_pending(data, **pending)
+        return self._preview(result, pending)
+
+    @expose("/individual", methods=["POST"])
+    def individual(self):
+        """個別発行（1名）: the form's doctor as the one-row table of a file, through the same checks."""
+        form = IndividualForm()
+        if not form.validate_on_submit():  # (a missing CSRF token is refused before: CSRFProtect)
+            return self._render_index(individual=form, status=400)
+        table = userfile.form_table(form.row_values())
+        result = userfile.plan_table(self._municipality(), table)
+        if not result.ok:
+            return self._render_index(individual=form, individual_problems=result.problems, status=400)
+        self._discard_pending()
+        self._forget_stale_uploads()
+        pending = {"source": "form", "filename": "", "application_ref": form.application_ref.data}
+        self._keep_pending(json.dumps({"cells": table[1][1]}, ensure_ascii=False).encode(), **pending)
+        return self._preview(result, pending)
 
     def _discard_pending(self):
         pending = session.pop(PENDING_KEY, None)
         if pending:
             (self._upload_dir() / f"{pending['token']}.upload").unlink(missing_ok=True)
+
+    def _plan_pending(self, pending, data):
+        if pending.get("source") == "form":
+            cells = json.loads(data)["cells"]
+            return userfile.plan_table(self._municipality(), [(1, list(userfile.LABELS)), (userfile.FORM_ROW, cells)])
+        return userfile.plan(self._municipality(), pending["filename"], data)
+
+    @staticmethod
+    def _ticked_rows():
+        """The row numbers ticked for 主たる勤務先の変更; None when one is not a number (or there are more than rows)."""
+        values = request.form.getlist(CHANGE_PRIMARY_FIELD)
+        if len(values) > userfile.MAX_ROWS:
+            return None
+        try:
+            return {int(value) for value in values}
+        except ValueError:
+            return None
 
     @expose("/confirm", methods=["POST"])
     def confirm(self):
@@ -106,16 +153,32 @@ class UserImportView(ProtectedBaseView):
             flash("確認するファイルが見つかりません。もう一度アップロードしてください。", "error")
             return redirect(url_for(".index"))
         # The database may have changed since the preview: plan again, under the write lock, and import only if
-        # still clean.
+        # still clean. The ticked rows must still be rows to confirm of the new plan.
         database.begin_write()
-        result = userfile.plan(self._municipality(), pending["filename"], data)
+        result = self._plan_pending(pending, data)
         self._discard_pending()
         if not result.ok:
-            return self.render("user_import/preview.html", result=result, filename=pending["filename"],
-                               confirm_form=ConfirmForm(formdata=None), labels=userfile.OUTCOME_LABELS), 400
-        batch = userfile.execute(result, filename=pending["filename"], data=data, actor=current_user)
-        flash(f"取り込みました。新規発行 {batch.created_count} 件。発行通知書を出力して各指定医へ送付してください。",
-              "success")
+            return self._preview(result, pending, confirm_refused=True)
+        rows = self._ticked_rows()
+        problems = [userfile.Problem(None, None, "主たる勤務先の変更の指定が正しくありません")] if rows is None \
+            else userfile.change_primary_problems(result, rows)
+        if problems:
+            result.problems.extend(problems)
+            return self._preview(result, pending, confirm_refused=True)
+        try:
+            batch = userfile.execute(result, filename=pending["filename"], data=data, actor=current_user,
+                                     change_primary_rows=rows, source=pending.get("source", "file"),
+                                     application_ref=pending.get("application_ref", ""))
+        except userfile.FileRefused as e:
+            result.problems.extend(userfile.Problem(None, None, p) for p in e.problems)
+            return self._preview(result, pending, confirm_refused=True)
+        message = f"登録しました。新規発行 {batch.created_count} 件"
+        if rows:
+            message += f"、主たる勤務先の変更 {len(rows)} 件"
+        message += "。"
+        if batch.created_count:
+            message += "発行通知書を出力して各指定医へ送付してください。"
+        flash(message, "success")
         return redirect(url_for(".batch", batch_id=batch.id))
 
     def _own_batch(self, batch_id):
@@ -124,10 +187,19 @@ class UserImportView(ProtectedBaseView):
             abort(404)
         return batch
 
+    @staticmethod
+    def _moved_users(batch):
+        """The doctors whose 主たる勤務先 this batch moved (listed in its import log entry)."""
+        entry = db.session.execute(db.select(OperationLog).filter_by(
+            action="import_users", target_type=ImportBatch.__tablename__, target_id=str(batch.id))).scalars().first()
+        ids = (entry.data or {}).get("primary_changed", []) if entry is not None else []
+        return [user for user in (db.session.get(User, i) for i in ids) if user is not None]
+
     @expose("/batch/<int:batch_id>")
     def batch(self, batch_id):
         batch = self._own_batch(batch_id)
-        return self.render("user_import/batch.html", batch=batch, form=ConfirmForm(formdata=None))
+        return self.render("user_import/batch.html", batch=batch, moved=self._moved_users(batch),
+                           form=ConfirmForm(formdata=None))
 
     @expose("/batch/<int:batch_id>/notices", methods=["POST"])
     def notices(self, batch_id):

@@ -110,7 +110,8 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
         new_form.locator("select[name=application_kind]").select_option(label="新規")
         new_form.locator("select[name=disease]").select_option(value=str(parkinson.id))
         new_form.locator("select[name=institution]").select_option(value=str(hospital.id))
-        new_form.locator("select[name=municipality]").select_option(label="東京都")
+        new_form.locator("select[name=municipality]").select_option(label="東京都（都道府県）")
+        new_form.get_by_label("説明済・同意", exact=True).click()  # the patient's answer, with the mouse
         with page.expect_navigation():
             page.click("#create-draft")
         assert "/admin/document/edit/" in page.url, page.content()
@@ -130,8 +131,7 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
         form.locator("input[name=birth_date]").fill("1961-05-12")
         form.locator("input[name=postal_code]").fill("100-0001")
         form.locator("input[name=address]").fill("東京都千代田区見本町1-1-1")
-        form.locator("select[name=insurance_kind]").select_option(value="national")
-        form.locator("input[name=insurer_number]").fill("138000")
+        expect(form.locator("select[name=insurance_kind]")).to_have_count(0)  # the application's, not the form's
         form.locator("input[name=diagnosed_on]").fill((today - timedelta(days=30)).isoformat())
         form.locator("input[name=written_on]").fill(today.isoformat())
         form.locator("input[name=explained_on]").fill(today.isoformat())
@@ -193,13 +193,28 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
         page.fill("input[name=access_key]", typed)
         with page.expect_navigation():
             page.click("#lookup-submit")
-        assert f"/admin/document/details/?id={doc.id}" in page.url, page.locator(".alert").all_inner_texts()
-        expect(page.locator(".alert-success", has_text="受け付けました")).to_be_visible()
+        # The lookup shows the document read-only; it is not received yet.
+        expect(page.locator("h2")).to_contain_text("照会・未受付")
         expect(page.locator("#patient-block")).to_contain_text("見本")
         expect(page.locator("#patient-block")).to_contain_text("花子")
         db.session.expire_all()
+        assert db.session.get(Document, doc.id).status == "finalized"
+        dialogs = []
+        page.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.click("#receive-document")
+        page.wait_for_timeout(300)
+        assert dialogs and "受付しますか" in dialogs[0]
+        db.session.expire_all()
+        assert db.session.get(Document, doc.id).status == "finalized", "dismissed: not received"
+        page.once("dialog", lambda d: d.accept())
+        with page.expect_navigation():
+            page.click("#receive-document")
+        assert f"/admin/document/details/?id={doc.id}" in page.url, page.locator(".alert").all_inner_texts()
+        expect(page.locator(".alert-success", has_text="受付しました")).to_be_visible()
+        db.session.expire_all()
         doc = db.session.get(Document, doc.id)
         assert (doc.status, doc.received_by_id) == ("received", clerk.id)
+        assert doc.reception_no == f"{documents.fiscal_year(today)}-000001"
 
         with page.expect_navigation():
             page.click("#review-document")
