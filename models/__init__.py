@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate."""
 from models.institutions import Municipality, Institution  # noqa: F401
-from models.accounts import User, Membership, Designation, ImportBatch, UserSession  # noqa: F401
+from models.accounts import User, Membership, Designation, ImportBatch, UserSession, HeldForm  # noqa: F401
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanGroup, ShomanDisease  # noqa: F401
 from models.audit import OperationLog  # noqa: F401
 from models.documents import Document, DocumentCorrection  # noqa: F401

@@ -1,11 +1,20 @@
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
 
+JST = ZoneInfo("Asia/Tokyo")
+
+
 def utcnow():
     return datetime.now(timezone.utc)
+
+
+def today_jst() -> date:
+    """Today in Japan, whatever the server's time zone: 作成年月日, 受付 and every 'not in the future' check."""
+    return datetime.now(JST).date()
 
 
 class UTCDateTime(TypeDecorator):

@@ -1,7 +1,7 @@
 """Accounts: users, their memberships in 医療機関, and server-side login sessions."""
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models._types import UTCDateTime, one_of, utcnow
@@ -184,6 +184,22 @@ class UserSession(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it ended: "logout", "expired" (idle timeout: the next page says so and keeps a posted form) or "revoked".
+    end_reason: Mapped[str | None] = mapped_column(String(16))
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
 
     user = relationship("User")
+
+
+class HeldForm(db.Model):
+    """A form posted after its session timed out: kept encrypted for its user until they log in again and the page
+    shows it to them (then it is gone), or until it expires. It may hold patient data: never in plaintext."""
+    __tablename__ = "held_form"
+    __table_args__ = (UniqueConstraint("user_id", "path", name="uq_held_form_user_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(300))
+    cipher: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -29,13 +29,13 @@ RULES = {
         OPERATOR_ADMIN: ALL, OPERATOR_USER: READ | {"export"},
         MUNICIPALITY_ADMIN: ALL, MUNICIPALITY_USER: READ | {"export"}, INSTITUTION_MANAGER: READ,
     },
+    # A 責任者 has one screen for the institution's users: institution_users (not the user and membership lists).
     "users": {
         OPERATOR_ADMIN: ALL | {"unlock", "disable", "key_reset", "notice"},
         MUNICIPALITY_ADMIN: ALL | {"unlock", "disable", "key_reset", "notice"},
-        INSTITUTION_MANAGER: READ | {"unlock", "key_reset", "notice"},
     },
     "memberships": {
-        OPERATOR_ADMIN: ALL, MUNICIPALITY_ADMIN: ALL, INSTITUTION_MANAGER: READ,
+        OPERATOR_ADMIN: ALL, MUNICIPALITY_ADMIN: ALL,
     },
     "masters": {role: READ for role in ROLES} | {OPERATOR_ADMIN: READ | {"export"}},
     "operation_log": {OPERATOR_ADMIN: READ | {"export"}},

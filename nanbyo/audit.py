@@ -15,22 +15,100 @@ from sqlalchemy import insert, select
 from models._types import utcnow
 from models.audit import OperationLog
 from nanbyo import database
+from nanbyo.document_codes import KIND_SHORT_LABELS, STATUS_LABELS as DOCUMENT_STATUS_LABELS
 from nanbyo.extensions import db
+from nanbyo.roles import (DOCTOR_KIND_LABELS, MEMBERSHIP_KIND_LABELS, ROLE_LABELS,
+                          STATUS_LABELS as ACCOUNT_STATUS_LABELS)
 
 GENESIS = "0" * 64
 # Keys that must never reach the log, whatever a caller passes.
 FORBIDDEN_KEYS = {"password", "new_password", "password_confirm", "key_file", "secret", "csrf_token"}
 
+# --- labels: what a person reads in the log (views/audit.py); the entries themselves keep the codes ---------------
+
 ACTION_LABELS = {
     "login": "ログイン", "login_failed": "ログイン失敗", "logout": "ログアウト", "lockout": "アカウントロック",
     "unlock": "ロック解除", "session_expired": "セッション期限切れ", "password_change": "パスワード変更",
-    "key_issue": "鍵ファイル発行", "key_reset": "鍵ファイル失効", "create": "登録", "update": "更新",
+    "key_issue": "鍵ファイル発行", "key_reset": "暗号化鍵再発行", "create": "登録", "update": "更新",
     "delete": "削除", "export": "エクスポート", "access_denied": "アクセス拒否", "disable": "無効化",
     "enable": "有効化", "load_masters": "マスタ読込", "demo": "デモデータ作成",
     "import_users": "ユーザデータファイル取込", "notice_issue": "発行通知書（初期パスワード設定）",
-    "manager_transfer": "責任者の交代", "document_finalize": "書類の確定", "document_view": "書類の閲覧",
-    "document_print": "書類の印刷", "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会",
-    "patient_search": "患者検索", "rotate_key": "暗号鍵のローテーション",
+    "manager_transfer": "責任者の交代", "document_list": "書類一覧の表示", "document_finalize": "書類の確定",
+    "document_view": "書類の閲覧", "document_print": "書類の印刷", "document_receive": "書類の受付",
+    "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
+    "rotate_key": "暗号鍵のローテーション",
+}
+
+# target_type: a table name (a model's __tablename__) or a word a caller passes.
+TARGET_LABELS = {
+    "user_account": "ユーザ", "document": "書類", "institution": "医療機関", "membership": "医療機関への所属",
+    "municipality": "自治体", "import_batch": "ユーザデータファイル取込", "masters": "マスタ",
+    "database": "データベース", "designation": "指定医の指定", "user_session": "ログインセッション",
+    "document_correction": "書類の訂正履歴", "operation_log": "操作ログ", "nanbyo_category": "指定難病の疾患群",
+    "nanbyo_disease": "指定難病", "shoman_group": "小児慢性特定疾病の疾患群", "shoman_disease": "小児慢性特定疾病",
+    "held_form": "再ログインまで保持した入力内容",
+}
+
+RESULT_LABELS = {"success": "成功", "failure": "失敗", "denied": "拒否", "throttled": "回数制限",
+                 "conflict": "競合"}
+
+# Keys of an entry's `data`. A key not listed is shown as it is (key: value), never dropped.
+DATA_KEY_LABELS = {
+    "fields": "変更した項目", "reason": "理由", "login_id": "入力されたログインID", "failed_logins": "連続失敗回数",
+    "first_login": "初回ログイン", "self": "本人", "by_manager": "責任者による", "reissue": "再発行",
+    "told": "状態を本人に表示", "format": "形式", "rows": "件数", "endpoint": "画面", "method": "方式",
+    "path": "URL", "expires_at": "有効期限", "status": "状態", "kind": "種別", "form": "様式", "screen": "画面",
+    "sheet": "印刷したもの", "ids": "書類ID", "found": "該当件数", "reception_no": "受付番号", "role": "ロール",
+    "institution_code": "医療機関コード", "import_batch": "取込番号", "created": "登録件数",
+    "reported": "登録済みなど（新規発行なし）の件数", "file_sha256": "ファイルのハッシュ値（SHA-256）",
+    "source": "登録方法", "primary_changed": "主たる勤務先を変更したユーザ（ID）",
+    "primary_from": "主たる勤務先（変更前）", "primary_to": "主たる勤務先（変更後）", "row": "行番号",
+    "from_concurrent": "兼務先からの変更", "designation": "指定医区分", "valid_from": "指定期間（開始）",
+    "valid_until": "指定期間（終了）", "from": "交代前の責任者", "to": "交代後の責任者",
+    "files": "読み込んだファイル（登録・更新件数）", "defects": "注意事項の件数", "accounts": "作成したアカウント",
+    "documents": "書類", "corrections": "訂正履歴", "department": "部署",
+}
+
+# Keys that are a mark (True) rather than a value: shown as their label alone.
+FLAG_KEYS = {"first_login", "self", "by_manager", "reissue", "told", "from_concurrent"}
+
+REASON_LABELS = {
+    "bad_password": "パスワード誤り", "bad_key_file": "鍵ファイル誤り", "bad_key_code": "鍵登録コード誤り",
+    "no_key_file": "鍵ファイル未登録", "unknown_login_id": "未登録のID", "locked": "ロック中", "disabled": "無効",
+    "deleted": "削除済み", "format": "キーの形式誤り", "not_found": "該当なし",
+}
+
+
+# Values of known keys, per key (reason codes, statuses, roles, …).
+VALUE_LABELS = {
+    "reason": REASON_LABELS,
+    "status": {**ACCOUNT_STATUS_LABELS, **DOCUMENT_STATUS_LABELS},  # accounts' and documents' codes do not overlap
+    "kind": {**KIND_SHORT_LABELS, **MEMBERSHIP_KIND_LABELS},
+    "role": ROLE_LABELS,
+    "designation": DOCTOR_KIND_LABELS,
+    "format": {"csv": "CSV（UTF-8）", "csv_cp932": "CSV（Shift_JIS）", "xlsx": "Excel（xlsx）"},
+    "screen": {"edit": "編集", "correct": "訂正"},
+    "sheet": {"document": "書類", "key": "アクセスキーの通知"},
+    "source": {"file": "ユーザデータファイル", "form": "個別登録（画面）"},
+}
+
+# Column names in `fields` that no screen labels (the screens' own column labels come first; views/audit.py).
+FIELD_LABELS = {
+    "name": "名称・氏名", "name_kana": "氏名カナ", "email": "メールアドレス", "phone": "電話番号", "role": "ロール",
+    "status": "状態", "password_hash": "パスワード", "must_change_password": "初期パスワード変更待ち",
+    "key_digest": "鍵ファイル", "key_issued_at": "鍵ファイル発行日時", "key_code_hash": "鍵登録コード",
+    "failed_logins": "連続ログイン失敗回数", "municipality": "自治体", "issuing_municipality": "発行自治体",
+    "designations": "指定医の指定", "memberships": "所属医療機関", "institution": "医療機関", "user": "ユーザ",
+    "is_manager": "責任者", "department": "部署（部門/診療科）", "code": "コード", "address": "所在地",
+    "active": "有効", "shoman_municipality": "所管自治体（小慢）", "items": "記載内容", "patient_cipher": "患者情報",
+    "diagnosed_on": "診断年月日", "written_on": "作成年月日", "explained_on": "説明日", "explanation": "説明と同意",
+    "explained_by": "説明した人", "explained_at": "説明の記録日時", "application_kind": "申請区分",
+    "nanbyo_disease": "疾病（難病）", "shoman_disease": "疾病（小慢）", "form_code": "様式",
+    "form_version": "様式の版", "reception_no": "受付番号", "recipient_no": "受給者番号",
+    "application_received_on": "申請受付日", "research_consent": "研究利用への同意", "review_result": "審査結果",
+    "valid_from": "有効期間（開始）", "valid_until": "有効期間（終了）", "severity": "重症度",
+    "review_note": "審査メモ", "access_key": "アクセスキー", "kind": "種別", "number": "番号",
+    "prefecture_no": "都道府県番号",
 }
 
 

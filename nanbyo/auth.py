@@ -17,7 +17,9 @@ from models._types import utcnow
 from models.accounts import User
 from nanbyo import database
 from nanbyo.extensions import db
-from nanbyo.roles import STATUS_ACTIVE, STATUS_DISABLED, STATUS_LOCKED
+from nanbyo.notices import OPERATOR_NAME
+from nanbyo.roles import (INSTITUTION_ROLES, MUNICIPALITY_ROLES, MUNICIPALITY_USER, STATUS_ACTIVE,
+                          STATUS_DISABLED, STATUS_LOCKED)
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 128
@@ -178,8 +180,11 @@ def register_key_file(user: User) -> bytes:
 class LoginOutcome:
     user: User | None
     ok: bool
-    reason: str  # for the operation log only; the user always sees LOGIN_FAILED_MESSAGE
+    reason: str  # for the operation log; the page says LOGIN_FAILED_MESSAGE unless `told` (see failure_message)
     locked_now: bool = False
+    # A locked or disabled account whose password and second factor were right: only then is the state told (its
+    # owner needs to know whom to ask); anyone without both factors learns nothing about the account.
+    told: bool = False
 
 
 def second_factor_problem(user: User, key_content: bytes | None, key_code: str) -> str | None:
@@ -192,6 +197,10 @@ def second_factor_problem(user: User, key_content: bytes | None, key_code: str) 
     if user.key_issued_at is None:
         return None  # first login: the initial password from the notice, then the key file is registered
     return "no_key_file"
+
+
+# States told to a user who proved both factors; a deleted ID is never told (it may be issued again elsewhere).
+TOLD_STATUSES = (STATUS_LOCKED, STATUS_DISABLED)
 
 
 def authenticate(login_id: str, password: str, key_content: bytes | None, key_code: str = "") -> LoginOutcome:
@@ -212,9 +221,11 @@ def authenticate(login_id: str, password: str, key_content: bytes | None, key_co
     database.begin_write()  # the account as it is now, and nobody else changes it until the commit
     if user is None:
         return LoginOutcome(None, False, "unknown_login_id")
-    if user.status != STATUS_ACTIVE:
-        return LoginOutcome(user, False, user.status)
     problem = "bad_password" if not password_ok() else second_factor_problem(user, key_content, key_code)
+    if user.status != STATUS_ACTIVE:
+        # Neither counted nor told unless both factors hold: a locked account answers a wrong guess exactly as an
+        # active one does.
+        return LoginOutcome(user, False, user.status, told=problem is None and user.status in TOLD_STATUSES)
     if problem is None:
         user.failed_logins = 0
         user.last_login_at = utcnow()
@@ -224,6 +235,30 @@ def authenticate(login_id: str, password: str, key_content: bytes | None, key_co
     if locked_now:
         user.status = STATUS_LOCKED
     return LoginOutcome(user, False, problem, locked_now)
+
+
+def _whom_to_ask(user: User, locked: bool) -> str:
+    """Who can unlock (or turn back on) this account, as the login page names them (nanbyo.access decides)."""
+    if user.role in INSTITUTION_ROLES:
+        issuer = user.issuing_municipality.name if user.issuing_municipality else OPERATOR_NAME
+        return f"医療機関の責任者または発行元の自治体（{issuer}）" if locked else f"発行元の自治体（{issuer}）"
+    if user.role == MUNICIPALITY_USER and user.municipality is not None:
+        return f"所属する自治体（{user.municipality.name}）の管理者"
+    if user.role in MUNICIPALITY_ROLES:
+        return OPERATOR_NAME  # a 自治体 管理者 is the operator's to manage
+    return f"{OPERATOR_NAME}の管理者"
+
+
+def failure_message(outcome: LoginOutcome) -> str:
+    """What the login page says to a refused login: LOGIN_FAILED_MESSAGE, the same for every failure, except to
+    the owner of a locked or disabled account (both factors right), who is told the state and whom to ask."""
+    user = outcome.user
+    if not outcome.told or user is None:
+        return LOGIN_FAILED_MESSAGE
+    if user.status == STATUS_LOCKED:
+        return ("このアカウントはロックされています（連続してログインに失敗したため）。"
+                f"{_whom_to_ask(user, locked=True)}に解除を依頼してください。")
+    return f"このアカウントは無効になっています。{_whom_to_ask(user, locked=False)}に問い合わせてください。"
 
 
 def unlock(user: User) -> bool:

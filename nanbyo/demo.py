@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from models._types import utcnow
+from models._types import today_jst, utcnow
 from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.institutions import Institution, Municipality
@@ -152,7 +152,7 @@ def _demo_disease(kind):
 
 def create_demo_documents(doctor, institution, municipality, clerk):
     """Both kinds in every status, written by `doctor` at `institution`, addressed to `municipality`."""
-    today = date.today()
+    today = today_jst()
     for kind in (SHOMAN, NANBYO):
         disease = _demo_disease(kind)
         definition = formdefs.definition_for(kind, disease)

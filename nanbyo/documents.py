@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
-from models._types import utcnow
+from models._types import today_jst, utcnow
 from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
 from models.institutions import Municipality
+from models.masters import NanbyoDisease
 from nanbyo import audit, database, formdefs, jurisdiction
 from nanbyo.crypto import keyring, patient_search_value, to_katakana
 from nanbyo.document_codes import (AGREED, ALL_PATIENT_FIELDS, APPLICATION_KINDS, DECLINED, DECLINED_MESSAGE, DRAFT,
@@ -137,7 +138,7 @@ def clean_patient(raw: dict, fields=PATIENT_FIELDS) -> tuple[dict, list]:
             parsed = parse_date(value, label, found)
             if found:
                 problems.append((key, found[0][1]))
-            elif parsed and parsed > date.today():
+            elif parsed and parsed > today_jst():
                 problems.append((key, f"「{label}」: 未来の日付です。"))
             value = parsed.isoformat() if parsed else value
         elif key == "postal_code":
@@ -206,7 +207,7 @@ def authoring_problems(user, kind, application_kind, author, institution, on: da
         else:
             problems.append("臨床調査個人票は難病指定医（更新は協力難病指定医も）だけが作成できます。")
     else:
-        expired = designation_problem(author, kind, application_kind, on or date.today())
+        expired = designation_problem(author, kind, application_kind, on or today_jst())
         if expired:
             problems.append(expired)
     if institution.id not in {m.institution_id for m in author.memberships}:
@@ -242,6 +243,11 @@ def destination_problem(doc: Document, patient: dict) -> str | None:
     return None
 
 
+def in_force(on: date):
+    """SQL criterion: the 指定難病 in force on a date (its `since` is not after it); the choices of a new document."""
+    return or_(NanbyoDisease.since.is_(None), NanbyoDisease.since <= on)
+
+
 def disease_problem(doc: Document) -> str | None:
     disease = doc.disease
     since = getattr(disease, "since", None)
@@ -264,45 +270,55 @@ def age_on(birth: date, day: date) -> int:
 
 
 def finalize_problems(doc: Document, today: date | None = None, *, authoring=True) -> list[str]:
-    """Everything that must hold before a document is finalized. A finalized document keeps satisfying the content
-    checks (authoring=False): its author may since have moved, and the municipality must still be able to correct it."""
-    today = today or date.today()
+    """Everything that must hold before a document is finalized, as messages (see field_problems)."""
+    return [message for _, message in field_problems(doc, today, authoring=authoring)]
+
+
+def field_problems(doc: Document, today: date | None = None, *, authoring=True) -> list[tuple[str, str]]:
+    """Everything that must hold before a document is finalized: (form field name or "", message), so that a screen
+    shows each beside its field. A finalized document keeps satisfying the content checks (authoring=False): its
+    author may since have moved, and the municipality must still be able to correct it."""
+    today = today or today_jst()
     problems = []
     patient = patient_of(doc)
     definition = definition_of(doc)
     for key in PATIENT_REQUIRED:
         if not patient.get(key):
-            problems.append(f"「{PATIENT_FIELDS[key]}」を入力してください。")
+            problems.append((key, f"「{PATIENT_FIELDS[key]}」を入力してください。"))
     _, checks = clean_patient(patient, patient_fields(definition))
-    problems += [message for _, message in checks]
+    problems += checks
     if doc.disease is None:
-        problems.append("疾病を選択してください。")
+        problems.append(("", "疾病を選択してください。"))
     if doc.diagnosed_on is None and formdefs.diagnosis_date_required(definition, doc.items or {}):
-        problems.append("「診断年月日」を入力してください。")
+        problems.append(("diagnosed_on", "「診断年月日」を入力してください。"))
     if doc.written_on is None:
-        problems.append("「作成年月日」を入力してください。")
+        problems.append(("written_on", "「作成年月日」を入力してください。"))
     if doc.explained_on is None:
-        problems.append("DB登録について患者（保護者）に説明した日（説明日）を入力してください。説明は確定の前に必要です。")
-    problems += [p for p in (explanation_problem(doc), disease_problem(doc), destination_problem(doc, patient)) if p]
+        problems.append(("explained_on", "DB登録について患者（保護者）に説明した日（説明日）を入力してください。"
+                                         "説明は確定の前に必要です。"))
+    for name, problem in (("explanation", explanation_problem(doc)), ("written_on", disease_problem(doc)),
+                          ("municipality", destination_problem(doc, patient))):
+        if problem:
+            problems.append((name, problem))
     if doc.diagnosed_on and doc.written_on and doc.diagnosed_on > doc.written_on:
-        problems.append("診断年月日は作成年月日以前の日付にしてください。")
+        problems.append(("diagnosed_on", "診断年月日は作成年月日以前の日付にしてください。"))
     if doc.written_on and doc.written_on > today:
-        problems.append("作成年月日に未来の日付は入力できません。")
+        problems.append(("written_on", "作成年月日に未来の日付は入力できません。"))
     if doc.explained_on and doc.explained_on > today:
-        problems.append("説明日に未来の日付は入力できません。")
+        problems.append(("explained_on", "説明日に未来の日付は入力できません。"))
     birth = date.fromisoformat(patient["birth_date"]) if patient.get("birth_date") and not checks else None
     if birth and doc.diagnosed_on and doc.diagnosed_on < birth:
-        problems.append("診断年月日が生年月日より前です。")
+        problems.append(("diagnosed_on", "診断年月日が生年月日より前です。"))
     limit = SHOMAN_AGE_LIMITS.get(doc.application_kind)
     if birth and doc.kind == SHOMAN and limit and doc.written_on and age_on(birth, doc.written_on) >= limit:
         what = "新規の申請" if doc.application_kind == NEW else "継続（変更）の申請"
-        problems.append(f"小児慢性特定疾病の{what}は{limit}歳未満の方が対象です"
-                        f"（作成年月日に{age_on(birth, doc.written_on)}歳）。")
+        problems.append(("birth_date", f"小児慢性特定疾病の{what}は{limit}歳未満の方が対象です"
+                                       f"（作成年月日に{age_on(birth, doc.written_on)}歳）。"))
     if authoring:
-        problems += authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author, doc.institution,
-                                       today)
+        problems += [("", p) for p in authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author,
+                                                          doc.institution, today)]
     _, item_problems = formdefs.validate(definition, doc.items or {}, finalize=True)
-    problems += [message for _, message in item_problems]
+    problems += [(formdefs.field_name(definition.item(item_id)), message) for item_id, message in item_problems]
     return problems
 
 
@@ -329,6 +345,28 @@ def record_correction(doc: Document, field: str, label: str, old, new, user):
 
 def correction_values(correction: DocumentCorrection) -> dict:
     return keyring().decrypt_json(correction.values_cipher, _correction_aad(correction.document, correction.field))
+
+
+def correction_text(doc: Document, field: str, value) -> str:
+    """A value of the correction history as people read it: labels for codes, 和暦 for dates, 「（空欄）」 for none."""
+    from nanbyo.document_codes import CONSENT_LABELS, DOCUMENT_FIELDS, REVIEW_RESULT_LABELS
+    from nanbyo.notices import both_dates
+    if value is None or value == "" or value == []:
+        return "（空欄）"
+    prefix, _, key = field.partition(".")
+    if prefix == "items":
+        item = next((i for i in definition_of(doc).items if i.id == key), None)
+        return formdefs.display_value(item, value) if item else str(value)
+    if prefix == "patient":
+        return patient_display({key: value}, {key: ALL_PATIENT_FIELDS.get(key, key)})[0][1]
+    if field == "research_consent":
+        return CONSENT_LABELS["1" if value in (True, "True", "1") else "0"]
+    if field == "review_result":
+        return REVIEW_RESULT_LABELS.get(value, str(value))
+    if field in {*DOCUMENT_FIELDS, "application_received_on", "valid_from", "valid_until"}:
+        parsed = formdefs.parse_date(str(value))
+        return both_dates(parsed) if parsed else str(value)
+    return str(value)
 
 
 # --- key lookup --------------------------------------------------------------------------------------------------
@@ -407,7 +445,7 @@ def fiscal_year(day: date) -> int:
 def next_reception_no(municipality) -> str:
     """The next 受付番号 of the municipality in this 年度: 2026-000123 (a clerk may type the number of their own
     register instead). Counted under the unit of work's lock."""
-    year = fiscal_year(date.today())
+    year = fiscal_year(today_jst())
     start = datetime(year, 4, 1, tzinfo=JST)
     received = db.session.execute(select(func.count()).select_from(Document).where(
         Document.municipality_id == municipality.id, Document.received_at >= start)).scalar()
@@ -486,30 +524,34 @@ def _author_values(doc: Document, raw: dict, problems: list) -> dict:
     if "municipality" in raw:
         chosen = db.session.get(Municipality, int(raw["municipality"])) if str(raw["municipality"]).isdigit() else None
         if not jurisdiction.is_authority(chosen, doc.kind):
-            problems.append(f"提出先は{jurisdiction.FAMILY_LABELS[doc.kind]}の実施主体から選択してください。")
+            problems.append(("municipality",
+                             f"提出先は{jurisdiction.FAMILY_LABELS[doc.kind]}の実施主体から選択してください。"))
         values["municipality"] = chosen
     if "explanation" in raw:
         if raw["explanation"] not in EXPLANATION_LABELS:
-            problems.append("説明（DB登録）への患者の回答を選択してください。")
+            problems.append(("explanation", "説明（DB登録）への患者の回答を選択してください。"))
         values["explanation"] = raw["explanation"]
     return values
 
 
-def save_content(doc: Document, raw: dict, item_raw, user) -> list[str]:
+def save_content(doc: Document, raw: dict, item_raw, user) -> list[tuple[str, str]]:
     """Apply the dates, patient block and disease items from a form, and (the author's form) 提出先 and the answer to
     説明. All or nothing: on any problem (or a document that is finalized and would stop passing the finalize checks)
-    nothing changes and the problems are returned. Changes to a document that is no longer a draft are recorded field
-    by field."""
+    nothing changes and the problems are returned as (form field name or "", message). Changes to a document that
+    is no longer a draft are recorded field by field."""
     from nanbyo.document_codes import DOCUMENT_FIELDS
     problems = []
-    dates = {key: parse_date(raw.get(key, ""), label, problems) for key, label in DOCUMENT_FIELDS.items()}
-    problems = [message for _, message in problems]
+    dates = {}
+    for key, label in DOCUMENT_FIELDS.items():
+        found = []
+        dates[key] = parse_date(raw.get(key, ""), label, found)
+        problems += [(key, message) for _, message in found]
     definition = definition_of(doc)
     fields = patient_fields(definition)
     patient, patient_problems = clean_patient(raw, fields)
-    problems += [message for _, message in patient_problems]
+    problems += patient_problems
     items, item_problems = formdefs.validate(definition, item_raw, finalize=False)
-    problems += [message for _, message in item_problems]
+    problems += [(formdefs.field_name(definition.item(item_id)), message) for item_id, message in item_problems]
     author_values = _author_values(doc, raw, problems)
     if problems:
         return problems
@@ -535,10 +577,10 @@ def save_content(doc: Document, raw: dict, item_raw, user) -> list[str]:
             set_patient(doc, patient)
         doc.items = items
         if doc.status != DRAFT:
-            final = finalize_problems(doc, authoring=False)
+            final = field_problems(doc, authoring=False)
             if final:
                 db.session.rollback()
-                return ["確定済みの書類は、確定の条件を満たす内容でだけ保存できます。"] + final
+                return [("", "確定済みの書類は、確定の条件を満たす内容でだけ保存できます。")] + final
             for field, label, old, new in changes:
                 record_correction(doc, field, label, old, new, user)
     return []
@@ -550,7 +592,7 @@ def review_problems(doc: Document, values: dict) -> list[str]:
         problems.append("有効期間の開始は終了以前の日付にしてください。")
     if values["review_result"] == "approved" and not (values["valid_from"] and values["valid_until"]):
         problems.append("認定の場合は有効期間（開始・終了）を入力してください。")
-    if values["application_received_on"] and values["application_received_on"] > date.today():
+    if values["application_received_on"] and values["application_received_on"] > today_jst():
         problems.append("申請受付日に未来の日付は入力できません。")
     return problems
 

@@ -15,6 +15,14 @@ FORMATS = {
 }
 
 
+def jst_text(value: datetime | None, seconds: bool = False) -> str:
+    """A time as people here read it on screen: Japan time, 2026-11-25 14:03 (with seconds: 14:03:09), no offset,
+    no microseconds. Exports keep cell_text()'s ISO 8601 with the offset, which no reader can misread."""
+    if value is None:
+        return ""
+    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
 def cell_text(value) -> str:
     """A value as text a spreadsheet will not execute: a leading formula character gets a quote."""
     if value is None:

@@ -571,7 +571,7 @@ def definition(code: str, version: int | None = None, directory=None) -> FormDef
 
 def _as_day(on) -> dt.date:
     if on is None:
-        return dt.date.today()
+        return dt.datetime.now(_JST).date()  # today in Japan (models._types.today_jst; formdefs stands alone)
     if isinstance(on, dt.datetime):
         return (on.astimezone(_JST) if on.tzinfo else on).date()
     if isinstance(on, dt.date):
@@ -930,6 +930,15 @@ def form_fields(defn: FormDefinition) -> dict:
                 f = StringField(label, render_kw=render | {"type": "date", "placeholder": "YYYY-MM-DD"}, **kw)
             case "yearmonth":
                 f = StringField(label, render_kw=render | {"type": "month", "placeholder": "YYYY-MM"}, **kw)
+            # Widgets. yesno and multichoice are option lists (radio buttons / check boxes): the `field` macro of
+            # templates/_macros.html renders them as a <fieldset> of .form-check rows whose labels take the click.
+            # choice stays a <select>, whatever its number of options: one native control that the mouse and the
+            # keyboard handle alike, its 「（未選択）」 option clears it (a draft may be saved with nothing chosen),
+            # and other code and tests address it as select[name=item_<id>]. Radio buttons would be friendlier for
+            # short lists (≤ 6 options), but changing the widget of one type changes that interface for everybody:
+            # a decision for all screens and tests at once, not for this fix.
+            # Stored values do not depend on the widget: a choice / yesno posts one code or "" (nothing chosen),
+            # a multichoice the list of checked codes (raw_from_form).
             case "choice":
                 f = SelectField(label, choices=[UNSELECTED, *item.codes], validate_choice=False, render_kw=render,
                                 **kw)
@@ -937,9 +946,11 @@ def form_fields(defn: FormDefinition) -> dict:
                 f = SelectMultipleField(label, choices=list(item.codes), validate_choice=False, render_kw=render,
                                         widget=widgets.ListWidget(prefix_label=False),
                                         option_widget=widgets.CheckboxInput(), **kw)
-            case "yesno":
+            case "yesno":  # an optional yesno can be cleared again: its 「未記入」 option posts ""
                 choices = list(item.codes) if item.required else [*item.codes, ("", "未記入")]
-                f = RadioField(label, choices=choices, validate_choice=False, render_kw=render, **kw)
+                f = RadioField(label, choices=choices, validate_choice=False, render_kw=render,
+                               widget=widgets.ListWidget(prefix_label=False), option_widget=widgets.RadioInput(),
+                               **kw)
         fields[field_name(item)] = f
     return fields
 

@@ -35,7 +35,7 @@ def login_url() -> str:
     return current_app.config["NANBYO_PUBLIC_URL"].rstrip("/") + "/login"
 
 
-def _entry(user, password) -> NoticeEntry:
+def _entry(user, password, issuer_name=None) -> NoticeEntry:
     membership = user.primary_membership or (user.memberships[0] if user.memberships else None)
     issuer = user.issuing_municipality or user.municipality
     return NoticeEntry(
@@ -44,8 +44,8 @@ def _entry(user, password) -> NoticeEntry:
         institution_code=membership.institution.code if membership else "",
         institution_name=membership.institution.name if membership else "",
         department=membership.department if membership else "",
-        issuer_name=issuer.name if issuer else OPERATOR_NAME,
-        issued_on=datetime.now(JST).date(), login_url=login_url(),
+        issuer_name=issuer_name or (issuer.name if issuer else OPERATOR_NAME),
+        issued_on=datetime.now(JST).date(), login_url=login_url(), reissued=issuer_name is not None,
         second_factor="key_file" if user.key_digest else "key_code" if user.key_code_hash else "")
 
 
@@ -55,10 +55,11 @@ def _issuable(users):
             raise NotIssuable(f"{user.login_id} は無効または削除済みのため通知書を発行できません。")
 
 
-def reset_for_notices(users) -> bytes:
+def reset_for_notices(users, issuer_name=None) -> bytes:
     """New initial passwords for `users` (must change at first login; live sessions end) and their notices (PDF).
     The changes, their log entries and the PDF that carries the passwords stand or fall together. The key file
-    stays: an initial password alone does not log in where a key is registered."""
+    stays: an initial password alone does not log in where a key is registered. `issuer_name`: who re-issues (the
+    notice names them as its sender); by default the 自治体 that issued the ID issues the notice."""
     users = list(users)
     passwords = [auth.generate_initial_password() for _ in users]
     hashes = [auth.hash_password(p) for p in passwords]  # slow: before the lock
@@ -70,7 +71,7 @@ def reset_for_notices(users) -> bytes:
         user.must_change_password = True
         auth.unlock(user)
         sessions.revoke_all(user)
-        entries.append(_entry(user, password))
+        entries.append(_entry(user, password, issuer_name))
         audit.record("notice_issue", target=user, commit=False)
     pdf = render_notices(entries)
     db.session.commit()

@@ -60,6 +60,7 @@ class NoticeEntry:
     # What goes with the initial password at login: "" (first login, no key file yet), "key_file" (a password reset;
     # the registered key file stays) or "key_code" (the key was re-issued too: the code on its own notice).
     second_factor: str = ""
+    reissued: bool = False  # a password reset by whoever sends the notice, not the first issue of the ID
 
 
 @dataclass
@@ -405,12 +406,14 @@ def _id_letter(e: NoticeEntry) -> _Letter:
                        Paragraph(password_note, STYLES["small"])]),
     ] + _person_rows(e)
     issuing = f"発行元（{issuer}）" if e.issuer_name == OPERATOR_NAME else f"発行元の自治体（{issuer}）"
-    ask = f"所属医療機関の責任者または{issuing}" if e.institution_name else issuing
+    # The sender may be the institution's 責任者, so the 自治体 is not named where the user has an institution.
+    ask = "所属医療機関の責任者または発行元の自治体" if e.institution_name else issuing
     return _Letter(
         issued_on=e.issued_on, issuer_name=e.issuer_name, institution_name=e.institution_name,
         department=e.department, name=e.name, subject=SUBJECT, title=TITLE,
         lead=f"{issuer}は、あなたの難病・小慢データベースのログインIDを発行しましたので、下記のとおり通知します。"
-             "初回ログインの際は、下記の手順により初期パスワードを必ず変更してください。" if not e.second_factor else
+             "初回ログインの際は、下記の手順により初期パスワードを必ず変更してください。"
+             if not (e.second_factor or e.reissued) else
              f"{issuer}は、あなたの難病・小慢データベースのパスワードを再設定しましたので、下記のとおり通知します。"
              "次回ログインの際は、下記の手順により初期パスワードを必ず変更してください。",
         rows=rows, shaded=2, steps_heading="初回ログインの手順" if not e.second_factor else "次回ログインの手順",

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import current_app, request, session
+from flask import current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import update
 
@@ -18,6 +18,7 @@ from nanbyo.extensions import db
 
 TOKEN_KEY = "nanbyo_sid"
 TOUCH_EVERY = timedelta(seconds=30)  # writes of last_seen_at are throttled; the idle check stays exact enough
+TIMED_OUT_NOTICE_FOR = timedelta(hours=1)  # how long after an idle timeout this browser is told about it
 
 
 def _digest(token: str) -> str:
@@ -45,9 +46,13 @@ def current_record() -> UserSession | None:
 def load_user(user_id: str) -> User | None:
     """Flask-Login user loader: the user only if this browser's server-side session is live."""
     record = current_record()
-    if record is None or record.revoked_at is not None or str(record.user_id) != str(user_id):
+    if record is None or str(record.user_id) != str(user_id):
         return None
     now = utcnow()
+    if record.revoked_at is not None:
+        if record.end_reason == "expired" and now - record.revoked_at < TIMED_OUT_NOTICE_FOR:
+            g.timed_out_user_id = record.user_id
+        return None
     idle = now - record.last_seen_at
     if idle > current_app.config["NANBYO_IDLE_TIMEOUT"] or idle > TOUCH_EVERY:
         database.begin_write()
@@ -56,8 +61,9 @@ def load_user(user_id: str) -> User | None:
         idle = now - record.last_seen_at
         if idle > current_app.config["NANBYO_IDLE_TIMEOUT"]:
             from nanbyo import audit
-            record.revoked_at = now
+            record.revoked_at, record.end_reason = now, "expired"
             audit.record("session_expired", target=record.user, actor=record.user)
+            g.timed_out_user_id = record.user_id
             return None
         record.last_seen_at = now
         db.session.commit()
@@ -67,11 +73,29 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
+def timed_out_user_id():
+    """The user whose session in this browser ended by the idle timeout (lately), else None."""
+    return g.get("timed_out_user_id")
+
+
+def touch() -> bool:
+    """Keep this browser's session alive (the user is working on a page); False when it has ended."""
+    if current_record() is None:
+        return False
+    database.begin_write()
+    record = current_record()
+    if record is None or record.revoked_at is not None:
+        return False
+    record.last_seen_at = utcnow()
+    db.session.commit()
+    return True
+
+
 def end() -> None:
     """Logout: revoke the server-side record, then forget the cookie."""
     record = current_record()
     if record is not None and record.revoked_at is None:
-        record.revoked_at = utcnow()
+        record.revoked_at, record.end_reason = utcnow(), "logout"
     logout_user()
     session.clear()
 
@@ -82,4 +106,4 @@ def revoke_all(user: User, keep_current: bool = False) -> None:
     current = current_record() if keep_current else None
     if current is not None:
         query = query.where(UserSession.id != current.id)
-    db.session.execute(query.values(revoked_at=utcnow()))
+    db.session.execute(query.values(revoked_at=utcnow(), end_reason="revoked"))

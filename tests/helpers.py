@@ -120,9 +120,9 @@ def gen_patient(**changes):
 def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", status="draft", created_by=None,
                  application_kind="new", patient=None, disease=None, items=None):
     """A document that passes the finalize checks, brought to `status` the way the screens would."""
-    from datetime import date, timedelta
+    from datetime import timedelta
 
-    from models._types import utcnow
+    from models._types import today_jst, utcnow
     from models.documents import Document
     from models.masters import NanbyoDisease, ShomanDisease
     from nanbyo import database, documents, formdefs
@@ -135,7 +135,7 @@ def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", 
             (NanbyoDisease, NanbyoDisease.notification_no)
         disease = db.session.execute(db.select(model).order_by(order, model.id).limit(1)).scalar_one()
     definition = formdefs.definition_for(kind, disease)
-    today = date.today()
+    today = today_jst()
     doc = Document(kind=kind, application_kind=application_kind, form_code=definition.code,
                    form_version=definition.version, author=author, created_by_id=(created_by or author).id,
                    institution=institution, municipality=municipality, status="draft", written_on=today,

@@ -26,17 +26,16 @@ NOTHING = set()
 # view endpoint -> principal -> (screen permissions, categories readable, categories writable)
 P_READ, P_ALL = {"list", "details"}, {"list", "details", "create", "edit", "delete", "export"}
 MATRIX = {
+    # A 責任者 has one screen for the institution's users (institution_users), not these lists.
     "user": {
         "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
         "muni_admin": (P_ALL, {"own", "same_institution", "other_institution"},
                        {"same_institution", "other_institution"}),
-        "manager": (P_READ, {"own", "same_institution"}, NOTHING),
     },
     "membership": {
         "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
         "muni_admin": (P_ALL, {"own", "same_institution", "other_institution"},
                        {"own", "same_institution", "other_institution"}),
-        "manager": (P_READ, {"own", "same_institution"}, NOTHING),
     },
     "institution": {
         "op_admin": (P_ALL, EVERY_CATEGORY, EVERY_CATEGORY),
@@ -69,7 +68,7 @@ OTHER_ENDPOINTS = {
     "auth.logout": "logged_in", "auth.first_login": "logged_in", "auth.first_login_key": "logged_in",
     "admin.index": "logged_in", "account.index": "logged_in", "account.profile": "logged_in",
     "account.password": "logged_in", "account.key": "logged_in", "account.add_concurrent": "logged_in",
-    "account.remove_concurrent": "logged_in",
+    "account.remove_concurrent": "logged_in", "account.keepalive": "logged_in",
     "user_import.index": "muni_admin", "user_import.template": "muni_admin", "user_import.sample": "muni_admin",
     "user_import.preview": "muni_admin", "user_import.confirm": "muni_admin", "user_import.batch": "muni_admin",
     "user_import.notices": "muni_admin", "user_import.individual": "muni_admin",
@@ -77,6 +76,9 @@ OTHER_ENDPOINTS = {
     "institution_users.remove_concurrent": "manager", "institution_users.notice": "manager",
     "institution_users.key_reissue": "manager", "institution_users.unlock": "manager",
     "institution_users.transfer_manager": "manager",
+    # The new-document form's disease search: who may create documents (op_admin, op_user, doctor, staff, and a
+    # 責任者 as doctor or staff); every role: tests/test_disease_search.py.
+    "diseases.search": "document_creators",
 }
 # Every document URL x every principal x every relation to the document: tests/test_document_access.py.
 OTHER_ENDPOINTS |= {f"document.{name}": "documents" for name in COVERED_DOCUMENT_ENDPOINTS}

@@ -20,6 +20,9 @@ from tests.helpers import (fresh, log_entries, OSAKA, PASSWORD, csrf_token, gen_
                            logout, post_form)
 
 WRONG_PASSWORD = "Wrong-Guess-Pw-4821"
+# What the owner of a locked doctor's account issued by 東京都 is told (right password and key file).
+LOCKED_DOCTOR_MESSAGE = ("このアカウントはロックされています（連続してログインに失敗したため）。"
+                         "医療機関の責任者または発行元の自治体（東京都）に解除を依頼してください。")
 
 
 # --- small helpers ---------------------------------------------------------------------------------------------
@@ -157,8 +160,89 @@ def test_login_rejects_disabled_account(client):
     user = gen_user("municipality_user")
     user.status = "disabled"
     db.session.commit()
+    # Its owner (both factors right) is told the account is disabled, and whom to ask.
     response = login(client, user)
+    assert response.status_code == 200
+    assert alerts(response) == ["このアカウントは無効になっています。所属する自治体（東京都）の管理者に問い合わせてください。"]
+    assert not logged_in(client)
+    # Anyone else learns nothing about the account.
+    response = login(client, user, password=WRONG_PASSWORD)
     assert response.status_code == 200 and alerts(response) == [auth.LOGIN_FAILED_MESSAGE]
+    assert not logged_in(client)
+    assert fresh(user).failed_logins == 0
+
+
+# --- 1b. a locked or disabled account is told so, but only to whoever has both factors -------------------------
+
+def _set_status(user, status):
+    user.status = status
+    db.session.commit()
+
+
+STATE_CASES = {
+    # case: (status, how to log in, expected message (None: LOGIN_FAILED_MESSAGE))
+    "locked_right_factors": ("locked", {}, LOCKED_DOCTOR_MESSAGE),
+    "locked_wrong_password": ("locked", {"password": WRONG_PASSWORD}, None),
+    "locked_wrong_key_file": ("locked", {"key_file": "other"}, None),
+    "locked_no_key_file": ("locked", {"key_file": b""}, None),
+    "disabled_right_factors": ("disabled", {},
+                               "このアカウントは無効になっています。発行元の自治体（東京都）に問い合わせてください。"),
+    "disabled_wrong_password": ("disabled", {"password": WRONG_PASSWORD}, None),
+    "disabled_wrong_key_file": ("disabled", {"key_file": "other"}, None),
+    "deleted_right_factors": ("deleted", {}, None),
+    "deleted_wrong_password": ("deleted", {"password": WRONG_PASSWORD}, None),
+}
+
+
+@pytest.mark.parametrize("case", list(STATE_CASES))
+def test_account_state_is_told_only_with_both_factors(client, case):
+    status, how, expected = STATE_CASES[case]
+    user = gen_user("designated_doctor", institution=gen_institution())
+    if how.get("key_file") == "other":
+        how = how | {"key_file": other_key_file(user)}
+    _set_status(user, status)
+    response = login(client, user, **how)
+    assert response.status_code == 200
+    assert alerts(response) == [expected or auth.LOGIN_FAILED_MESSAGE]
+    assert not logged_in(client)
+    assert db.session.execute(select(UserSession).filter_by(user_id=user.id)).first() is None
+    assert fresh(user).status == status and fresh(user).failed_logins == 0  # nothing counted, nothing changed
+    entry = log_entries("login_failed")[-1]
+    assert entry.data["reason"] == status and entry.target_id == str(user.id)
+    assert entry.data.get("told", False) is (expected is not None)
+    assert not log_entries("login")
+
+
+def test_locked_answer_is_the_wrong_password_answer(client):
+    """Nothing in the page tells a guesser that the account is locked: byte for byte the answer of a wrong guess at
+    an active account (apart from the CSRF token)."""
+    locked = gen_user("designated_doctor", institution=gen_institution())
+    active = gen_user("designated_doctor", institution=gen_institution())
+    _set_status(locked, "locked")
+    strip = lambda r: re.sub(r'value="[^"]+"', "", re.sub(r'name="login_id"[^>]*', "", body(r)))  # noqa: E731
+    assert strip(login(client, locked, password=WRONG_PASSWORD)) == strip(login(client, active,
+                                                                                 password=WRONG_PASSWORD))
+
+
+def test_locked_first_login_account_is_told_with_the_initial_password(client):
+    user = gen_user("designated_doctor", institution=gen_institution(), setup_done=False)
+    _set_status(user, "locked")
+    response = login(client, user.login_id)
+    assert alerts(response) == [LOCKED_DOCTOR_MESSAGE]
+    assert alerts(login(client, user.login_id, password=WRONG_PASSWORD)) == [auth.LOGIN_FAILED_MESSAGE]
+    assert not logged_in(client)
+
+
+@pytest.mark.parametrize("role, whom", [
+    ("municipality_user", "所属する自治体（東京都）の管理者に解除を依頼してください。"),
+    ("municipality_admin", "システム運営主体に解除を依頼してください。"),
+    ("operator_admin", "システム運営主体の管理者に解除を依頼してください。"),
+    ("institution_staff", "医療機関の責任者または発行元の自治体（東京都）に解除を依頼してください。"),
+])
+def test_lock_message_names_whom_to_ask(client, role, whom):
+    user = gen_user(role, institution=gen_institution() if role == "institution_staff" else None)
+    _set_status(user, "locked")
+    assert alerts(login(client, user)) == ["このアカウントはロックされています（連続してログインに失敗したため）。" + whom]
     assert not logged_in(client)
 
 
@@ -193,13 +277,17 @@ def test_fifth_consecutive_failure_locks_the_account(client):
     assert fresh(user).failed_logins == 5
     lockouts = log_entries("lockout")
     assert len(lockouts) == 1 and lockouts[0].target_id == str(user.id)
-    # Locked: the right password and key file no longer log in, with the same answer as any failure.
+    # Locked: the right password and key file no longer log in; their owner is told so, and whom to ask.
     response = login(client, user)
-    assert response.status_code == 200 and alerts(response) == [auth.LOGIN_FAILED_MESSAGE]
+    assert response.status_code == 200 and alerts(response) == [LOCKED_DOCTOR_MESSAGE]
     assert not logged_in(client)
     assert fresh(user).status == "locked"
     assert log_entries("login_failed")[-1].data["reason"] == "locked"
     assert len(log_entries("lockout")) == 1
+    # A wrong guess at a locked account gets the answer any wrong guess gets.
+    response = login(client, user, password=WRONG_PASSWORD)
+    assert response.status_code == 200 and alerts(response) == [auth.LOGIN_FAILED_MESSAGE]
+    assert fresh(user).failed_logins == 5
 
 
 def test_lockout_ends_live_sessions(app, client):
@@ -252,7 +340,8 @@ def test_account_locked_during_the_password_check_does_not_log_in(app, client, m
     response = login(client, user)
     engine.dispose()
     assert calls
-    assert response.status_code == 200 and alerts(response) == [auth.LOGIN_FAILED_MESSAGE]
+    # Decided on the account as it is under the lock: locked (and, with both factors right, told so).
+    assert response.status_code == 200 and alerts(response) == [LOCKED_DOCTOR_MESSAGE]
     assert not logged_in(client)
     assert fresh(user).status == "locked"
 
@@ -279,13 +368,21 @@ NOT_UNLOCKERS = {
 }
 
 
+def unlock_as(client, who, inst, user):
+    """A 責任者 unlocks in 医療機関ユーザ管理; the 自治体 and the operator in the user list."""
+    if who == "institution_manager":
+        return post_form(client, f"/admin/institution-users/{inst.id}/unlock/{user.id}", {},
+                         token_page="/admin/institution-users/")
+    return admin_action(client, "unlock", user)
+
+
 @pytest.mark.parametrize("who", list(UNLOCKERS))
 def test_unlock_by_authorised_user(app, client, who):
     inst, locked = _scenario()
     helper = UNLOCKERS[who](inst)
     lock_out(locked, app)
     assert login(client, helper).status_code == 302
-    response = admin_action(client, "unlock", locked)
+    response = unlock_as(client, who, inst, locked)
     assert response.status_code == 302
     user = fresh(locked)
     assert user.status == "active" and user.failed_logins == 0
@@ -471,6 +568,9 @@ def _payload_for(rule, victims):
     return data
 
 
+CSRF_MESSAGE = "別の画面でログアウト・ログインしたため、この操作を受け付けられませんでした。"
+
+
 def test_every_post_without_csrf_token_is_refused(app, client):
     operator = gen_user("operator_admin")
     inst = gen_institution()
@@ -495,7 +595,7 @@ def test_every_post_without_csrf_token_is_refused(app, client):
             url += f"?id={victims[view]}"
         response = client.post(url, data=_payload_for(rule, victims))
         assert response.status_code == 400, f"{rule.rule} answered {response.status_code} without a CSRF token"
-        assert "CSRF" in body(response) or "csrf" in body(response).lower(), rule.rule
+        assert CSRF_MESSAGE in body(response), rule.rule
         checked.append(rule.endpoint)
     assert len(checked) >= 40
     assert snapshot() == before

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from models._types import today_jst
 from models.documents import Document
 from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo import documents, formdefs
@@ -176,9 +177,9 @@ def test_an_old_draft_keeps_its_disease(client, doctor):
 
 @pytest.mark.parametrize("valid_from, valid_until, allowed", [
     (None, None, True),
-    (date.today() - timedelta(days=365), date.today() + timedelta(days=1), True),
-    (date.today() - timedelta(days=365), date.today() - timedelta(days=1), False),
-    (date.today() + timedelta(days=1), None, False),
+    (today_jst() - timedelta(days=365), today_jst() + timedelta(days=1), True),
+    (today_jst() - timedelta(days=365), today_jst() - timedelta(days=1), False),
+    (today_jst() + timedelta(days=1), None, False),
 ])
 def test_a_doctor_outside_the_designation_period_cannot_create_or_finalize(client, hachioji_hospital, doctor,
                                                                           valid_from, valid_until, allowed):
@@ -200,7 +201,7 @@ def test_a_doctor_outside_the_designation_period_cannot_create_or_finalize(clien
     ("new", 17, True), ("new", 18, False), ("renewal", 19, True), ("renewal", 20, False), ("change", 19, True),
 ])
 def test_shoman_age_depends_on_the_application(doctor, application_kind, age, allowed):
-    birth = date(date.today().year - age, 1, 1)
+    birth = date(today_jst().year - age, 1, 1)
     doc = gen_document(doctor, kind="shoman", municipality=municipality(HACHIOJI), application_kind=application_kind,
                        patient=gen_patient(birth_date=birth.isoformat(), address="東京都八王子市1-1"))
     problems = [p for p in documents.finalize_problems(doc) if "歳未満" in p]
@@ -265,7 +266,7 @@ def test_the_explanation_is_recorded_with_who_and_when(client, hachioji_hospital
              new_form("nanbyo", hachioji_hospital, doctor, municipality(TOKYO)))
     assert r.status_code == 302
     doc = latest()
-    assert (doc.explanation, doc.explained_by_id, doc.explained_on) == ("agreed", staff.id, date.today())
+    assert (doc.explanation, doc.explained_by_id, doc.explained_on) == ("agreed", staff.id, today_jst())
     assert doc.explained_at is not None
     page = client.get(f"/admin/document/details/?id={doc.id}").get_data(as_text=True)
     assert "説明済・同意" in page and staff.name in page
@@ -275,7 +276,10 @@ def test_a_patient_who_withdraws_blocks_finalizing(client, doctor):
     doc = gen_document(doctor)
     login(client, doctor)
     r = post(client, f"/admin/document/edit/?id={doc.id}", content(doc, explanation="declined", finalize="1"))
-    assert r.status_code == 302  # saved, then refused finalizing
+    # Saved, then refused finalizing: the form again, the problem beside its field and in the summary that links there.
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "確定できません（内容は保存されています）" in page
+    assert 'href="#field-explanation"' in page and "紙の臨床調査個人票" in page
     doc = reload(doc.id)
     assert doc.status == "draft" and doc.explanation == "declined" and doc.explained_by_id == doctor.id
     assert any("紙の臨床調査個人票" in p for p in documents.finalize_problems(doc))
@@ -285,8 +289,8 @@ def test_research_consent_must_be_set_before_completion(client, doctor):
     clerk = gen_user("municipality_user", municipality=municipality(TOKYO))
     doc = gen_document(doctor, status="received")
     login(client, clerk)
-    review = {"version": str(doc.version_id), "review_result": "approved", "valid_from": date.today().isoformat(),
-              "valid_until": (date.today() + timedelta(days=30)).isoformat(), "research_consent": "", "complete": "1"}
+    review = {"version": str(doc.version_id), "review_result": "approved", "valid_from": today_jst().isoformat(),
+              "valid_until": (today_jst() + timedelta(days=30)).isoformat(), "research_consent": "", "complete": "1"}
     r = post(client, f"/admin/document/review/?id={doc.id}", review)
     assert "研究利用への同意" in r.get_data(as_text=True) and reload(doc.id).status == "received"
     r = post(client, f"/admin/document/review/?id={doc.id}", review | {"research_consent": "0"})
@@ -345,7 +349,7 @@ def test_lookup_shows_the_document_and_receiving_is_a_separate_action(client, do
     assert r.status_code == 302 and r.headers["Location"].endswith(f"id={doc.id}")
     doc = reload(doc.id)
     assert doc.status == "received" and doc.received_by_id == clerk.id
-    assert doc.reception_no == f"{documents.fiscal_year(date.today())}-000001"
+    assert doc.reception_no == f"{documents.fiscal_year(today_jst())}-000001"
     assert log_entries("document_receive")[-1].target_id == str(doc.id)
     assert doctor_browser.get(f"/admin/document/edit/?id={doc.id}").status_code == 404
     # The clerk's own register number is kept as typed; a second 受付 changes nothing.

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from models._types import today_jst
 from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
 from models.masters import NanbyoDisease, ShomanDisease
@@ -94,8 +95,8 @@ def test_lifecycle_write_finalize_print_lookup_review(client, tokyo, hospital, d
     assert all(formdefs.field_name(i) in page for i in definition.items[:3])
     birth = "2015-06-01"
     patient = gen_patient(birth_date=birth, family_kana="ミホン", given_kana="ハナコ")
-    data = content_form(doc, patient, diagnosed_on=(date.today() - timedelta(days=5)).isoformat(),
-                        explained_on=date.today().isoformat(), finalize="1")
+    data = content_form(doc, patient, diagnosed_on=(today_jst() - timedelta(days=5)).isoformat(),
+                        explained_on=today_jst().isoformat(), finalize="1")
     data.update(formdefs.form_data(definition, sample_values(definition)))
     r = post(client, f"/admin/document/edit/?id={doc.id}", data)
     assert r.status_code == 302, flashes(client.get(f"/admin/document/edit/?id={doc.id}"))
@@ -123,9 +124,9 @@ def test_lifecycle_write_finalize_print_lookup_review(client, tokyo, hospital, d
     assert patient["given_name"] in client.get(f"/admin/document/details/?id={doc.id}").get_data(as_text=True)
 
     review = {"version": str(doc.version_id), "reception_no": "R-1", "recipient_no": "1234567",
-              "application_received_on": date.today().isoformat(), "research_consent": "1",
-              "review_result": "approved", "valid_from": date.today().isoformat(),
-              "valid_until": (date.today() + timedelta(days=364)).isoformat(), "severity": "重症", "review_note": ""}
+              "application_received_on": today_jst().isoformat(), "research_consent": "1",
+              "review_result": "approved", "valid_from": today_jst().isoformat(),
+              "valid_until": (today_jst() + timedelta(days=364)).isoformat(), "severity": "重症", "review_note": ""}
     r = post(client, f"/admin/document/review/?id={doc.id}", review | {"complete": "1"})
     assert r.status_code == 302
     doc = fresh(doc.id)
@@ -150,7 +151,7 @@ def test_staff_drafts_only_the_doctor_finalizes(client, hospital, doctor):
     assert r.status_code == 302
     doc = db.session.execute(select(Document)).scalar_one()
     assert (doc.author_id, doc.created_by_id) == (doctor.id, staff.id)
-    today = date.today().isoformat()
+    today = today_jst().isoformat()
     r = post(client, f"/admin/document/edit/?id={doc.id}",
              content_form(doc, gen_patient(), diagnosed_on=today, explained_on=today, finalize="1"))
     assert r.status_code == 302 and fresh(doc.id).status == "draft"  # saved, not finalized
@@ -222,8 +223,8 @@ def test_operator_digitizes_paper_by_codes(client, hospital, doctor):
 
 @pytest.mark.parametrize("change, message", [
     ({"explained_on": None}, "説明は確定の前に必要です"),
-    ({"diagnosed_on": date.today(), "written_on": date.today() - timedelta(days=1)}, "診断年月日は作成年月日以前"),
-    ({"written_on": date.today() + timedelta(days=1)}, "作成年月日に未来の日付"),
+    ({"diagnosed_on": today_jst(), "written_on": today_jst() - timedelta(days=1)}, "診断年月日は作成年月日以前"),
+    ({"written_on": today_jst() + timedelta(days=1)}, "作成年月日に未来の日付"),
     ({"diagnosed_on": None}, "「診断年月日」を入力してください"),
 ])
 def test_finalize_checks_dates_and_explanation(doctor, change, message):
@@ -235,7 +236,7 @@ def test_finalize_checks_dates_and_explanation(doctor, change, message):
 
 
 def test_shoman_new_application_must_be_under_18(doctor):
-    today = date.today()
+    today = today_jst()
     adult = gen_patient(birth_date=date(today.year - 20, today.month, 1).isoformat())
     doc = gen_document(doctor, kind="shoman", patient=gen_patient())
     assert documents.finalize_problems(doc) == []
@@ -274,7 +275,7 @@ def test_doctor_edits_until_the_municipality_receives_it_and_changes_are_recorde
     r = post(client, f"/admin/document/edit/?id={doc.id}", content_form(doc, explained_on="", written_on="2020-01-01",
                                                                          diagnosed_on="2020-02-01"))
     assert "確定の条件を満たす内容でだけ保存できます" in r.get_data(as_text=True)
-    assert fresh(doc.id).written_on == date.today()
+    assert fresh(doc.id).written_on == today_jst()
     logout(client)
     login(client, clerk)
     post(client, "/admin/document/receive/", {"access_key": doc.access_key}, "/admin/document/lookup/")

@@ -205,7 +205,8 @@ def test_key_reset_by_manager_ends_sessions_and_requires_new_key(app, client):
     staff_browser = app.test_client()
     login(staff_browser, staff)
     login(client, gen_user("designated_doctor", institution=inst, manager=True))
-    response = post_form(client, "/admin/user/action/", {"action": "key_reset", "rowid": str(staff.id)})
+    response = post_form(client, f"/admin/institution-users/{inst.id}/key/{staff.id}", {},
+                         token_page="/admin/institution-users/")
     assert response.status_code == 200 and response.data.startswith(b"%PDF")
     assert fresh(staff).key_digest is None
     assert is_login_redirect(staff_browser.get("/admin/"))

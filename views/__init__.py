@@ -16,6 +16,7 @@ def init_views(app):
     from views.audit import OperationLogView
     from views.auth import bp as auth_bp
     from views.base import HomeView
+    from views.diseases import DiseaseSearchView
     from views.documents import DocumentView
     from views.masters import MASTER_VIEWS
     from views.organizations import InstitutionView, MunicipalityView
@@ -25,10 +26,11 @@ def init_views(app):
 
     app.register_blueprint(auth_bp)
     app.jinja_env.filters["jst"] = lambda dt: dt.astimezone(JST).strftime("%Y-%m-%d %H:%M") if dt else ""
-    admin = Admin(app, name="難病・小慢データベース", theme=Bootstrap4Theme(base_template="admin/nanbyo_base.html"),
+    admin = Admin(app, name="難病・小慢データベース", theme=Bootstrap4Theme(base_template="admin/nanbyo_base.html", fluid=True),
                   index_view=HomeView(name="ホーム", url="/admin"), csp_nonce_generator=csp_nonce)
     org, acc, mst = "組織", "アカウント", "マスタ"
-    admin.add_view(DocumentView(Document, db.session, name="書類（意見書・臨個票）", endpoint="document"))
+    admin.add_view(DocumentView(Document, db.session, name="書類", endpoint="document"))
+    admin.add_view(DiseaseSearchView(name="疾病検索", endpoint="diseases", url="/admin/diseases"))
     admin.add_view(MunicipalityView(Municipality, db.session, name="自治体", category=org, endpoint="municipality"))
     admin.add_view(InstitutionView(Institution, db.session, name="医療機関", category=org, endpoint="institution"))
     admin.add_view(UserView(User, db.session, name="ユーザ", category=acc, endpoint="user"))

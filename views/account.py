@@ -1,5 +1,5 @@
 """自アカウント管理: every user's own name, e-mail, password, key file and (doctors) 兼務先 institutions."""
-from flask import Response, flash, redirect, url_for
+from flask import Response, abort, current_app, flash, jsonify, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 
@@ -19,6 +19,9 @@ from views.base import ProtectedBaseView
 class AccountView(ProtectedBaseView):
     area = "account"
 
+    def is_visible(self):
+        return False  # reached from the user's own menu at the right of the menu bar (admin/nanbyo_base.html)
+
     def _render(self, profile=None, password=None, key=None, concurrent=None, status=200):
         user = current_user._get_current_object()
         return self.render(
@@ -34,6 +37,13 @@ class AccountView(ProtectedBaseView):
     @expose("/")
     def index(self):
         return self._render()
+
+    @expose("/keepalive", methods=["POST"])
+    def keepalive(self):
+        """The page's script: the user is working (typing, or 「ログインを延長」), so the idle timeout starts again."""
+        if not ConfirmForm().validate_on_submit() or not sessions.touch():
+            abort(400)
+        return jsonify(idle_timeout=int(current_app.config["NANBYO_IDLE_TIMEOUT"].total_seconds()))
 
     @expose("/profile", methods=["POST"])
     def profile(self):

@@ -1,11 +1,24 @@
-"""Operation log: read, filter and export; never edit."""
-from flask_admin.contrib.sqla.filters import DateTimeBetweenFilter, DateTimeGreaterFilter, DateTimeSmallerFilter
+"""Operation log: read, filter and export; never edit.
+
+A person reads labels (ログイン失敗, ユーザ, 成功, 理由: パスワード誤り), never the stored codes; the export carries both:
+the labels, and the codes in columns of their own (操作コード, 結果コード, …) for machines.
+"""
+import json
+from datetime import date, datetime
+
+from flask import current_app, g
+from flask_admin.contrib.sqla.filters import (DateTimeBetweenFilter, DateTimeGreaterFilter, DateTimeSmallerFilter,
+                                              FilterEqual, FilterNotEqual)
+from markupsafe import Markup
 
 from models.audit import OperationLog
-from nanbyo.audit import ACTION_LABELS
-from nanbyo.exports import JST
+from nanbyo.audit import (ACTION_LABELS, DATA_KEY_LABELS, FIELD_LABELS, FLAG_KEYS, RESULT_LABELS, TARGET_LABELS,
+                          VALUE_LABELS)
+from nanbyo.exports import JST, jst_text
 from nanbyo.roles import ROLE_LABELS
 from views.base import ScopedModelView
+
+LIST_ITEMS_SHOWN = 20  # a long list of IDs in the 詳細 column is cut here on screen (the export has them all)
 
 
 def _jst(value):
@@ -17,23 +30,138 @@ def jst_filter(base):
     return type(f"JST{base.__name__}", (base,), {"clean": lambda self, value: _jst(base.clean(self, value))})
 
 
+# --- the 詳細 column: the entry's data as 「項目: 値」 ------------------------------------------------------------------
+
+def _screen_field_labels() -> dict[str, dict[str, str]]:
+    """Column labels of the admin screens, per table: a changed field is named as its screen names it."""
+    if "_nanbyo_field_labels" not in g:
+        labels = {}
+        for admin in current_app.extensions.get("admin", []):
+            for view in admin._views:
+                table = getattr(getattr(view, "model", None), "__tablename__", None)
+                if table and getattr(view, "column_labels", None):
+                    labels.setdefault(table, {}).update(
+                        {k: str(v) for k, v in view.column_labels.items() if isinstance(k, str) and "." not in k})
+        g._nanbyo_field_labels = labels
+    return g._nanbyo_field_labels
+
+
+def field_label(target_type: str, name) -> str:
+    return _screen_field_labels().get(target_type, {}).get(name) or FIELD_LABELS.get(name) or str(name)
+
+
+def _iso_to_jst(text: str) -> str:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return value.astimezone(JST).strftime("%Y-%m-%d %H:%M") if value.tzinfo else text
+
+
+def _value_text(key, value, target_type="", limit=None) -> str:
+    if value is None:
+        return "なし"
+    if isinstance(value, bool):
+        return "はい" if value else "いいえ"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "なし"
+        shown = value if limit is None else value[:limit]
+        texts = [field_label(target_type, v) if key == "fields" else _value_text(key, v, target_type)
+                 for v in shown]
+        rest = len(value) - len(shown)
+        return "、".join(texts) + (f" ほか{rest}件" if rest else "")
+    if isinstance(value, dict):
+        return "、".join(f"{k}（{_value_text(k, v, target_type, limit)}）" for k, v in value.items()) or "なし"
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    text = str(value)
+    if key == "expires_at":
+        return _iso_to_jst(text)
+    return VALUE_LABELS.get(key, {}).get(text, text)
+
+
+def data_items(data, target_type="", limit=None) -> list[str]:
+    """An entry's data as readable 「項目: 値」 lines: known keys and codes labelled, unknown keys as key: value."""
+    if not data:
+        return []
+    if not isinstance(data, dict):
+        return [_value_text("", data, target_type, limit)]
+    items = []
+    for key, value in data.items():
+        label = DATA_KEY_LABELS.get(key, key)
+        if key in FLAG_KEYS and value is True:
+            items.append(label)  # a mark: 初回ログイン, 本人, 責任者による
+        else:
+            items.append(f"{label}: {_value_text(key, value, target_type, limit)}")
+    return items
+
+
+def data_text(data, target_type="", separator=" ／ ", limit=None) -> str:
+    return separator.join(data_items(data, target_type, limit))
+
+
+def _data_cell(view, context, model, name):
+    return Markup("<br>").join(data_items(model.data, model.target_type, LIST_ITEMS_SHOWN))
+
+
+def _options(labels):
+    return [(code, label) for code, label in labels.items()]
+
+
+def _coded_filters(column, name, labels):
+    """Choose by label; the URL carries the code."""
+    return [FilterEqual(column, name, options=_options(labels)), FilterNotEqual(column, name, options=_options(labels))]
+
+
 class OperationLogView(ScopedModelView):
     area = "operation_log"
     column_list = ["seq", "created_at", "actor_login", "actor_role", "remote_addr", "action", "target_type",
                    "target_id", "result", "data"]
-    column_export_list = column_list + ["prev_hash", "entry_hash"]
-    column_details_list = column_export_list
+    # Labels first, as on screen; then the stored codes and the raw data, for machines.
+    column_export_list = column_list + ["created_at_iso", "action_code", "actor_role_code", "target_type_code",
+                                        "result_code", "data_json", "prev_hash", "entry_hash"]
+    column_details_list = column_list + ["prev_hash", "entry_hash"]
     column_labels = {"seq": "番号", "created_at": "日時（JST）", "actor_login": "ログインID", "actor_role": "ロール",
                      "remote_addr": "接続元", "action": "操作", "target_type": "対象", "target_id": "対象ID",
-                     "result": "結果", "data": "詳細", "prev_hash": "前エントリハッシュ", "entry_hash": "ハッシュ"}
-    column_filters = ["action", "actor_login", "result", "target_type"] + [
-        jst_filter(f)(OperationLog.created_at, "日時（JST）")
-        for f in (DateTimeGreaterFilter, DateTimeSmallerFilter, DateTimeBetweenFilter)]
+                     "result": "結果", "data": "詳細", "prev_hash": "前エントリハッシュ", "entry_hash": "ハッシュ",
+                     "created_at_iso": "日時（ISO 8601）", "action_code": "操作コード", "actor_role_code": "ロールコード", "target_type_code": "対象コード",
+                     "result_code": "結果コード", "data_json": "詳細（JSON）"}
+    column_filters = (_coded_filters(OperationLog.action, "操作", ACTION_LABELS)
+                      + [OperationLog.actor_login]
+                      + _coded_filters(OperationLog.result, "結果", RESULT_LABELS)
+                      + _coded_filters(OperationLog.target_type, "対象", TARGET_LABELS)
+                      + [jst_filter(f)(OperationLog.created_at, "日時（JST）")
+                         for f in (DateTimeGreaterFilter, DateTimeSmallerFilter, DateTimeBetweenFilter)])
     column_searchable_list = ["actor_login", "target_id"]
     column_default_sort = ("seq", True)
     column_formatters = {
-        "created_at": lambda v, c, m, n: m.created_at.astimezone(JST).isoformat(timespec="seconds"),
+        "created_at": lambda v, c, m, n: jst_text(m.created_at, seconds=True),
         "action": lambda v, c, m, n: ACTION_LABELS.get(m.action, m.action),
         "actor_role": lambda v, c, m, n: ROLE_LABELS.get(m.actor_role, m.actor_role),
+        "target_type": lambda v, c, m, n: TARGET_LABELS.get(m.target_type, m.target_type),
+        "result": lambda v, c, m, n: RESULT_LABELS.get(m.result, m.result),
+        "data": _data_cell,
     }
     simple_list_pager = True  # no COUNT over a table that only grows
+
+    def get_export_value(self, model, name):
+        if name == "created_at":
+            return jst_text(model.created_at, seconds=True)
+        if name == "action":
+            return ACTION_LABELS.get(model.action, model.action)
+        if name == "actor_role":
+            return ROLE_LABELS.get(model.actor_role, model.actor_role)
+        if name == "target_type":
+            return TARGET_LABELS.get(model.target_type, model.target_type)
+        if name == "result":
+            return RESULT_LABELS.get(model.result, model.result)
+        if name == "data":
+            return data_text(model.data, model.target_type)
+        if name == "created_at_iso":
+            return model.created_at  # exports.cell_text: ISO 8601 in JST, with the offset
+        if name == "data_json":
+            return json.dumps(model.data or {}, ensure_ascii=False, sort_keys=True)
+        if name.endswith("_code"):
+            return getattr(model, name[:-len("_code")])
+        return super().get_export_value(model, name)

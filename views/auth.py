@@ -47,14 +47,18 @@ def login():
             if user.needs_setup:
                 return redirect(url_for("auth.first_login"))
             return redirect(_safe_next(request.args.get("next")) or url_for("admin.index"))
-        audit.record("login_failed", result="failure", actor=user, target=user, commit=False,
-                     data={"login_id": login_id[:64], "reason": outcome.reason})
+        data = {"login_id": login_id[:64], "reason": outcome.reason}
+        if outcome.told:
+            data["told"] = True  # both factors were right: the page named the account's state
+        audit.record("login_failed", result="failure", actor=user, target=user, commit=False, data=data)
         if outcome.locked_now:
             sessions.revoke_all(user)
             audit.record("lockout", actor=user, target=user, commit=False,
                          data={"failed_logins": user.failed_logins})
+        # LOGIN_FAILED_MESSAGE for every failure; a locked or disabled account's owner (both factors right) is told.
+        message = auth.failure_message(outcome)
         db.session.commit()
-        flash(auth.LOGIN_FAILED_MESSAGE, "error")
+        flash(message, "error")
         return render_template("auth/login.html", form=form), 200
     return render_template("auth/login.html", form=form)
 

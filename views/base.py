@@ -1,18 +1,21 @@
 """Base views: every admin screen asks nanbyo.access, and scoped model views scope every URL they serve."""
 from datetime import datetime
 
-from flask import Response, abort, flash, has_request_context, redirect, request, url_for
+from flask import Response, abort, flash, g, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
+from flask_admin.helpers import get_redirect_target
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
+from flask_admin.model.template import BaseListRowAction, DeleteRowAction, EditRowAction
+from jinja2 import pass_context
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import inspect as sa_inspect
 from werkzeug.utils import secure_filename
 from wtforms.validators import ValidationError
 
-from nanbyo import access, audit, database, exports, integrity
+from nanbyo import access, audit, database, exports, held_forms, integrity, sessions
 from nanbyo.roles import ROLE_LABELS
 
 # Flask-Admin view method -> the permission it needs. A method missing here is refused.
@@ -24,8 +27,25 @@ VIEW_PERMISSIONS = {
 WRITE_VIEWS = {"edit_view", "delete_view", "ajax_update"}
 
 
+TIMED_OUT = "一定時間操作がなかったためログアウトしました。もう一度ログインしてください。"
+HELD = "入力中の内容はまだ保存されていません。ログインし直すと、入力していた内容をこの画面に戻します。"
+
+
 def _login_redirect():
-    return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    """To the login page, back here afterwards. After an idle timeout the page says so, and a form posted meanwhile
+    is kept for the same user (nanbyo.held_forms), so the typing is not lost."""
+    timed_out = sessions.timed_out_user_id()
+    back = request.full_path.rstrip("?") if request.method == "GET" or timed_out else None
+    if timed_out:
+        flash(TIMED_OUT, "info")
+        if request.method == "POST" and request.endpoint in HOLDABLE_ENDPOINTS:
+            if held_forms.hold(timed_out, back, request.form):
+                flash(HELD, "info")
+    return redirect(url_for("auth.login", next=back))
+
+
+# The long forms whose typing is kept across a re-login after the idle timeout.
+HOLDABLE_ENDPOINTS = {"document.edit_view", "document.correct_view", "document.review_view"}
 
 
 class ProtectedBaseView(BaseView):
@@ -52,7 +72,9 @@ class HomeView(AdminIndexView):
         return self.render("admin/home.html", role_label=ROLE_LABELS.get(current_user.role, ""),
                            may_documents=access.allowed(current_user, "documents", "list"),
                            may_write=access.allowed(current_user, "documents", "create"),
-                           may_review=access.allowed(current_user, "documents", "review"))
+                           may_review=access.allowed(current_user, "documents", "review"),
+                           may_import=access.allowed(current_user, "user_import", "use"),
+                           may_manage=access.allowed(current_user, "institution_users", "use"))
 
 
 class ScopedAjaxLoader(QueryAjaxModelLoader):
@@ -65,6 +87,18 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
         # A posted id outside the user's rows resolves to nothing, so it cannot be attached to a form.
         with self.session.no_autoflush:
             return self.get_query().filter(getattr(self.model, self.pk) == pk).one_or_none()
+
+
+class IfWritable(BaseListRowAction):
+    """A list row's ✎ or 🗑, shown only on rows this user may change: a button that can never work is not shown."""
+
+    def __init__(self, action):
+        super().__init__(action.title)
+        self.action = action
+
+    @pass_context
+    def render_ctx(self, context, row_id, row):
+        return self.action.render_ctx(context, row_id, row) if int(row_id) in g.get("writable_ids", ()) else ""
 
 
 class AdminForm(FlaskForm):
@@ -125,6 +159,33 @@ class ScopedModelView(ModelView):
     def is_action_allowed(self, name):
         permission = self.action_permissions.get(name, name)
         return self._may(permission) and super().is_action_allowed(name)
+
+    def get_list_row_actions(self):
+        return [IfWritable(a) if isinstance(a, (EditRowAction, DeleteRowAction)) else a
+                for a in super().get_list_row_actions()]
+
+    def render(self, template, **kwargs):
+        if template == self.list_template and kwargs.get("data"):
+            ids = [row.id for row in kwargs["data"]]
+            g.writable_ids = {row_id for (row_id,) in self.scoped_query("write").with_entities(self.model.id)
+                              .filter(self.model.id.in_(ids))}
+        return super().render(template, **kwargs)
+
+    def not_writable_message(self, model):
+        """Why a row this user can see cannot be changed or deleted by them."""
+        return "この記録を変更・削除する権限がありません。"
+
+    @expose("/delete/", methods=("POST",))
+    def delete_view(self):
+        """Flask-Admin says 「レコードが存在しません」 for a row it will not delete; say why instead."""
+        form = self.delete_form()
+        if self.validate_form(form) and str(form.id.data).isdigit():
+            readable = self.scoped_query("read").filter(self.model.id == int(form.id.data)).one_or_none()
+            writable = self.scoped_query("write").filter(self.model.id == int(form.id.data)).first()
+            if readable is not None and writable is None:
+                flash(self.not_writable_message(readable), "error")
+                return redirect(get_redirect_target() or self.get_url(".index_view"))
+        return super().delete_view()
 
     # --- scoping -------------------------------------------------------------------------------------------------
     def scoped_query(self, purpose="read"):

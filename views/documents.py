@@ -15,8 +15,8 @@ from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
-from models._types import utcnow
-from nanbyo import audit, database, documents, formdefs, jurisdiction
+from models._types import today_jst, utcnow
+from nanbyo import audit, database, documents, formdefs, held_forms, jurisdiction
 from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS, APPLICATION_KINDS, CONSENT_LABELS,
                                    DECLINED, DECLINED_MESSAGE, DRAFT, EXPLANATION_LABELS, FINALIZED, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS,
@@ -109,6 +109,12 @@ class DocumentView(ScopedModelView):
             abort(404)
         return doc
 
+    def not_writable_message(self, model):
+        if model.status not in ("draft", "finalized"):
+            return (f"この書類は{STATUS_LABELS[model.status]}のため削除・変更できません（自治体が受け付けた後は、"
+                    "作成者も変更・削除できません。訂正は提出先の自治体に依頼してください）。")
+        return "この書類を変更・削除できるのは作成者（下書きは作成した事務担当者）だけです。"
+
     def may(self, doc, purpose):
         return self.scoped_query(purpose).filter(Document.id == doc.id).first() is not None
 
@@ -146,7 +152,7 @@ class DocumentView(ScopedModelView):
 
     def _fill_new_form(self, form, kind):
         form.application_kind.choices = [(k, application_kind_label(kind, k)) for k in APPLICATION_KINDS[kind]]
-        form.disease.choices = disease_choices(kind, date.today())
+        form.disease.choices = disease_choices(kind, today_jst())
         form.municipality.choices = destination_choices(kind)
         user = current_user
         if user.role in OPERATOR_ROLES:
@@ -186,7 +192,7 @@ class DocumentView(ScopedModelView):
             author = db.session.get(User, int(form.author.data)) if (form.author.data or "").isdigit() else None
             if author is not None and str(author.id) not in dict(form.author.choices):
                 author = None
-        today = date.today()
+        today = today_jst()
         disease = disease_by_choice(kind, form.disease.data, today)
         municipality = db.session.get(Municipality, int(form.municipality.data)) \
             if (form.municipality.data or "").isdigit() else None
@@ -229,25 +235,52 @@ class DocumentView(ScopedModelView):
         if request.method == "POST":
             form = form_class()
         else:
-            form = form_class(data=self._content_data(doc, definition))
+            form = self._held(form_class) or form_class(data=self._content_data(doc, definition))
             audit.record("document_view", target=doc, data={"screen": "edit" if purpose == "write" else "correct"})
         form.municipality.choices = destination_choices(doc.kind)
-        may_finalize = purpose == "write" and self.may(doc, "finalize") and self._may("finalize")
+        here = url_for(".edit_view" if purpose == "write" else ".correct_view", id=doc.id)
         if form.validate_on_submit():
-            finalize_after = request.form.get("finalize") == "1" and may_finalize
+            finalize_after = request.form.get("finalize") == "1" and self._may_finalize(doc, purpose)
             problems = self._save_content(doc, form, definition, purpose)
             if problems is None:
-                return redirect(url_for(".edit_view" if purpose == "write" else ".correct_view", id=doc.id))
+                return redirect(here)
             if not problems:
                 if finalize_after:
                     return self._finalize(doc)
                 flash("保存しました。", "success")
-                return redirect(url_for(".details_view", id=doc.id))
-            for p in problems:
-                flash(p, "error")
+                return redirect(here)  # 保存 stays on the form
+            return self._render_content(doc, purpose, form, problems, "保存していません。次の点を修正してください。")
+        return self._render_content(doc, purpose, form)
+
+    def _may_finalize(self, doc, purpose):
+        return purpose == "write" and self.may(doc, "finalize") and self._may("finalize")
+
+    def _render_content(self, doc, purpose, form=None, problems=(), headline=""):
+        """The content form; each problem beside its field, and a summary at the top that links to them."""
+        definition = documents.definition_of(doc)
+        if form is None:
+            form = content_form_class(definition)(data=self._content_data(doc, definition))
+            form.municipality.choices = destination_choices(doc.kind)
+        summary = []
+        for name, message in problems:
+            field = form[name] if name and name in form and name not in ("csrf_token", "version") else None
+            if field is not None:
+                field.errors = [*field.errors, message]
+            summary.append((name if field is not None else "", message))
         return self.render("documents/edit.html", doc=doc, form=form, definition=definition, purpose=purpose,
-                           may_finalize=may_finalize, header=self._header(doc),
+                           may_finalize=self._may_finalize(doc, purpose), header=self._header(doc),
+                           error_summary=summary, error_headline=headline,
+                           action=url_for(".edit_view" if purpose == "write" else ".correct_view", id=doc.id),
                            sections=[(s.title, [formdefs.field_name(i) for i in s.items]) for s in definition.sections])
+
+    @staticmethod
+    def _held(form_class):
+        """The form as posted before the idle timeout ended the session, if this user had one on this page."""
+        held = held_forms.take(current_user, request.full_path.rstrip("?"))
+        if held is None:
+            return None
+        flash("ログアウトの前に入力していた内容を戻しました。まだ保存されていません。内容を確かめて保存してください。", "warning")
+        return form_class(formdata=held)
 
     def _content_data(self, doc, definition):
         data = {"version": doc.version_id, "municipality": str(doc.municipality_id),
@@ -292,12 +325,11 @@ class DocumentView(ScopedModelView):
 
     def _finalize(self, doc):
         database.begin_write()  # the checks and the change see the document as it is under the lock
-        problems = documents.finalize_problems(doc)
+        problems = documents.field_problems(doc)
         if problems:
-            flash("確定できません。次の点を修正してください。", "error")
-            for p in problems:
-                flash(p, "error")
-            return redirect(url_for(".edit_view", id=doc.id))
+            db.session.rollback()
+            return self._render_content(doc, "write", problems=problems,
+                                        headline="確定できません（内容は保存されています）。次の点を修正してください。")
         try:
             documents.finalize(doc, current_user)
         except StaleDataError:
@@ -313,7 +345,8 @@ class DocumentView(ScopedModelView):
         doc = self.row("read")
         definition = documents.definition_of(doc)
         audit.record("document_view", target=doc)
-        corrections = [(c, documents.correction_values(c)) for c in doc.corrections]
+        corrections = [(c, {k: documents.correction_text(doc, c.field, v)
+                            for k, v in documents.correction_values(c).items()}) for c in doc.corrections]
         return self.render(
             "documents/details.html", doc=doc, header=self._header(doc),
             patient_rows=self._patient_rows(doc),
@@ -438,7 +471,8 @@ class DocumentView(ScopedModelView):
     @expose("/review/", methods=("GET", "POST"))
     def review_view(self):
         doc = self.row("review")
-        form = ReviewForm() if request.method == "POST" else ReviewForm(data=self._review_data(doc))
+        form = ReviewForm() if request.method == "POST" else (self._held(ReviewForm) or
+                                                               ReviewForm(data=self._review_data(doc)))
         if form.validate_on_submit():
             try:
                 database.begin_write()
@@ -507,11 +541,6 @@ def destination_choices(kind):
     return [(str(m.id), f"{m.name}（{MUNICIPALITY_KIND_LABELS[m.kind]}）") for m in jurisdiction.authorities(kind)]
 
 
-def _in_force(on):
-    """指定難病 in force on a date: those whose `since` is not after it."""
-    return or_(NanbyoDisease.since.is_(None), NanbyoDisease.since <= on)
-
-
 def disease_choices(kind, on):
     """<optgroup>s: 小慢 by 疾患群 (大分類), 難病 by 疾患区分 (only the 指定難病 in force on `on`), in master order."""
     grouped = {}
@@ -523,7 +552,7 @@ def disease_choices(kind, on):
             grouped.setdefault(label, []).append((str(d.id), f"{d.shoman_code} {d.name_ja}"))
     else:
         categories = {c.id: c.name_ja for c in db.session.execute(select(NanbyoCategory)).scalars()}
-        for d in db.session.execute(select(NanbyoDisease).where(_in_force(on)).order_by(
+        for d in db.session.execute(select(NanbyoDisease).where(documents.in_force(on)).order_by(
                 NanbyoDisease.notification_no, NanbyoDisease.is_subtype, NanbyoDisease.id)).scalars():
             label = categories.get(d.category_id, "その他")
             text = f"　{d.name_ja}（病型）" if d.is_subtype else f"{d.notification_no} {d.name_ja}"
@@ -536,5 +565,5 @@ def disease_by_choice(kind, value, on):
         return None
     if kind == SHOMAN:
         return db.session.get(ShomanDisease, int(value))
-    return db.session.execute(select(NanbyoDisease).where(NanbyoDisease.id == int(value), _in_force(on))).scalar()
+    return db.session.execute(select(NanbyoDisease).where(NanbyoDisease.id == int(value), documents.in_force(on))).scalar()
 

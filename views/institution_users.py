@@ -128,7 +128,8 @@ class InstitutionUsersView(ProtectedBaseView):
 
     @expose("/<int:institution_id>/notice/<int:user_id>", methods=["POST"])
     def notice(self, institution_id, user_id):
-        return self._notice(institution_id, user_id, lambda user: reset_for_notices([user]), "notice")
+        issuer = f"{self._institution(institution_id).name}（責任者）"
+        return self._notice(institution_id, user_id, lambda user: reset_for_notices([user], issuer), "notice")
 
     @expose("/<int:institution_id>/key/<int:user_id>", methods=["POST"])
     def key_reissue(self, institution_id, user_id):

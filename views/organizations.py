@@ -21,7 +21,9 @@ def _code_validator(check):
 class MunicipalityView(ScopedModelView):
     area = "municipalities"
     column_list = ["code", "name", "prefecture_no", "kind"]
-    column_labels = {"code": "全国地方公共団体コード", "name": "名称", "prefecture_no": "都道府県番号", "kind": "種別"}
+    column_labels = {"code": "全国地方公共団体コード", "name": "名称", "prefecture_no": "都道府県番号", "kind": "種別",
+                     "kind_code": "種別コード"}
+    column_export_list = ["code", "name", "prefecture_no", "kind", "kind_code"]
     column_searchable_list = ["code", "name"]
     column_default_sort = "code"
     column_formatters = {"kind": lambda v, c, m, n: MUNICIPALITY_KIND_LABELS.get(m.kind, m.kind)}
@@ -31,6 +33,13 @@ class MunicipalityView(ScopedModelView):
         "kind": {"choices": list(MUNICIPALITY_KIND_LABELS.items()), "label": "種別"},
         "code": {"validators": [_code_validator(municipality_code_error)]},
     }
+
+    def get_export_value(self, model, name):
+        if name == "kind":
+            return MUNICIPALITY_KIND_LABELS.get(model.kind, model.kind)
+        if name == "kind_code":
+            return model.kind
+        return super().get_export_value(model, name)
 
 
 class InstitutionView(ScopedModelView):

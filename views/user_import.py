@@ -165,6 +165,11 @@ class UserImportView(ProtectedBaseView):
         if problems:
             result.problems.extend(problems)
             return self._preview(result, pending, confirm_refused=True)
+        if not (result.to_create or rows or any(r.manager for r in result.rows)):
+            # A batch with nothing in it would only ask for notices that cannot be made.
+            flash("この内容では登録するものがありません（新規発行 0 件、主たる勤務先の変更 0 件）。何も登録していません。",
+                  "warning")
+            return redirect(url_for(".index"))
         try:
             batch = userfile.execute(result, filename=pending["filename"], data=data, actor=current_user,
                                      change_primary_rows=rows, source=pending.get("source", "file"),

@@ -8,6 +8,7 @@ from wtforms.validators import ValidationError
 from models.accounts import Designation, Membership
 from models._types import utcnow
 from nanbyo import access, audit, auth, database, sessions
+from nanbyo.exports import jst_text
 from nanbyo.extensions import db
 from nanbyo.issuance import NotIssuable, issuer_label, reissue_keys, reset_for_notices
 from nanbyo.userfile import unusable_password_hash
@@ -17,6 +18,11 @@ from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, INSTITUTION_ROL
 from views.base import ScopedModelView, label_formatter
 
 
+def jst_formatter(attr):
+    """A datetime column in Japan time to the minute: 2026-11-25 14:03."""
+    return lambda v, c, m, n: jst_text(getattr(m, attr))
+
+
 class UserView(ScopedModelView):
     area = "users"
     column_list = ["login_id", "name", "role", "status", "municipality", "issuing_municipality", "designations",
@@ -24,8 +30,10 @@ class UserView(ScopedModelView):
     column_details_list = ["login_id", "name", "name_kana", "email", "role", "status", "failed_logins",
                            "must_change_password", "key_issued_at", "municipality", "issuing_municipality",
                            "designations", "memberships", "created_at", "last_login_at"]
+    # Labels as on screen; the codes (ロールコード, 状態コード, 指定医区分コード) in columns of their own for machines.
     column_export_list = ["login_id", "name", "name_kana", "email", "role", "status", "municipality.name",
-                          "issuing_municipality.name", "designation_text"]
+                          "issuing_municipality.name", "designation_text", "role_code", "status_code",
+                          "designation_codes"]
     column_labels = {
         "login_id": "ログインID", "name": "氏名", "name_kana": "氏名カナ", "email": "メールアドレス", "role": "ロール",
         "status": "状態", "failed_logins": "連続ログイン失敗回数", "must_change_password": "初期パスワード変更待ち",
@@ -34,13 +42,17 @@ class UserView(ScopedModelView):
         "designations": "指定医の指定", "designation_text": "指定医の指定", "memberships": "所属医療機関",
         "created_at": "登録日時",
         "last_login_at": "最終ログイン",
+        "role_code": "ロールコード", "status_code": "状態コード", "designation_codes": "指定医区分コード",
     }
     column_searchable_list = ["login_id", "name", "name_kana", "email"]
     column_filters = ["role", "status"]
     column_default_sort = "login_id"
     column_formatters = {"role": label_formatter(ROLE_LABELS, "role"),
                          "status": label_formatter(STATUS_LABELS, "status"),
-                         "designations": lambda v, c, m, n: "、".join(str(d) for d in m.designations)}
+                         "designations": lambda v, c, m, n: "、".join(str(d) for d in m.designations),
+                         "last_login_at": jst_formatter("last_login_at"),
+                         "created_at": jst_formatter("created_at"),
+                         "key_issued_at": jst_formatter("key_issued_at")}
     form_columns = ["login_id", "name", "name_kana", "email", "role", "municipality", "issuing_municipality",
                     "designations"]
     form_overrides = {"role": SelectField}
@@ -53,6 +65,17 @@ class UserView(ScopedModelView):
     })]
     action_permissions = {"unlock": "unlock", "disable": "disable", "enable": "disable", "key_reset": "key_reset",
                           "issue_notice": "notice"}
+
+    def get_export_value(self, model, name):
+        if name == "role":
+            return ROLE_LABELS.get(model.role, model.role)
+        if name == "status":
+            return STATUS_LABELS.get(model.status, model.status)
+        if name in ("role_code", "status_code"):
+            return getattr(model, name[:-len("_code")])
+        if name == "designation_codes":
+            return ",".join(d.kind for d in model.designations)
+        return super().get_export_value(model, name)
 
     def _limit_roles(self, form):
         if "role" in form:
@@ -146,7 +169,7 @@ class UserView(ScopedModelView):
             "選択したアカウントの初期パスワードを新しく設定し、ID・PW発行通知書（PDF）を出力しますか？"
             "以前の通知書のパスワードは使えなくなり、ログイン中の画面も終了します。")
     def action_issue_notice(self, ids):
-        return self._notices(ids, reset_for_notices, "notices.pdf")
+        return self._notices(ids, lambda users: reset_for_notices(users, issuer_label(current_user)), "notices.pdf")
 
     @action("unlock", "ロック解除", "選択したアカウントのロックを解除しますか？（無効・削除済みのアカウントは変わりません）")
     def action_unlock(self, ids):
@@ -177,8 +200,9 @@ class MembershipView(ScopedModelView):
     area = "memberships"
     column_list = ["user", "institution", "kind", "is_manager", "department"]
     column_labels = {"user": "ユーザ", "institution": "医療機関", "kind": "種別", "is_manager": "責任者",
-                     "department": "部署（部門/診療科）", "user.login_id": "ログインID", "institution.code": "医療機関コード"}
-    column_export_list = ["user.login_id", "institution.code", "kind", "is_manager", "department"]
+                     "department": "部署（部門/診療科）", "user.login_id": "ログインID", "institution.code": "医療機関コード",
+                     "kind_code": "種別コード"}
+    column_export_list = ["user.login_id", "institution.code", "kind", "is_manager", "department", "kind_code"]
     column_formatters = {"kind": label_formatter(MEMBERSHIP_KIND_LABELS, "kind")}
     form_columns = ["user", "institution", "kind", "is_manager", "department"]
     form_overrides = {"kind": SelectField}
@@ -187,6 +211,13 @@ class MembershipView(ScopedModelView):
         "user": {"fields": ["login_id", "name"], "page_size": 20},
         "institution": {"fields": ["code", "name"], "page_size": 20},
     }
+
+    def get_export_value(self, model, name):
+        if name == "kind":
+            return MEMBERSHIP_KIND_LABELS.get(model.kind, model.kind)
+        if name == "kind_code":
+            return model.kind
+        return super().get_export_value(model, name)  # 責任者: はい / いいえ (exports.cell_text)
 
     def on_model_change(self, form, model, is_created):
         if model.user is None or model.institution is None:

@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from models._types import today_jst
 from models.documents import Document
 from models.masters import NanbyoDisease
 from nanbyo import auth, documents, formdefs
@@ -91,7 +92,7 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
     definition = formdefs.definition_for("nanbyo", parkinson)
     assert not definition.general and definition.code == "nanbyo-006"
     values = _values_to_fill(definition)
-    today = date.today()
+    today = today_jst()
 
     context = browser.new_context(locale="ja-JP", accept_downloads=True)
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(live_server + "/")
@@ -228,6 +229,7 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
         review.locator("input[name=valid_from]").fill(today.isoformat())
         review.locator("input[name=valid_until]").fill(valid_until.isoformat())
         review.locator("input[name=severity]").fill("Hoehn-Yahr 3度")
+        page.once("dialog", lambda d: d.accept())  # 登録完了 asks first
         with page.expect_navigation():
             page.click("#complete-review")
         assert f"/admin/document/details/?id={doc.id}" in page.url, page.locator(".alert").all_inner_texts()

@@ -35,7 +35,8 @@ def test_login_with_key_file_then_japanese_institution_list(app, live_server, br
         assert response.status == 200 and page.url.startswith(f"{live_server}/admin/institution/")
 
         # The logged-in user in the navbar.
-        expect(page.locator("#current-user")).to_have_text("東京都 担当者（muni-tokyo）")
+        expect(page.locator("#current-user")).to_have_text("東京都 担当者")
+        expect(page.locator("#current-user-menu")).to_have_attribute("title", "muni-tokyo")
         # The demo's 医療機関 of 東京都 only: 大阪府's is out of this user's scope.
         rows = page.locator("table.model-list tbody")
         expect(rows).to_contain_text("東京見本病院")
