@@ -513,6 +513,13 @@ def test_list_filters_by_status_and_key_within_the_scope(client, doctor):
     assert listed("状態", "finalized") == {final.id}
     assert listed("アクセスキー", final.access_key) == {final.id}
     assert listed("アクセスキー", other.access_key) == set()  # another doctor's key finds nothing here
+    # No. is a number: a number finds its row (within the scope), anything else is no filter and no error (on
+    # PostgreSQL `id = 'text'` was a 500).
+    assert listed("No.", str(final.id)) == {final.id}
+    assert listed("No.", str(other.id)) == set()
+    for typed in ("abc", "1 OR 1=1", "１２"):
+        response = client.get("/admin/document/", query_string={f"flt0_{index['No.']}": typed})
+        assert response.status_code == 200, typed
 
 
 @pytest.mark.parametrize("role, shortcut, present", [

@@ -3,7 +3,7 @@ from datetime import date
 
 from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
-from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.contrib.sqla.filters import FilterEqual, IntEqualFilter
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
@@ -68,7 +68,8 @@ class DocumentView(ScopedModelView):
                       FilterEqual(Document.kind, "種類", options=list(KIND_SHORT_LABELS.items())),
                       FilterEqual(Document.application_kind, "申請区分",
                                   options=list(APPLICATION_KIND_LABELS.items())),
-                      "written_on", FilterEqual(Document.access_key, "アクセスキー"), FilterEqual(Document.id, "No.")]
+                      # No. is an integer filter: PostgreSQL refuses id = 'text' (a 500 on any typed value).
+                      "written_on", FilterEqual(Document.access_key, "アクセスキー"), IntEqualFilter(Document.id, "No.")]
     column_sortable_list = ["id", "written_on", "status"]
     column_default_sort = ("id", True)
     column_select_related_list = [Document.nanbyo_disease, Document.shoman_disease, Document.institution,
