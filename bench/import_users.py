@@ -8,6 +8,10 @@ For each format it times
   parse     userfile.read_table + parse_rows: the importer's reading and validation, no database
   plan      userfile.plan: parse, then look every doctor up in the database (writes nothing)
   execute   userfile.execute: create the users, designations, memberships and the operation log in one transaction
+  preview   through HTTP (Flask's test client, a logged-in 自治体 管理者): the upload and its preview page
+  confirm   through HTTP: the confirm, which plans the previewed rows again under the write lock and imports them
+  http      preview + confirm: the end-to-end figure of issue 11 (target 2,000 rows/s); a file of new doctors of
+            another institution, so that it is measured as a fresh import
 and prints seconds, rows/s, the ratio to baseline, and peak Python memory (tracemalloc, in a second run of
 baseline, parse and plan, as tracemalloc slows the code it watches) plus the process's max RSS so far.
 
@@ -15,6 +19,7 @@ baseline, parse and plan, as tracemalloc slows the code it watches) plus the pro
 nanbyo_bench_<pid>, and drops it at the end; the named database is not touched.
 """
 import argparse
+import contextvars
 import csv
 import gc
 import io
@@ -25,12 +30,18 @@ import time
 import tracemalloc
 from pathlib import Path
 
+if __name__ == "__main__":
+    # Run as a script, bench/ comes first on the path, and bench/http.py would shadow the standard library's http.
+    sys.path.append(sys.path.pop(0))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchdb import make_app, server_database  # noqa: E402  (bench/ is the script's folder)
 
 # One file = one institution; each format gets its own institution and doctor numbers, so both are new doctors.
 FORMATS = {"xlsx": ("1310000017", "東京見本病院", "X"), "csv": ("1310000025", "東京見本クリニック", "C")}
+# The same through HTTP: institutions and doctor numbers of their own again.
+HTTP_FORMATS = {"xlsx": ("1310000033", "東京見本医院", "HX"), "csv": ("1310000041", "東京見本診療所", "HC")}
+CLERK_PASSWORD = "bench-import-password-2026"
 
 
 def doctor_rows(n, code, name, tag):
@@ -121,8 +132,9 @@ def run(app, n):
     from models.institutions import Institution, Municipality
 
     tokyo = db.session.execute(db.select(Municipality).filter_by(code="130001")).scalar_one()
-    for code, name, _ in FORMATS.values():
+    for code, name, _ in (*FORMATS.values(), *HTTP_FORMATS.values()):
         db.session.add(Institution(code=code, name=name, address="", municipality=tokyo, shoman_municipality=tokyo))
+    clerk, key_file = make_clerk(tokyo)
     db.session.commit()
 
     print(f"nanbyo user import benchmark: {n} rows, {db.engine.dialect.name} ({db.engine.url.render_as_string()}), "
@@ -159,8 +171,61 @@ def run(app, n):
         assert batch.created_count == n
         line(fmt, "execute", exec_s, n, None, None)
         db.session.expunge_all()
+
+        code, name, tag = HTTP_FORMATS[fmt]
+        rows = doctor_rows(n, code, name, tag)
+        data = xlsx_file(rows) if fmt == "xlsx" else csv_file(rows)
+        preview_s, confirm_s = through_http(app, clerk, key_file, f"users.{fmt}", data)
+        line(fmt, "preview", preview_s, n, None, None)
+        line(fmt, "confirm", confirm_s, n, None, None)
+        line(fmt, "http", preview_s + confirm_s, n, None, None)
+        db.session.expunge_all()
     print("\nrows/s = data rows / seconds; x base = seconds / baseline seconds; peak MB = tracemalloc peak of a "
           "separate run; maxRSS = the whole process so far.")
+
+
+def make_clerk(municipality):
+    """A 自治体 管理者 past first login: login ID and key file."""
+    from models.accounts import User
+    from nanbyo import auth
+    from nanbyo.extensions import db
+    user = User(login_id="bench-clerk", name="ベンチ 職員", name_kana="ベンチ ショクイン", role="municipality_admin",
+                municipality=municipality, email="bench-clerk@example.jp", must_change_password=False,
+                password_hash=auth.hash_password(CLERK_PASSWORD))
+    key_file = auth.issue_key_file(user)
+    db.session.add(user)
+    return user.login_id, key_file
+
+
+def through_http(app, login_id, key_file, filename, data):
+    """Log in, upload + preview, confirm (Flask's test client: the whole request, no network). Seconds of the
+    preview (with the page it fetches for its form token) and of the confirm."""
+    import re
+    client = app.test_client()
+
+    def request(method, path, **kwargs):
+        # A context of its own per request, as in production (the benchmark's app context stays out of it).
+        response = contextvars.Context().run(getattr(client, method), path, **kwargs)
+        return response, response.get_data(as_text=True)
+
+    def token(page):
+        return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+    _, page = request("get", "/login")
+    response, _ = request("post", "/login", content_type="multipart/form-data", data={
+        "login_id": login_id, "password": CLERK_PASSWORD, "csrf_token": token(page),
+        "key_file": (io.BytesIO(key_file), f"{login_id}.key")})
+    assert response.status_code == 302 and response.location.endswith("/admin/"), response.status_code
+    gc.collect()
+    started = time.perf_counter()
+    _, page = request("get", "/admin/user-import/")
+    response, page = request("post", "/admin/user-import/preview", content_type="multipart/form-data", data={
+        "csrf_token": token(page), "file": (io.BytesIO(data), filename)})
+    assert response.status_code == 200 and 'id="confirm-import"' in page, page[:2000]
+    previewed = time.perf_counter()
+    response, _ = request("post", "/admin/user-import/confirm", data={"csrf_token": token(page)})
+    assert response.status_code == 302 and "/batch/" in response.location, response.status_code
+    return previewed - started, time.perf_counter() - previewed
 
 
 def line(fmt, phase, seconds, n, ratio, peak):

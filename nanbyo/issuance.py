@@ -72,7 +72,7 @@ def reset_for_notices(users, issuer_name=None) -> bytes:
         auth.unlock(user)
         sessions.revoke_all(user)
         entries.append(_entry(user, password, issuer_name))
-        audit.record("notice_issue", target=user, commit=False)
+    audit.record_many([dict(action="notice_issue", target=user) for user in users])  # one read of the chain's tail
     pdf = render_notices(entries)
     db.session.commit()
     return pdf
@@ -99,7 +99,8 @@ def reissue_keys(users, issuer_name) -> bytes:
             department=membership.department if membership else "", issuer_name=issuer_name,
             issued_on=datetime.now(JST).date(), login_url=login_url(),
             designations=[str(d) for d in user.designations]))
-        audit.record("key_reset", target=user, commit=False, data={"expires_at": expires_at.isoformat()})
+    audit.record_many([dict(action="key_reset", target=user, data={"expires_at": entry.expires_at.isoformat()})
+                       for user, entry in zip(users, entries)])
     pdf = render_key_notices(entries)
     db.session.commit()
     return pdf

@@ -10,23 +10,28 @@ memory (`form_table`) and goes through the same `plan_table` and `execute`.
 import csv
 import hashlib
 import io
+import json
 import re
 import secrets
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import select
+from flask import current_app
+from lxml import etree
+from sqlalchemy import ARRAY, any_, bindparam, delete, insert, select, update
+from sqlalchemy.orm import joinedload, selectinload
 
 from models._types import utcnow
 from models.accounts import Designation, ImportBatch, Membership, User
 from models.institutions import Institution, Municipality
-from nanbyo import audit, auth, database, jurisdiction
+from nanbyo import audit, auth, bulk, database, jurisdiction
 from nanbyo.codes import institution_code_error
 from nanbyo.document_codes import NANBYO, SHOMAN
 from nanbyo.extensions import db
-from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS, STATUS_DELETED
+from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS, STATUS_ACTIVE, STATUS_DELETED
 from nanbyo.safe_files import UnsafeFile, check_xml_parts, check_zip, parse_xml
 
 MAX_ROWS = 5000
@@ -177,9 +182,13 @@ def normalise(value) -> str:
     return unicodedata.normalize("NFKC", str(value)).strip()
 
 
+# CP932's 外字 (user-defined area) decodes to the Private Use Area: not a character anyone else can read.
+GAIJI = re.compile("[\ue000-\uf8ff]")
+WHITESPACE = re.compile(r"\s+")
+
+
 def has_gaiji(text: str) -> bool:
-    # CP932's 外字 (user-defined area) decodes to the Private Use Area: not a character anyone else can read.
-    return any("\ue000" <= ch <= "\uf8ff" for ch in text)
+    return GAIJI.search(text) is not None
 
 
 def read_table(filename: str, data: bytes) -> list[tuple[int, list]]:
@@ -248,74 +257,197 @@ def _collect(numbered_rows):
 
 
 MERGE_CELL = re.compile(rb"<(?:[\w.-]+:)?mergeCell[\s/>]")  # with or without a namespace prefix
+MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+RELATIONSHIPS_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+CONTENT_TYPES_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
+SHARED_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+STYLES_PART = "xl/styles.xml"  # where openpyxl reads the styles too
+_ROW, _CELL, _VALUE, _FORMULA, _INLINE, _TEXT, _RUN, _SHARED = (
+    f"{{{MAIN_NS}}}{tag}" for tag in ("row", "c", "v", "f", "is", "t", "r", "si"))
+CELL_REF = re.compile(r"([A-Za-z]{1,3})([0-9]+)")
+# No DTD (check_xml_parts refused any before), no entities, no network, libxml2's limits on depth and text size.
+SAFE_XML = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
-def _sheet_paths(data: bytes) -> dict[str, str]:
-    """Sheet name -> worksheet XML path, read from the workbook parts (to look for merged cells)."""
-    z = zipfile.ZipFile(io.BytesIO(data))
-    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
-          "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
-    book = parse_xml(z.read("xl/workbook.xml"))
-    rels = parse_xml(z.read("xl/_rels/workbook.xml.rels"))
+@dataclass
+class _Workbook:
+    sheets: dict[str, str]  # sheet name -> worksheet part
+    shared_strings: str | None  # part name
+    date1904: bool
+
+
+def _workbook(archive: zipfile.ZipFile) -> _Workbook:
+    """What the workbook parts say: where each sheet and the shared strings are, and the date system."""
+    ns = {"m": MAIN_NS, "r": RELATIONSHIPS_NS, "ct": CONTENT_TYPES_NS}
+    book = parse_xml(archive.read("xl/workbook.xml"))
+    rels = parse_xml(archive.read("xl/_rels/workbook.xml.rels"))
+    types = parse_xml(archive.read("[Content_Types].xml"))
     targets = {r.get("Id"): r.get("Target") for r in rels}
-    paths = {}
+    sheets = {}
     for sheet in book.iterfind("m:sheets/m:sheet", ns):
-        target = targets.get(sheet.get(f"{{{ns['r']}}}id"), "")
-        target = target.lstrip("/")
-        paths[sheet.get("name")] = target if target.startswith("xl/") else f"xl/{target}"
-    return paths
+        target = (targets.get(sheet.get(f"{{{RELATIONSHIPS_NS}}}id")) or "").lstrip("/")
+        sheets[sheet.get("name")] = target if target.startswith("xl/") else f"xl/{target}"
+    # As openpyxl finds them: by the content type the package declares.
+    strings = next((o.get("PartName", "").lstrip("/") for o in types.iterfind("ct:Override", ns)
+                    if o.get("ContentType") == SHARED_STRINGS_TYPE), None)
+    properties = book.find("m:workbookPr", ns)
+    date1904 = properties is not None and (properties.get("date1904") or "").lower() in ("1", "true")
+    return _Workbook(sheets, strings, date1904)
 
 
 def _read_xlsx(data: bytes):
-    from openpyxl import load_workbook
-    from openpyxl.cell.read_only import EMPTY_CELL
     try:
         check_zip(data)
-        # openpyxl reads worksheets and shared strings with Python's expat, which expands entities (unless defusedxml
-        # is installed): no part may have a DTD, in whatever encoding it is written.
+        # No part may have a DTD, in whatever encoding it is written: the parsers below then meet no entity.
         check_xml_parts(data)
-        paths = _sheet_paths(data)
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        workbook = _workbook(archive)
     except (UnsafeFile, KeyError, zipfile.BadZipFile) as e:
         raise FileRefused([str(e) if isinstance(e, UnsafeFile) else "xlsx ファイルが壊れています。"])
     except Exception:  # lxml errors: a broken workbook part
         raise FileRefused(["xlsx ファイルが壊れています。"])
-    if SHEET_NAME not in paths:
+    if SHEET_NAME not in workbook.sheets:
         raise FileRefused([f"シート「{SHEET_NAME}」がありません（テンプレートのシートに入力してください）。"])
     try:
-        sheet_xml = zipfile.ZipFile(io.BytesIO(data)).read(paths[SHEET_NAME])
+        sheet_xml = archive.read(workbook.sheets[SHEET_NAME])
     except Exception:  # a missing part
         raise FileRefused(["xlsx ファイルが壊れています。"])
     if MERGE_CELL.search(sheet_xml):
         raise FileRefused(["結合されたセルがあります。セルの結合を解除してください。"])
     try:
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
-    except Exception:
-        raise FileRefused(["xlsx ファイルを読み込めません。"])
-    try:
-        ws = wb[SHEET_NAME]
-        # openpyxl stops at the last row <dimension> claims, and a writer can claim too few: read every row (the
-        # width stays capped, the rows are limited by _collect).
-        ws.reset_dimensions()
-        # Cells the sheet leaves out are EMPTY_CELL: skipping the call for them keeps the 100,000 blank rows a lone
-        # cell at row 1,048,576 brings (refused by _collect) to well under a second.
-        return _collect((number, [None if c is EMPTY_CELL else _cell_value(c) for c in cells])
-                        for number, cells in enumerate(ws.iter_rows(max_col=MAX_COLUMNS), start=1))
+        return _collect(_sheet_rows(archive, workbook, sheet_xml))
     except FileRefused:
         raise
-    except Exception:  # the worksheet is parsed while iterating: malformed XML, a NUL byte, a bad character
+    except Exception:  # malformed XML (a NUL byte, a bad character, cut short), a bad cell reference or value
         raise FileRefused(["xlsx ファイルを読み込めません。"])
-    finally:
-        wb.close()
+
+
+def _sheet_rows(archive, workbook: _Workbook, sheet_xml: bytes):
+    """(row number, cell values) of the worksheet, the values as openpyxl's read-only worksheet gives them
+    (numbers, strings, datetimes for cells with a date format, a Formula for a formula), at most MAX_COLUMNS cells a
+    row, a row the sheet leaves out as an empty one. Read with lxml, not by openpyxl, whose objects per cell made a
+    5,000-row sheet cost ~2 s (issue 11 asks 2,000 rows/s for the whole import); openpyxl still reads the styles.
+    tests/test_bulk_import.py checks that both read the same files the same."""
+    from openpyxl.styles.stylesheet import Stylesheet
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel, from_ISO8601
+
+    shared = _shared_strings(archive, workbook.shared_strings)
+    date_styles = timedelta_styles = set()  # no styles part: no date formats
+    if STYLES_PART in archive.namelist():
+        styles = Stylesheet.from_tree(parse_xml(archive.read(STYLES_PART)))
+        date_styles, timedelta_styles = styles.date_formats, styles.timedelta_formats
+    epoch = CALENDAR_MAC_1904 if workbook.date1904 else CALENDAR_WINDOWS_1900
+    columns = {}  # column letters -> index, per sheet
+
+    def column_of(ref):
+        letters = ref.rstrip("0123456789")
+        index = columns.get(letters)
+        if index is None:
+            if not CELL_REF.fullmatch(ref):
+                raise ValueError(f"bad cell reference {ref!r}")
+            index = 0
+            for letter in letters.upper():
+                index = index * 26 + ord(letter) - 64
+            if index > 16384:
+                raise ValueError(f"bad cell reference {ref!r}")
+            columns[letters] = index
+        elif len(letters) == len(ref):  # a known column without a row number
+            raise ValueError(f"bad cell reference {ref!r}")
+        return index
+
+    def value_of(cell):
+        value = formula = inline = None
+        for child in cell:  # the first of each, as find() gives it; a loop costs less than a find() for each
+            tag = child.tag
+            if tag == _VALUE:
+                value = child if value is None else value
+            elif tag == _FORMULA:
+                formula = child if formula is None else formula
+            elif tag == _INLINE:
+                inline = child if inline is None else inline
+        if formula is not None:
+            return Formula("=" + (formula.text or ""))
+        kind = cell.get("t", "n")
+        if kind == "inlineStr":
+            return _text_content(inline) if inline is not None else None
+        value = value.text if value is not None else None
+        if not value:
+            return None
+        if kind == "n":
+            number = float(value) if ("." in value or "e" in value or "E" in value) else int(value)
+            style = int(cell.get("s") or 0)
+            if style in date_styles:
+                try:
+                    return from_excel(number, epoch, timedelta=style in timedelta_styles)
+                except (OverflowError, ValueError):
+                    return "#VALUE!"  # openpyxl's error value for a date out of range
+            return number
+        if kind == "s":
+            return shared[int(value)]
+        if kind == "b":
+            return bool(int(value))
+        if kind == "d":
+            return from_ISO8601(value)
+        return value  # "str" (a formula's text), "e" (an error such as #N/A)
+
+    number, expected = 0, 1  # the row read last, the next row number to give
+    for _, row in etree.iterparse(io.BytesIO(sheet_xml), tag=_ROW, **SAFE_XML):
+        if row.get("r"):
+            r = float(row.get("r"))
+            if not r.is_integer():
+                raise ValueError(f"bad row number {row.get('r')!r}")
+            number = int(r)
+        else:
+            number += 1
+        if number >= expected:  # a row again or out of order is skipped, as openpyxl does
+            for blank in range(expected, number):
+                yield blank, []
+            cells, column = [], 0
+            for cell in row.iterchildren(_CELL):
+                ref = cell.get("r")
+                column = column_of(ref) if ref else column + 1
+                if column > MAX_COLUMNS:
+                    continue
+                value = value_of(cell)
+                if len(cells) < column:
+                    cells.extend([None] * (column - len(cells)))
+                cells[column - 1] = value
+            yield number, cells
+            expected = number + 1
+        row.clear()
+        while row.getprevious() is not None:  # the rows read so far: memory stays that of one row
+            del row.getparent()[0]
+
+
+def _text_content(element) -> str:
+    """The text of a string item (<si> or an inline <is>): its <t> and its runs' <t>, without the phonetic
+    reading (<rPh>), as openpyxl gives it."""
+    plain, runs = None, []
+    for child in element:
+        if child.tag == _TEXT:
+            plain = child if plain is None else plain
+        elif child.tag == _RUN:
+            text = next((t for t in child if t.tag == _TEXT), None)
+            if text is not None and text.text is not None:
+                runs.append(text.text)
+    if plain is not None and plain.text is not None:
+        runs.insert(0, plain.text)
+    return "".join(runs)
+
+
+def _shared_strings(archive, part) -> list[str]:
+    if part is None:
+        return []
+    strings = []
+    with archive.open(part) as source:
+        for _, item in etree.iterparse(source, tag=_SHARED, **SAFE_XML):
+            strings.append(_text_content(item).replace("x005F_", ""))  # openpyxl's un-escaping of "_x005F_"
+            item.clear()
+    return strings
 
 
 class Formula(str):
     """A formula cell, kept as its text and refused by validation."""
-
-
-def _cell_value(cell):
-    if getattr(cell, "data_type", None) == "f":
-        return Formula(cell.value)
-    return getattr(cell, "value", None)
 
 
 # --- validating ----------------------------------------------------------------------------------------------------
@@ -344,7 +476,7 @@ def _text(value, column) -> str:
     text = normalise(value)
     if column.key == "institution_code" and isinstance(value, int) and len(text) == 9:
         text = "0" + text  # Excel drops the leading zero of 北海道 (01...) codes typed as numbers
-    return re.sub(r"\s+", " ", text)
+    return WHITESPACE.sub(" ", text)
 
 
 def _display(value) -> str:
@@ -466,10 +598,32 @@ def _check_record(r, problems):
 
 # --- planning ------------------------------------------------------------------------------------------------------
 
-def _existing_doctor(kind, number):
-    return db.session.execute(
-        select(User).join(Designation).where(Designation.kind == kind, Designation.number == number,
-                                             User.status != STATUS_DELETED)).scalars().first()
+IN_LIST_SIZE = 1000  # values per IN (...) of a batch look-up on SQLite: a statement per thousand rows, not per row
+
+
+def _among(column, values: list):
+    """Conditions `column` is one of `values`, each for one statement: on PostgreSQL one `= ANY(array)` (one
+    parameter: psycopg spends ~20 ms parsing a statement of a thousand), elsewhere IN lists of IN_LIST_SIZE."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return [column == any_(bindparam(None, values, type_=ARRAY(column.type)))] if values else []
+    return [column.in_(values[start:start + IN_LIST_SIZE]) for start in range(0, len(values), IN_LIST_SIZE)]
+
+
+def _existing_doctors(keys) -> dict[tuple[str, str], User]:
+    """The doctor (not deleted) holding each (kind, 指定医番号) of `keys`, found with one query (_among);
+    what the plan reads of them (issuer, memberships and their institutions, designations) comes along in a
+    constant number of queries, not one per row."""
+    found = {}
+    numbers = sorted({number for _, number in keys})
+    for among in _among(Designation.number, numbers):
+        query = (select(Designation.kind, Designation.number, User).join(User, Designation.user)
+                 .where(among, User.status != STATUS_DELETED).order_by(User.id)
+                 .options(joinedload(User.issuing_municipality),
+                          selectinload(User.memberships).joinedload(Membership.institution),
+                          selectinload(User.designations)))
+        for kind, number, user in db.session.execute(query):
+            found.setdefault((kind, number), user)
+    return {key: found[key] for key in keys if key in found}
 
 
 def plan(municipality: Municipality, filename: str, data: bytes) -> Plan:
@@ -487,6 +641,13 @@ def plan_table(municipality: Municipality, table: list[tuple[int, list]]) -> Pla
         records, problems = parse_rows(table)
     except FileRefused as e:
         return Plan(municipality, "", None, "", "", problems=[Problem(None, None, p) for p in e.problems])
+    return plan_records(municipality, records, problems)
+
+
+def plan_records(municipality: Municipality, records: list[dict], problems=()) -> Plan:
+    """Check parsed records (parse_rows; `problems` its problems) against the database; nothing is written. The
+    confirm step plans the records kept from the preview again, under the write lock, without reading the file."""
+    problems = list(problems)
     codes = {r["institution_code"] for r in records if r["institution_code"]}
     families = {FAMILY[KIND_BY_LABEL[r["doctor_kind"]]] for r in records if r["doctor_kind"] in KIND_BY_LABEL}
     if len(codes) > 1:
@@ -524,8 +685,10 @@ def plan_table(municipality: Municipality, table: list[tuple[int, list]]) -> Pla
         return result
     manager_taken = result.institution is not None and any(
         m.is_manager for m in result.institution.memberships)
+    existing = _existing_doctors([(KIND_BY_LABEL[r["doctor_kind"]], r["doctor_number"]) for r in records])
     for r in records:
-        row = _plan_row(r, municipality, result.institution)
+        row = _plan_row(r, municipality, result.institution,
+                        existing.get((KIND_BY_LABEL[r["doctor_kind"]], r["doctor_number"])))
         if not manager_taken and row.outcome in ("create", "registered"):
             row.manager = manager_taken = True
             row.message += "（この医療機関の責任者になります）"
@@ -533,9 +696,32 @@ def plan_table(municipality: Municipality, table: list[tuple[int, list]]) -> Pla
     return result
 
 
-def _plan_row(r, municipality, institution) -> PlannedRow:
-    kind = KIND_BY_LABEL[r["doctor_kind"]]
-    existing = _existing_doctor(kind, r["doctor_number"])
+DATE_KEYS = ("valid_from", "valid_until")
+
+
+def records_json(result: Plan) -> bytes:
+    """The plan's parsed rows as JSON: kept between preview and confirm, so that the confirm plans them again
+    (plan_records) without reading the file a second time."""
+    return json.dumps([{key: value.isoformat() if key in DATE_KEYS and value else value
+                        for key, value in row.values.items()} for row in result.rows],
+                      ensure_ascii=False).encode()
+
+
+def records_from_json(data: bytes) -> list[dict]:
+    """records_json's rows back; ValueError if `data` is not such a list."""
+    try:
+        records = json.loads(data)
+        for record in records:
+            for key in DATE_KEYS:
+                record[key] = date.fromisoformat(record[key]) if record[key] else None
+            if set(record) != {"_row", *COLUMN_BY_KEY}:
+                raise ValueError("unexpected keys")
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError("not the rows of a plan") from e
+    return records
+
+
+def _plan_row(r, municipality, institution, existing: User | None) -> PlannedRow:
     if existing is None:
         return PlannedRow(r["_row"], r, "create", "ログインIDを発行します")
     if existing.issuing_municipality_id != municipality.id:
@@ -578,11 +764,29 @@ def change_primary_problems(result: Plan, rows) -> list[Problem]:
 
 # --- importing -----------------------------------------------------------------------------------------------------
 
+LOGIN_ID_DIGITS = 8
+
+
+def new_login_ids(count: int) -> list[str]:
+    """`count` distinct login IDs nobody has ("d" and 8 random digits), checked with one query (_among; and again
+    only for the rare ones already taken). Call it under the write lock, so that no other import takes them too."""
+    chosen, seen = [], set()
+    while len(chosen) < count:
+        candidates = []
+        while len(candidates) < count - len(chosen):
+            candidate = f"d{secrets.randbelow(10 ** LOGIN_ID_DIGITS):0{LOGIN_ID_DIGITS}d}"
+            if candidate not in seen:
+                seen.add(candidate)
+                candidates.append(candidate)
+        taken = set()
+        for among in _among(User.login_id, candidates):
+            taken.update(db.session.execute(select(User.login_id).where(among)).scalars())
+        chosen.extend(c for c in candidates if c not in taken)
+    return chosen
+
+
 def new_login_id() -> str:
-    while True:
-        candidate = "d" + "".join(secrets.choice("0123456789") for _ in range(8))
-        if db.session.execute(select(User.id).filter_by(login_id=candidate)).first() is None:
-            return candidate
+    return new_login_ids(1)[0]
 
 
 def unusable_password_hash() -> str:
@@ -590,14 +794,27 @@ def unusable_password_hash() -> str:
     return auth.hash_password(secrets.token_urlsafe(32))
 
 
-def execute(result: Plan, *, filename: str, data: bytes, actor=None, change_primary_rows=frozenset(),
-            source: str = "file", application_ref: str = "") -> ImportBatch:
+@lru_cache(maxsize=2)
+def _imported_password_hash(profile: str) -> str:
+    """unusable_password_hash() once per process (and argon2 profile) for every imported account: the secret is
+    thrown away, so sharing the hash tells nothing, and an import does not spend an argon2 hash (0.2-0.3 s) each."""
+    return unusable_password_hash()
+
+
+def execute(result: Plan, *, filename: str, data: bytes = b"", actor=None, change_primary_rows=frozenset(),
+            source: str = "file", application_ref: str = "", file_sha256: str | None = None) -> ImportBatch:
     """Write the plan in one transaction (all rows or none) and log it.
 
     change_primary_rows: row numbers of change_primary rows whose doctor's 主たる勤務先 moves to this institution
     (the clerk confirmed it with the institution); the other change_primary rows change nothing. A number that is
     not such a row, or a doctor who is 責任者 at the current 主たる勤務先, refuses the whole import (FileRefused).
-    source / application_ref: "file", or "form" with the 指定 application's reference (the individual path)."""
+    source / application_ref: "file", or "form" with the 指定 application's reference (the individual path).
+    file_sha256: the digest of the file the plan was read from, when `data` is not that file (the screen keeps the
+    parsed rows between preview and confirm).
+
+    The statements do not grow with the rows: one look-up of the login IDs, the accounts, designations and
+    memberships a statement per table (nanbyo.bulk), the moves of 主たる勤務先 a few statements for all of them, the
+    log entries one read of the chain's tail and one insert (audit.record_many)."""
     if not result.ok:
         raise FileRefused([str(p) for p in result.problems])
     change_primary_rows = set(change_primary_rows)
@@ -606,8 +823,10 @@ def execute(result: Plan, *, filename: str, data: bytes, actor=None, change_prim
         raise FileRefused([str(p) for p in refused])
     if source not in ("file", "form"):
         raise ValueError(f"unknown source {source!r}")
+    placeholder = _imported_password_hash(current_app.config.get("NANBYO_ARGON2_PROFILE", "default"))
     try:
         database.begin_write()  # no-op when the caller planned under the lock already
+        to_create = result.to_create
         institution = result.institution
         if institution is None:
             nanbyo_authority, shoman_authority = jurisdiction.defaults_for(result.municipality)
@@ -615,40 +834,27 @@ def execute(result: Plan, *, filename: str, data: bytes, actor=None, change_prim
                                       municipality=nanbyo_authority, shoman_municipality=shoman_authority)
             db.session.add(institution)
         batch = ImportBatch(municipality=result.municipality, institution=institution, filename=filename[:200],
-                            file_sha256=hashlib.sha256(data).hexdigest(), family=result.family,
+                            file_sha256=file_sha256 or hashlib.sha256(data).hexdigest(), family=result.family,
                             created_by_id=getattr(actor, "id", None), created_at=utcnow(),
-                            created_count=len(result.to_create),
-                            reported_count=len(result.rows) - len(result.to_create),
+                            created_count=len(to_create), reported_count=len(result.rows) - len(to_create),
                             source=source, application_ref=application_ref[:40])
         db.session.add(batch)
-        placeholder = unusable_password_hash()
-        created = []
         for row in result.rows:
-            v = row.values
-            if row.outcome == "create":
-                user = User(login_id=new_login_id(), name=f"{v['family_name']} {v['given_name']}",
-                            name_kana=f"{v['family_kana']} {v['given_kana']}", email=v["email"] or None,
-                            phone=v["phone"], role=DESIGNATED_DOCTOR, password_hash=placeholder,
-                            must_change_password=True, issuing_municipality=result.municipality, import_batch=batch)
-                user.designations.append(Designation(kind=KIND_BY_LABEL[v["doctor_kind"]], number=v["doctor_number"],
-                                                     valid_from=v["valid_from"], valid_until=v["valid_until"]))
-                user.memberships.append(Membership(institution=institution, kind="primary", is_manager=row.manager,
-                                                   department=v["department"]))
-                db.session.add(user)
-                created.append(user)
-            elif row.outcome == "registered" and row.manager:
-                membership = row.existing.primary_membership
-                membership.is_manager = True
-        db.session.flush()
-        for user in created:
-            audit.record("create", target=user, actor=actor, commit=False,
-                         data={"import_batch": batch.id, "role": user.role})
-        moved = [_change_primary(row, institution, batch, actor)
-                 for row in result.rows if row.row in change_primary_rows]
-        audit.record("import_users", target=batch, actor=actor, commit=False,
-                     data={"institution_code": institution.code, "created": batch.created_count,
-                           "reported": batch.reported_count, "file_sha256": batch.file_sha256, "source": source,
-                           "primary_changed": [user.id for user in moved]})
+            if row.outcome == "registered" and row.manager:
+                row.existing.primary_membership.is_manager = True
+        moves = [_move(row, institution) for row in result.rows if row.row in change_primary_rows]
+        db.session.flush()  # the institution and the batch: their ids go into every row below
+        created_ids = _insert_doctors(to_create, result.municipality, institution, batch, placeholder)
+        _apply_moves(moves, institution)
+        audit.record_many(
+            [dict(action="create", target_type=User.__tablename__, target_id=user_id,
+                  data={"import_batch": batch.id, "role": DESIGNATED_DOCTOR}) for user_id in created_ids]
+            + [dict(action="update", target=move.user, data=move.log_data(institution, batch)) for move in moves]
+            + [dict(action="import_users", target=batch,
+                    data={"institution_code": institution.code, "created": batch.created_count,
+                          "reported": batch.reported_count, "file_sha256": batch.file_sha256, "source": source,
+                          "primary_changed": [move.user.id for move in moves]})],
+            actor=actor)
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -656,38 +862,91 @@ def execute(result: Plan, *, filename: str, data: bytes, actor=None, change_prim
     return batch
 
 
-def _change_primary(row: PlannedRow, institution: Institution, batch: ImportBatch, actor) -> User:
-    """Move the doctor's 主たる勤務先 to `institution` (its 兼務 row there, if any, becomes the primary one), drop the
-    old primary membership, and take the file's 指定期間. Checked again here, under the write lock."""
+def _insert_doctors(rows: list[PlannedRow], municipality: Municipality, institution: Institution,
+                    batch: ImportBatch, password_hash: str) -> list[int]:
+    """The rows' accounts with their designation and primary membership, a statement per table (nanbyo.bulk); their
+    ids in the rows' order. The login IDs are chosen here, under the write lock."""
+    if not rows:
+        return []
+    login_ids = new_login_ids(len(rows))
+    now = utcnow()
+    connection = db.session.connection()
+    bulk.insert_rows(connection, User.__table__, [
+        dict(login_id=login_id, name=f"{v['family_name']} {v['given_name']}",
+             name_kana=f"{v['family_kana']} {v['given_kana']}", email=v["email"] or None, phone=v["phone"],
+             role=DESIGNATED_DOCTOR, status=STATUS_ACTIVE, failed_logins=0, password_hash=password_hash,
+             must_change_password=True, issuing_municipality_id=municipality.id, import_batch_id=batch.id,
+             created_at=now)
+        for login_id, v in zip(login_ids, (row.values for row in rows))])
+    # The batch is new: its accounts are exactly these.
+    id_by_login = dict(db.session.execute(select(User.login_id, User.id).filter_by(import_batch_id=batch.id)).all())
+    ids = [id_by_login[login_id] for login_id in login_ids]
+    bulk.insert_rows(connection, Designation.__table__, [
+        dict(user_id=user_id, kind=KIND_BY_LABEL[row.values["doctor_kind"]], number=row.values["doctor_number"],
+             valid_from=row.values["valid_from"], valid_until=row.values["valid_until"])
+        for user_id, row in zip(ids, rows)])
+    bulk.insert_rows(connection, Membership.__table__, [
+        dict(user_id=user_id, institution_id=institution.id, kind="primary", is_manager=row.manager,
+             department=row.values["department"])
+        for user_id, row in zip(ids, rows)])
+    return ids
+
+
+@dataclass
+class _Move:
+    """A change_primary row to carry out: the doctor's 主たる勤務先 moves to the importing institution."""
+    row: PlannedRow
+    old_id: int | None  # the primary membership that goes, and its institution's code
+    old_code: str | None
+    here: Membership | None  # the doctor's 兼務 row at the importing institution, which becomes the primary one
+    designation: Designation
+    valid_from: date | None
+    valid_until: date | None
+
+    @property
+    def user(self) -> User:
+        return self.row.existing
+
+    def log_data(self, institution: Institution, batch: ImportBatch) -> dict:
+        return {"primary_from": self.old_code, "primary_to": institution.code, "import_batch": batch.id,
+                "row": self.row.row,
+                "from_concurrent": self.here is not None, "designation": self.designation.kind,
+                "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+                "valid_until": self.valid_until.isoformat() if self.valid_until else None}
+
+
+def _move(row: PlannedRow, institution: Institution) -> _Move:
+    """What moving the doctor's 主たる勤務先 here changes; checked again here, under the write lock."""
     user, v = row.existing, row.values
     old = user.primary_membership
     blocked = _manager_block(user, old)
     if blocked:
         raise FileRefused([str(Problem(row.row, None, blocked))])
-    old_code = old.institution.code if old is not None else None
-    here = next((m for m in user.memberships if m.institution_id == institution.id), None)
-    if old is not None:
-        user.memberships.remove(old)
-        db.session.flush()  # the old primary row goes first: a user has at most one primary membership
-    if here is not None:
-        here.kind = "primary"
-        if v["department"]:
-            here.department = v["department"]
-    else:
-        user.memberships.append(Membership(institution=institution, kind="primary", department=v["department"]))
-    kind = KIND_BY_LABEL[v["doctor_kind"]]
-    designation = next(d for d in user.designations if d.kind == kind)
-    if v["valid_from"] is not None:
-        designation.valid_from = v["valid_from"]
-    if v["valid_until"] is not None:
-        designation.valid_until = v["valid_until"]
-    db.session.flush()
-    audit.record("update", target=user, actor=actor, commit=False,
-                 data={"primary_from": old_code, "primary_to": institution.code, "import_batch": batch.id,
-                       "row": row.row, "from_concurrent": here is not None, "designation": kind,
-                       "valid_from": designation.valid_from.isoformat() if designation.valid_from else None,
-                       "valid_until": designation.valid_until.isoformat() if designation.valid_until else None})
-    return user
+    here = next((m for m in user.memberships if m.institution_id == institution.id), None) \
+        if institution.id is not None else None
+    designation = next(d for d in user.designations if d.kind == KIND_BY_LABEL[v["doctor_kind"]])
+    return _Move(row, old.id if old is not None else None, old.institution.code if old is not None else None, here,
+                 designation, v["valid_from"] or designation.valid_from, v["valid_until"] or designation.valid_until)
+
+
+def _apply_moves(moves: list[_Move], institution: Institution):
+    """Drop the old primary memberships, then make the 兼務 rows here primary or add primary rows (a user has at
+    most one primary membership), and take the file's 指定期間: a few multi-row statements for any number of moves."""
+    if not moves:
+        return
+    for among in _among(Membership.id, [move.old_id for move in moves if move.old_id is not None]):
+        db.session.execute(delete(Membership).where(among))
+    promoted = [dict(id=move.here.id, kind="primary",
+                     department=move.row.values["department"] or move.here.department)
+                for move in moves if move.here is not None]
+    if promoted:
+        db.session.execute(update(Membership), promoted)
+    added = [dict(user_id=move.user.id, institution_id=institution.id, kind="primary", is_manager=False,
+                  department=move.row.values["department"]) for move in moves if move.here is None]
+    if added:
+        db.session.execute(insert(Membership), added)
+    db.session.execute(update(Designation), [
+        dict(id=move.designation.id, valid_from=move.valid_from, valid_until=move.valid_until) for move in moves])
 
 
 FORM_ROW = 2  # the row number of the individual form's one doctor (as if under the headings' row of a file)

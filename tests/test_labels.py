@@ -143,6 +143,7 @@ def test_every_logged_action_has_a_label():
         actions |= set(re.findall(r'audit\.record\(\s*"(\w+)" if', source))
         actions |= set(re.findall(r'audit\.record\(\s*"\w+" if [^"]+ else "(\w+)"', source))
         actions |= set(re.findall(r'_apply\(ids, "\w+", "(\w+)"', source))  # views/users.py: unlock, disable, …
+        actions |= set(re.findall(r'dict\(action="(\w+)"', source))  # the entries of audit.record_many([...])
     assert {"login", "document_list", "document_receive", "key_reset", "unlock", "disable", "enable"} <= actions
     missing = sorted(a for a in actions if a not in audit.ACTION_LABELS)
     assert not missing, f"actions without a Japanese label in ACTION_LABELS: {missing}"

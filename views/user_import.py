@@ -1,7 +1,8 @@
 """医療機関ユーザデータファイルの取込 (municipality admin): upload or individual form, preview, confirm, notices.
 
 A file and the individual form (one doctor, tied to the 指定 application) go through the same userfile.plan_table
-and userfile.execute; the preview, the confirm and the batch page are shared.
+and userfile.execute; the preview, the confirm and the batch page are shared. The preview keeps the rows it read;
+the confirm plans them again under the write lock (userfile.plan_records) without reading the file a second time.
 """
 import hashlib
 import json
@@ -78,11 +79,14 @@ class UserImportView(ProtectedBaseView):
                            change_field=CHANGE_PRIMARY_FIELD, confirm_refused=confirm_refused), \
             status or (200 if result.ok else 400)
 
-    def _keep_pending(self, data, **pending):
-        """Kept under a random name until the clerk confirms; the digest proves the confirmed data is this one."""
+    def _keep_pending(self, result, file_sha256, **pending):
+        """The plan's parsed rows, kept under a random name until the clerk confirms (the confirm plans them again
+        without reading the file twice); the digest proves the confirmed rows are these ones."""
         token = secrets.token_urlsafe(16)
+        data = userfile.records_json(result)
         (self._upload_dir() / f"{token}.upload").write_bytes(data)
-        session[PENDING_KEY] = dict(pending, token=token, sha256=hashlib.sha256(data).hexdigest())
+        session[PENDING_KEY] = dict(pending, token=token, sha256=hashlib.sha256(data).hexdigest(),
+                                    file_sha256=file_sha256)
 
     @expose("/preview", methods=["POST"])
     def preview(self):
@@ -98,7 +102,7 @@ class UserImportView(ProtectedBaseView):
         self._forget_stale_uploads()
         pending = {"source": "file", "filename": filename, "application_ref": ""}
         if result.ok:
-            self._keep_pending(data, **pending)
+            self._keep_pending(result, hashlib.sha256(data).hexdigest(), **pending)
         return self._preview(result, pending)
 
     @expose("/individual", methods=["POST"])
@@ -114,19 +118,14 @@ class UserImportView(ProtectedBaseView):
         self._discard_pending()
         self._forget_stale_uploads()
         pending = {"source": "form", "filename": "", "application_ref": form.application_ref.data}
-        self._keep_pending(json.dumps({"cells": table[1][1]}, ensure_ascii=False).encode(), **pending)
+        cells = json.dumps({"cells": table[1][1]}, ensure_ascii=False).encode()
+        self._keep_pending(result, hashlib.sha256(cells).hexdigest(), **pending)
         return self._preview(result, pending)
 
     def _discard_pending(self):
         pending = session.pop(PENDING_KEY, None)
         if pending:
             (self._upload_dir() / f"{pending['token']}.upload").unlink(missing_ok=True)
-
-    def _plan_pending(self, pending, data):
-        if pending.get("source") == "form":
-            cells = json.loads(data)["cells"]
-            return userfile.plan_table(self._municipality(), [(1, list(userfile.LABELS)), (userfile.FORM_ROW, cells)])
-        return userfile.plan(self._municipality(), pending["filename"], data)
 
     @staticmethod
     def _ticked_rows():
@@ -148,14 +147,18 @@ class UserImportView(ProtectedBaseView):
             return redirect(url_for(".index"))
         path = self._upload_dir() / f"{pending['token']}.upload"
         data = path.read_bytes() if path.exists() else b""
-        if hashlib.sha256(data).hexdigest() != pending["sha256"]:
+        try:
+            if hashlib.sha256(data).hexdigest() != pending["sha256"] or "file_sha256" not in pending:
+                raise ValueError("not the previewed rows")
+            records = userfile.records_from_json(data)
+        except ValueError:  # gone, altered, or kept by an older version (the file itself)
             self._discard_pending()
             flash("確認するファイルが見つかりません。もう一度アップロードしてください。", "error")
             return redirect(url_for(".index"))
-        # The database may have changed since the preview: plan again, under the write lock, and import only if
-        # still clean. The ticked rows must still be rows to confirm of the new plan.
+        # The database may have changed since the preview: plan the previewed rows again, under the write lock, and
+        # import only if still clean. The ticked rows must still be rows to confirm of the new plan.
         database.begin_write()
-        result = self._plan_pending(pending, data)
+        result = userfile.plan_records(self._municipality(), records)
         self._discard_pending()
         if not result.ok:
             return self._preview(result, pending, confirm_refused=True)
@@ -171,8 +174,9 @@ class UserImportView(ProtectedBaseView):
                   "warning")
             return redirect(url_for(".index"))
         try:
-            batch = userfile.execute(result, filename=pending["filename"], data=data, actor=current_user,
-                                     change_primary_rows=rows, source=pending.get("source", "file"),
+            batch = userfile.execute(result, filename=pending["filename"], file_sha256=pending["file_sha256"],
+                                     actor=current_user, change_primary_rows=rows,
+                                     source=pending.get("source", "file"),
                                      application_ref=pending.get("application_ref", ""))
         except userfile.FileRefused as e:
             result.problems.extend(userfile.Problem(None, None, p) for p in e.problems)

@@ -1,0 +1,40 @@
+"""Inserting thousands of rows with a statement per table, not per row: COPY on PostgreSQL, executemany on SQLite.
+
+For the writes of one unit of work that grow with a file (a user data file import and its log entries). The rows go
+in on the session's own connection, inside its transaction, so they commit or roll back with everything else.
+Measured on PostgreSQL for 20,000 rows: psycopg's executemany sends an INSERT per row (1.2-1.6 s), and SQLAlchemy's
+multi-row VALUES (insertmanyvalues) spends as long again in psycopg parsing the long statements; COPY takes a
+fraction of that.
+"""
+import json
+
+from psycopg import sql
+from sqlalchemy import JSON, insert
+
+
+def insert_rows(connection, table, rows: list[dict]):
+    """Insert `rows` (dicts by column name, all with the same keys) into `table` on `connection` (a SQLAlchemy
+    Connection in the caller's transaction). A column left out gets its Python-side default (as an INSERT through
+    SQLAlchemy would; a callable one is called once for all the rows), else its server default or NULL."""
+    if not rows:
+        return
+    names = list(rows[0])
+    if any(len(row) != len(names) for row in rows):
+        raise ValueError("every row must have the same columns")
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table), rows)
+        return
+    defaults = {column.name: column.default.arg(None) if column.default.is_callable else column.default.arg
+                for column in table.columns
+                if column.name not in names and column.default is not None
+                and not (column.default.is_sequence or column.default.is_clause_element)}
+    json_names = {column.name for column in table.columns if isinstance(column.type, JSON)}
+    columns = names + list(defaults)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(name) for name in columns))
+    # COPY's text format: every value is parsed as its column's type; JSON goes as its text, as SQLAlchemy sends it.
+    encode = [(name, name in json_names) for name in names]
+    tail = [json.dumps(value) if name in json_names else value for name, value in defaults.items()]
+    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[name]) if is_json else row[name] for name, is_json in encode] + tail)
