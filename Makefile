@@ -18,7 +18,10 @@ setup: $(BIN)/.installed
 	$(FLASK) nanbyo load-masters
 	$(FLASK) nanbyo demo --if-empty
 
+# The task queue's consumer (background exports, nanbyo/tasks.py) runs beside the server and stops with it.
 run: setup
+	$(BIN)/huey_consumer nanbyo.tasks.huey -w 2 & consumer=$$!; \
+	trap 'kill $$consumer 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download), a Japanese font so the

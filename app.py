@@ -13,9 +13,10 @@ def create_app(test_config=None):
     from nanbyo.extensions import init_extensions
     init_extensions(app)
 
-    from nanbyo import security, cli
+    from nanbyo import security, cli, tasks
     security.init_app(app)
     cli.init_app(app)
+    tasks.init_app(app)
 
     from views import init_views
     init_views(app)

@@ -4,3 +4,4 @@ from models.accounts import User, Membership, Designation, ImportBatch, UserSess
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanGroup, ShomanDisease  # noqa: F401
 from models.audit import OperationLog  # noqa: F401
 from models.documents import Document, DocumentCorrection  # noqa: F401
+from models.exports import ExportJob  # noqa: F401

@@ -40,6 +40,8 @@ RULES = {
     "masters": {role: READ for role in ROLES} | {OPERATOR_ADMIN: READ | {"export"}},
     "operation_log": {OPERATOR_ADMIN: READ | {"export"}},
     "account": {role: frozenset({"use"}) for role in ROLES},
+    # 出力ファイル: everyone sees their own export jobs only (views/exports.py).
+    "exports": {role: frozenset({"use"}) for role in ROLES},
     "user_import": {MUNICIPALITY_ADMIN: frozenset({"use"})},
     "institution_users": {INSTITUTION_MANAGER: frozenset({"use"})},
     # Documents: "finalize" the doctor's, "review" (key lookup, 行政記載欄, corrections, 審査結果) the municipality's.

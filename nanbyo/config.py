@@ -49,6 +49,11 @@ def load_config(app, test_config=None):
         NANBYO_KEY_LOOKUP_WINDOW=timedelta(minutes=15),
         NANBYO_KEY_LOOKUP_MAX_PER_MINUTE=30,
         NANBYO_UPLOAD_DIR=str(Path(app.instance_path) / "uploads"),
+        # List exports above this many rows are written by the task queue (nanbyo.tasks) into NANBYO_EXPORT_DIR
+        # and kept there for NANBYO_EXPORT_KEEP (the environment gives hours).
+        NANBYO_EXPORT_INLINE_ROWS=int(os.environ.get("NANBYO_EXPORT_INLINE_ROWS", "50000")),
+        NANBYO_EXPORT_KEEP=timedelta(hours=float(os.environ.get("NANBYO_EXPORT_KEEP", "24"))),
+        NANBYO_EXPORT_DIR=str(Path(app.instance_path) / "exports"),
     )
     app.config.from_pyfile("config.py", silent=True)
     if test_config:

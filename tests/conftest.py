@@ -108,10 +108,12 @@ class IsolatedClient(FlaskClient):
     """Each request runs as in production: its own app context, so its own `g` and database session.
 
     Without this, a request reuses the app context the test pushed, and `g` (Flask-Login's user, Flask-WTF's
-    token) and the SQLAlchemy session would leak from one request into the next.
+    token) and the SQLAlchemy session would leak from one request into the next. The body is read inside that
+    context too (buffered), as a server reads a streamed response (stream_with_context) in the request's thread.
     """
 
     def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
         return contextvars.Context().run(super().open, *args, **kwargs)
 
 

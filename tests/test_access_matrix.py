@@ -79,6 +79,8 @@ OTHER_ENDPOINTS = {
     # The new-document form's disease search: who may create documents (op_admin, op_user, doctor, staff, and a
     # 責任者 as doctor or staff); every role: tests/test_disease_search.py.
     "diseases.search": "document_creators",
+    # 出力ファイル: every logged-in user, their own jobs only (test_export_jobs_are_their_owners_alone below).
+    "exports.index": "logged_in", "exports.status": "logged_in", "exports.download": "owner",
 }
 # Every document URL x every principal x every relation to the document: tests/test_document_access.py.
 OTHER_ENDPOINTS |= {f"document.{name}": "documents" for name in COVERED_DOCUMENT_ENDPOINTS}
@@ -282,6 +284,50 @@ def test_other_endpoints(app, client, world, principal):
                  "/admin/account/concurrent", "/logout"):
         r = client.post(path, data={})
         assert_denied(r, f"{principal} POST {path} without token")
+
+
+def _finished_job(owner, endpoint="institution"):
+    """A finished export job of `owner` with its file (as nanbyo.export_jobs leaves it)."""
+    from datetime import timedelta
+
+    from models._types import utcnow
+    from models.exports import ExportJob
+    from nanbyo import export_jobs
+    folder = export_jobs.export_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"job-of-{owner.login_id}.csv"
+    (folder / name).write_bytes(f"\ufeffowner\r\n{owner.login_id}\r\n".encode())
+    now = utcnow()
+    job = ExportJob(owner_id=owner.id, endpoint=endpoint, format="csv", query_args=[], status="done", rows_written=1,
+                    total_rows=1, file_name=name, created_at=now, finished_at=now, expires_at=now + timedelta(hours=1))
+    db.session.add(job)
+    db.session.commit()
+    return job.id
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_export_jobs_are_their_owners_alone(app, client, world, principal):
+    """出力ファイル: every logged-in user has the page; a job's file goes to its owner only, and any other job id
+    (another user's, or none at all) is the same 404."""
+    owner = world["users"]["muni_user"] if principal == "op_admin" else world["users"]["op_admin"]
+    others = _finished_job(owner)
+    mine = _finished_job(world["users"][principal]) if principal != "anonymous" else None
+    log_in(client, world, principal)
+    for path in ("/admin/exports/", "/admin/exports/status"):
+        (assert_denied if principal == "anonymous" else assert_allowed)(client.get(path), f"{principal} {path}")
+    r = client.get(f"/admin/exports/{others}/download")
+    if principal == "anonymous":
+        assert r.status_code == 302 and "/login" in r.headers["Location"]
+        return
+    assert r.status_code == 404 and client.get(f"/admin/exports/{others + 100}/download").status_code == 404
+    page = client.get("/admin/exports/").get_data(as_text=True)
+    assert f"/admin/exports/{mine}/download" in page and f"/admin/exports/{others}/download" not in page
+    r = client.get(f"/admin/exports/{mine}/download")
+    # The file's list (institutions) must still be one the user may export: a 責任者, a doctor and staff may not.
+    if principal in ("op_admin", "op_user", "muni_admin", "muni_user"):
+        assert r.status_code == 200 and world["users"][principal].login_id in r.get_data(as_text=True)
+    else:
+        assert r.status_code == 403
 
 
 @pytest.mark.parametrize("target", ["doctor_b", "own_primary"])

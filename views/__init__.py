@@ -6,6 +6,7 @@ from models.accounts import Membership, User
 from models.audit import OperationLog
 from models.documents import Document
 from models.institutions import Institution, Municipality
+from nanbyo import export_jobs
 from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.security import csp_nonce
@@ -18,6 +19,7 @@ def init_views(app):
     from views.base import HomeView
     from views.diseases import DiseaseSearchView
     from views.documents import DocumentView
+    from views.exports import ExportJobsView, source_for_job
     from views.masters import MASTER_VIEWS
     from views.organizations import InstitutionView, MunicipalityView
     from views.institution_users import InstitutionUsersView
@@ -44,4 +46,6 @@ def init_views(app):
         admin.add_view(view(model, db.session, name=name, category=mst, endpoint=model.__tablename__))
     admin.add_view(OperationLogView(OperationLog, db.session, name="操作ログ", endpoint="operation_log"))
     admin.add_view(AccountView(name="自アカウント管理", endpoint="account", url="/admin/account"))
+    admin.add_view(ExportJobsView(name="出力ファイル", endpoint="exports", url="/admin/exports"))
+    app.extensions[export_jobs.SOURCE_BUILDER] = source_for_job  # how a queued export rebuilds its list
     return admin

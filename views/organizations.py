@@ -6,6 +6,7 @@ from wtforms.validators import Optional, ValidationError
 from nanbyo import jurisdiction
 from nanbyo.codes import institution_code_error, municipality_code_error
 from nanbyo.document_codes import SHOMAN
+from nanbyo.exports import ExportColumn, coded
 from nanbyo.roles import MUNICIPALITY_KIND_LABELS
 from views.base import ScopedModelView
 
@@ -27,19 +28,14 @@ class MunicipalityView(ScopedModelView):
     column_searchable_list = ["code", "name"]
     column_default_sort = "code"
     column_formatters = {"kind": lambda v, c, m, n: MUNICIPALITY_KIND_LABELS.get(m.kind, m.kind)}
+    export_columns = {"kind": ExportColumn("kind", format=coded(MUNICIPALITY_KIND_LABELS)),
+                      "kind_code": ExportColumn("kind")}
     form_columns = ["code", "name", "prefecture_no", "kind"]
     form_overrides = {"kind": SelectField}
     form_args = {
         "kind": {"choices": list(MUNICIPALITY_KIND_LABELS.items()), "label": "種別"},
         "code": {"validators": [_code_validator(municipality_code_error)]},
     }
-
-    def get_export_value(self, model, name):
-        if name == "kind":
-            return MUNICIPALITY_KIND_LABELS.get(model.kind, model.kind)
-        if name == "kind_code":
-            return model.kind
-        return super().get_export_value(model, name)
 
 
 class InstitutionView(ScopedModelView):

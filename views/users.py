@@ -2,13 +2,14 @@
 from flask import Response, flash
 from flask_admin.actions import action
 from flask_login import current_user
+from sqlalchemy import String, cast, select
 from wtforms import SelectField
 from wtforms.validators import ValidationError
 
 from models.accounts import Designation, Membership
 from models._types import utcnow
 from nanbyo import access, audit, auth, database, sessions
-from nanbyo.exports import jst_text
+from nanbyo.exports import ExportColumn, coded, joined_text, jst_text
 from nanbyo.extensions import db
 from nanbyo.issuance import NotIssuable, issuer_label, reissue_keys, reset_for_notices
 from nanbyo.userfile import unusable_password_hash
@@ -21,6 +22,22 @@ from views.base import ScopedModelView, label_formatter
 def jst_formatter(attr):
     """A datetime column in Japan time to the minute: 2026-11-25 14:03."""
     return lambda v, c, m, n: jst_text(getattr(m, attr))
+
+
+# A user's designations in one exported value: "id<US>kind<US>number" entries joined by <RS> (never in a code or
+# a number), put in id order by _designation_list().
+_UNIT, _RECORD = "\x1f", "\x1e"
+
+
+def _designations(user_model):
+    entry = cast(Designation.id, String) + _UNIT + Designation.kind + _UNIT + Designation.number
+    return select(joined_text(entry, _RECORD)).where(Designation.user_id == user_model.id).scalar_subquery()
+
+
+def _designation_list(joined):
+    """[(kind, number)] in designation order (as User.designations), from _designations()' value."""
+    entries = [entry.split(_UNIT) for entry in joined.split(_RECORD)] if joined else []
+    return [(kind, number) for _id, kind, number in sorted(entries, key=lambda entry: int(entry[0]))]
 
 
 class UserView(ScopedModelView):
@@ -47,6 +64,8 @@ class UserView(ScopedModelView):
     column_searchable_list = ["login_id", "name", "name_kana", "email"]
     column_filters = ["role", "status"]
     column_default_sort = "login_id"
+    # ~100,000 doctors: no COUNT(*) with every page (a search would scan the accounts twice); previous/next only.
+    simple_list_pager = True
     column_formatters = {"role": label_formatter(ROLE_LABELS, "role"),
                          "status": label_formatter(STATUS_LABELS, "status"),
                          "designations": lambda v, c, m, n: "、".join(str(d) for d in m.designations),
@@ -65,17 +84,15 @@ class UserView(ScopedModelView):
     })]
     action_permissions = {"unlock": "unlock", "disable": "disable", "enable": "disable", "key_reset": "key_reset",
                           "issue_notice": "notice"}
-
-    def get_export_value(self, model, name):
-        if name == "role":
-            return ROLE_LABELS.get(model.role, model.role)
-        if name == "status":
-            return STATUS_LABELS.get(model.status, model.status)
-        if name in ("role_code", "status_code"):
-            return getattr(model, name[:-len("_code")])
-        if name == "designation_codes":
-            return ",".join(d.kind for d in model.designations)
-        return super().get_export_value(model, name)
+    export_columns = {
+        "role": ExportColumn("role", format=coded(ROLE_LABELS)),
+        "status": ExportColumn("status", format=coded(STATUS_LABELS)),
+        "role_code": ExportColumn("role"), "status_code": ExportColumn("status"),
+        "designation_text": ExportColumn(_designations, format=lambda joined: "、".join(
+            f"{DOCTOR_KIND_LABELS.get(kind, kind)} {number}" for kind, number in _designation_list(joined))),
+        "designation_codes": ExportColumn(_designations, format=lambda joined: ",".join(
+            kind for kind, _number in _designation_list(joined))),
+    }
 
     def _limit_roles(self, form):
         if "role" in form:
@@ -204,6 +221,9 @@ class MembershipView(ScopedModelView):
                      "kind_code": "種別コード"}
     column_export_list = ["user.login_id", "institution.code", "kind", "is_manager", "department", "kind_code"]
     column_formatters = {"kind": label_formatter(MEMBERSHIP_KIND_LABELS, "kind")}
+    # 責任者: はい / いいえ (exports.cell_text)
+    export_columns = {"kind": ExportColumn("kind", format=coded(MEMBERSHIP_KIND_LABELS)),
+                      "kind_code": ExportColumn("kind")}
     form_columns = ["user", "institution", "kind", "is_manager", "department"]
     form_overrides = {"kind": SelectField}
     form_args = {"kind": {"choices": list(MEMBERSHIP_KIND_LABELS.items()), "label": "種別"}}
@@ -211,13 +231,6 @@ class MembershipView(ScopedModelView):
         "user": {"fields": ["login_id", "name"], "page_size": 20},
         "institution": {"fields": ["code", "name"], "page_size": 20},
     }
-
-    def get_export_value(self, model, name):
-        if name == "kind":
-            return MEMBERSHIP_KIND_LABELS.get(model.kind, model.kind)
-        if name == "kind_code":
-            return model.kind
-        return super().get_export_value(model, name)  # 責任者: はい / いいえ (exports.cell_text)
 
     def on_model_change(self, form, model, is_created):
         if model.user is None or model.institution is None:

@@ -1,0 +1,186 @@
+"""Export jobs: a list export above NANBYO_EXPORT_INLINE_ROWS rows is written to a file by the task queue
+(nanbyo.tasks) and downloaded from 出力ファイル by its owner alone.
+
+- create(): the job and its "export" log entry (what was asked), one unit of work, before the task is queued;
+- run(): the task. It rebuilds the list as the owner sees it now (the views register that in
+  app.extensions[SOURCE_BUILDER]: the owner must still be active and allowed the export), counts and writes the rows
+  from one snapshot, keeps rows_written current, and logs the result with the number of rows ("export_file");
+- delete_expired(): the periodic clean-up of jobs and files older than NANBYO_EXPORT_KEEP ("export_expire").
+"""
+import os
+import secrets
+import time
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from models._types import utcnow
+from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING, ExportJob
+from nanbyo import audit, database, exports
+from nanbyo.extensions import db
+
+SOURCE_BUILDER = "nanbyo_export_source"  # app.extensions key: (job, owner) -> ExportSource, or None if refused
+PROGRESS_EVERY = 1.0  # seconds between updates of rows_written
+DENIED = "作成時に確認したところ、このアカウントではこの一覧を出力できなくなっていたため、作成しませんでした。"
+FAILED = "出力ファイルを作成できませんでした。時間をおいてもう一度出力してください。"
+PARTIAL_SUFFIX = ".part"
+
+
+class JobGone(Exception):
+    """The job's row was deleted while it was written (expired, or its account deleted)."""
+
+
+def export_dir() -> Path:
+    return Path(current_app.config["NANBYO_EXPORT_DIR"])
+
+
+def file_path(job) -> Path | None:
+    """The finished file of `job`, if it is there."""
+    if not job.file_name:
+        return None
+    path = export_dir() / job.file_name
+    return path if path.is_file() else None
+
+
+def asked(fmt, query_args) -> dict:
+    """What an "export" log entry says was asked: the format, and the list's conditions when there are any."""
+    data = {"format": fmt}
+    if query_args:
+        data["query"] = {name: value for name, value in query_args}
+    return data
+
+
+def create(owner, endpoint, target_type, fmt, query_args) -> ExportJob:
+    """Queue nothing yet: record the job and its log entry, committed together."""
+    database.begin_write()
+    now = utcnow()
+    job = ExportJob(owner_id=owner.id, endpoint=endpoint, format=fmt, query_args=[list(p) for p in query_args],
+                    status=JOB_WAITING, created_at=now, expires_at=now + current_app.config["NANBYO_EXPORT_KEEP"])
+    db.session.add(job)
+    db.session.flush()
+    audit.record("export", target_type=target_type, data=asked(fmt, query_args) | {"job": job.id})
+    return job
+
+
+def not_queued(job_id, owner):
+    """The queue refused the job (its storage is down): say so on the job rather than leave it 待機中."""
+    _finish(job_id, owner, result="failure", message=FAILED)
+
+
+def _update(job_id, **values):
+    """A short unit of work on the job's row (status, progress). Raises JobGone when the row is no more."""
+    database.begin_write()
+    job = db.session.get(ExportJob, job_id)
+    if job is None:
+        db.session.rollback()
+        raise JobGone(job_id)
+    for name, value in values.items():
+        setattr(job, name, value)
+    db.session.commit()
+    return job
+
+
+def _finish(job_id, owner, *, result, message="", **values):
+    database.begin_write()
+    job = db.session.get(ExportJob, job_id)
+    if job is None:
+        db.session.rollback()
+        return
+    now = utcnow()
+    job.status = JOB_DONE if result == "success" else JOB_FAILED
+    job.error = message
+    job.finished_at = now
+    job.expires_at = now + current_app.config["NANBYO_EXPORT_KEEP"]
+    for name, value in values.items():
+        setattr(job, name, value)
+    data = {"format": job.format, "job": job.id}
+    if result == "success":
+        data["rows"] = job.rows_written
+    audit.record("export_file", target=job, actor=owner, result=result, data=data)
+
+
+def run(job_id):
+    """The task: write the job's file, or say on the job why not. Runs in an app context of its own."""
+    job = db.session.get(ExportJob, job_id)
+    if job is None or job.status != JOB_WAITING:
+        return  # deleted meanwhile, or already run
+    owner, fmt = job.owner, job.format
+    folder = export_dir()
+    name = f"{secrets.token_hex(16)}.{exports.FORMATS[fmt][1]}"
+    partial = folder / (name + PARTIAL_SUFFIX)
+    try:
+        source = current_app.extensions[SOURCE_BUILDER](job, owner)
+        if source is None:
+            _finish(job_id, owner, result="denied", message=DENIED)
+            return
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with exports.Snapshot(db.engine) as snapshot:
+            total = snapshot.count(source.statement)
+            _update(job_id, status=JOB_RUNNING, started_at=utcnow(), total_rows=total, rows_written=0)
+            progress = _Progress(job_id, exports.cell_chunks(source, snapshot))
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+                if fmt == "xlsx":
+                    exports.write_xlsx(out, source.headers, progress, rows=total)
+                else:
+                    for data in exports.csv_stream(fmt, source.headers, progress):
+                        out.write(data)
+        os.replace(partial, folder / name)
+        _finish(job_id, owner, result="success", rows_written=progress.written, file_name=name)
+    except JobGone:
+        db.session.rollback()
+        _remove(partial)
+    except Exception:
+        current_app.logger.exception("export job %s failed", job_id)
+        db.session.rollback()
+        _remove(partial, folder / name)
+        _finish(job_id, owner, result="failure", message=FAILED)
+
+
+class _Progress:
+    """The chunks of a job passed on and counted, the job's rows_written kept current (every PROGRESS_EVERY s)."""
+
+    def __init__(self, job_id, chunks):
+        self.job_id, self.chunks, self.written = job_id, chunks, 0
+
+    def __iter__(self):
+        reported = time.monotonic()
+        for rows in self.chunks:
+            yield rows
+            self.written += len(rows)
+            if time.monotonic() - reported >= PROGRESS_EVERY:
+                _update(self.job_id, rows_written=self.written)
+                reported = time.monotonic()
+
+
+def _remove(*paths):
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def delete_expired(now=None):
+    """Delete the jobs past their expiry and their files; and files no job names that are older than the keep time
+    (left by a run that stopped, or by the jobs of a deleted account). Returns the ids of the deleted jobs."""
+    now = now or utcnow()
+    folder = export_dir()
+    database.begin_write()
+    expired = db.session.execute(select(ExportJob.id, ExportJob.file_name)
+                                 .where(ExportJob.expires_at <= now)).all()
+    if expired:
+        ids = [job_id for job_id, _name in expired]
+        db.session.execute(delete(ExportJob).where(ExportJob.id.in_(ids)))
+        audit.record("export_expire", target_type="export_job", data={"jobs": ids})
+        _remove(*(folder / name for _id, name in expired if name))
+    else:
+        db.session.rollback()
+    if folder.is_dir():
+        named = set(db.session.execute(select(ExportJob.file_name)
+                                       .where(ExportJob.file_name.is_not(None))).scalars())
+        oldest_kept = (now - current_app.config["NANBYO_EXPORT_KEEP"]).timestamp()
+        for path in folder.iterdir():
+            if path.is_file() and path.name not in named and path.stat().st_mtime < oldest_kept:
+                _remove(path)
+    return [job_id for job_id, _name in expired]
