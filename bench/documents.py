@@ -48,6 +48,9 @@ import unicodedata
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+if __name__ == "__main__":
+    # Run as a script, bench/ comes first on the path, and bench/http.py would shadow the standard library's http.
+    sys.path.append(sys.path.pop(0))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchdb import make_app, server_database  # noqa: E402  (bench/ is the script's folder)

@@ -12,6 +12,13 @@ from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, MEMBERSHIP_KIND
 
 class User(db.Model):
     __tablename__ = "user_account"
+    __table_args__ = (
+        # The users list's sorts (views/users.py; ログインID has its unique index), each with id last.
+        Index("ix_user_account_name_id", "name", "id"),
+        Index("ix_user_account_role_id", "role", "id"),
+        Index("ix_user_account_status_id", "status", "id"),
+        Index("ix_user_account_last_login_at_id", "last_login_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     login_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -19,7 +26,7 @@ class User(db.Model):
     name_kana: Mapped[str] = mapped_column(String(100), default="")
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str] = mapped_column(String(20), default="")
-    role: Mapped[str] = mapped_column(String(32), index=True)
+    role: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=STATUS_ACTIVE)
     failed_logins: Mapped[int] = mapped_column(default=0)
     password_hash: Mapped[str] = mapped_column(String(255))
@@ -111,6 +118,10 @@ class Membership(db.Model):
               sqlite_where=text("is_manager"), postgresql_where=text("is_manager")),
         Index("uq_membership_one_primary", "user_id", unique=True,
               sqlite_where=text("kind = 'primary'"), postgresql_where=text("kind = 'primary'")),
+        # The memberships list's sorts (views/users.py), each with id last.
+        Index("ix_membership_kind_id", "kind", "id"),
+        Index("ix_membership_is_manager_id", "is_manager", "id"),
+        Index("ix_membership_department_id", "department", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

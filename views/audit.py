@@ -14,7 +14,7 @@ from markupsafe import Markup
 from models.audit import OperationLog
 from nanbyo.audit import (ACTION_LABELS, DATA_KEY_LABELS, FIELD_LABELS, FLAG_KEYS, RESULT_LABELS, TARGET_LABELS,
                           VALUE_LABELS)
-from nanbyo.exports import JST, jst_text
+from nanbyo.exports import JST, ExportColumn, coded, jst_text
 from nanbyo.roles import ROLE_LABELS
 from views.base import ScopedModelView
 
@@ -134,7 +134,11 @@ class OperationLogView(ScopedModelView):
                       + [jst_filter(f)(OperationLog.created_at, "日時（JST）")
                          for f in (DateTimeGreaterFilter, DateTimeSmallerFilter, DateTimeBetweenFilter)])
     column_searchable_list = ["actor_login", "target_id"]
-    column_default_sort = ("seq", True)
+    # Newest first by 日時; id, which follows the chain's order, breaks ties (views/base.py get_list). Each filter has
+    # an index in this order (models/audit.py), so a filtered page or a 日時 range is an index walk; sorting by any
+    # other column would scan the whole log, so only 番号 and 日時 sort.
+    column_default_sort = ("created_at", True)
+    column_sortable_list = ["seq", "created_at"]
     column_formatters = {
         "created_at": lambda v, c, m, n: jst_text(m.created_at, seconds=True),
         "action": lambda v, c, m, n: ACTION_LABELS.get(m.action, m.action),
@@ -144,24 +148,15 @@ class OperationLogView(ScopedModelView):
         "data": _data_cell,
     }
     simple_list_pager = True  # no COUNT over a table that only grows
-
-    def get_export_value(self, model, name):
-        if name == "created_at":
-            return jst_text(model.created_at, seconds=True)
-        if name == "action":
-            return ACTION_LABELS.get(model.action, model.action)
-        if name == "actor_role":
-            return ROLE_LABELS.get(model.actor_role, model.actor_role)
-        if name == "target_type":
-            return TARGET_LABELS.get(model.target_type, model.target_type)
-        if name == "result":
-            return RESULT_LABELS.get(model.result, model.result)
-        if name == "data":
-            return data_text(model.data, model.target_type)
-        if name == "created_at_iso":
-            return model.created_at  # exports.cell_text: ISO 8601 in JST, with the offset
-        if name == "data_json":
-            return json.dumps(model.data or {}, ensure_ascii=False, sort_keys=True)
-        if name.endswith("_code"):
-            return getattr(model, name[:-len("_code")])
-        return super().get_export_value(model, name)
+    export_columns = {
+        "created_at": ExportColumn("created_at", format=lambda created: jst_text(created, seconds=True)),
+        "action": ExportColumn("action", format=coded(ACTION_LABELS)),
+        "actor_role": ExportColumn("actor_role", format=coded(ROLE_LABELS)),
+        "target_type": ExportColumn("target_type", format=coded(TARGET_LABELS)),
+        "result": ExportColumn("result", format=coded(RESULT_LABELS)),
+        "data": ExportColumn("data", "target_type", format=data_text),
+        "created_at_iso": ExportColumn("created_at"),  # exports.cell_text: ISO 8601 in JST, with the offset
+        "data_json": ExportColumn("data", format=lambda data: json.dumps(data or {}, ensure_ascii=False,
+                                                                         sort_keys=True)),
+        **{f"{name}_code": ExportColumn(name) for name in ("action", "actor_role", "target_type", "result")},
+    }

@@ -1,21 +1,27 @@
 """Base views: every admin screen asks nanbyo.access, and scoped model views scope every URL they serve."""
 from datetime import datetime
+from types import SimpleNamespace
 
-from flask import Response, abort, flash, g, has_request_context, redirect, request, url_for
+from flask import abort, current_app, flash, g, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.helpers import get_redirect_target
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import tools as sqla_tools
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
-from flask_admin.model.template import BaseListRowAction, DeleteRowAction, EditRowAction
+from flask_admin.model.template import BaseListRowAction, DeleteRowAction, EditRowAction, ViewRowAction
 from jinja2 import pass_context
+from markupsafe import Markup
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import ColumnProperty
+from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.utils import secure_filename
 from wtforms.validators import ValidationError
 
-from nanbyo import access, audit, database, exports, held_forms, integrity, sessions
+from nanbyo import access, audit, database, export_jobs, exports, held_forms, integrity, sessions, tasks
+from nanbyo.extensions import db
 from nanbyo.roles import ROLE_LABELS
 
 # Flask-Admin view method -> the permission it needs. A method missing here is refused.
@@ -89,16 +95,28 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
             return self.get_query().filter(getattr(self.model, self.pk) == pk).one_or_none()
 
 
-class IfWritable(BaseListRowAction):
-    """A list row's ✎ or 🗑, shown only on rows this user may change: a button that can never work is not shown."""
+ROW_ID_MARK = "nanbyo-row-id"  # the row's id in a row action rendered once per list page
 
-    def __init__(self, action):
+
+class PageRowAction(BaseListRowAction):
+    """A list row's 👁, ✎ or 🗑; ✎ and 🗑 only on rows this user may change (a button that can never work is not
+    shown). The link or form (with its CSRF token) is the same on every row but for the id: it is rendered once per
+    page (an action object serves one page) and each row's id put in. Rendered per row, these took a third of a
+    list page's time."""
+
+    def __init__(self, action, pk_name, writable_only):
         super().__init__(action.title)
-        self.action = action
+        self.action, self.pk_name, self.writable_only = action, pk_name, writable_only
+        self._html = None
 
     @pass_context
     def render_ctx(self, context, row_id, row):
-        return self.action.render_ctx(context, row_id, row) if int(row_id) in g.get("writable_ids", ()) else ""
+        if self.writable_only and int(row_id) not in g.get("writable_ids", ()):
+            return ""
+        if self._html is None:
+            stand_in = SimpleNamespace(**{self.pk_name: ROW_ID_MARK})
+            self._html = str(self.action.render_ctx(context, ROW_ID_MARK, stand_in))
+        return Markup(self._html.replace(ROW_ID_MARK, str(int(row_id))))
 
 
 class AdminForm(FlaskForm):
@@ -119,8 +137,7 @@ class ScopedModelView(ModelView):
     form_base_class = AdminForm
     page_size = 50
     can_set_page_size = True
-    export_types = ["csv", "csv_cp932", "xlsx"]
-    export_max_rows = 100_000
+    export_types = ["csv", "csv_cp932", "xlsx"]  # every row: export() below, never Flask-Admin's export_max_rows
     action_permissions: dict[str, str] = {}
     # Permissions of a view's own @expose methods (method name -> permission); any other method is refused.
     extra_view_permissions: dict[str, str] = {}
@@ -161,7 +178,8 @@ class ScopedModelView(ModelView):
         return self._may(permission) and super().is_action_allowed(name)
 
     def get_list_row_actions(self):
-        return [IfWritable(a) if isinstance(a, (EditRowAction, DeleteRowAction)) else a
+        return [PageRowAction(a, self._primary_key, isinstance(a, (EditRowAction, DeleteRowAction)))
+                if isinstance(a, (ViewRowAction, EditRowAction, DeleteRowAction)) else a
                 for a in super().get_list_row_actions()]
 
     def render(self, template, **kwargs):
@@ -196,6 +214,81 @@ class ScopedModelView(ModelView):
 
     def get_count_query(self):
         return super().get_count_query().filter(access.row_filter(current_user, self.model, "read"))
+
+    # --- list: the page's ids from a lean query, then those rows with their related rows -----------------------
+    # Above this page size (an export through get_list) Flask-Admin's own single query is used.
+    LEAN_LIST_MAX_PAGE_SIZE = 500
+
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        """Flask-Admin's list, in two statements: OFFSET over a query of ids alone (scope, search, filters, sort; no
+        eager joins, so an index can serve it at any depth), then the rows of those ids with their related rows."""
+        page_size = self.page_size if page_size is None else page_size
+        if not execute or not page_size or page_size > self.LEAN_LIST_MAX_PAGE_SIZE:
+            return super().get_list(page, sort_column, sort_desc, search, filters, execute=execute,
+                                    page_size=page_size)
+        count, ids = self.page_ids(page, sort_column, sort_desc, search, filters, page_size)
+        if not ids:
+            return count, []
+        rows = self.get_query().options(*self.list_loads()).filter(self._pk_column().in_(ids)).all()
+        by_id = {getattr(row, self._primary_key): row for row in rows}
+        return count, [by_id[i] for i in ids if i in by_id]
+
+    def page_ids_query(self, sort_column, sort_desc, search, filters):
+        """(count query or None, query of the ids in list order): the list's scope, search, filters and sort, with
+        the primary key as the last sort key so that every page is well defined."""
+        joins, count_joins = {}, {}
+        query = self.get_query().with_entities(self._pk_column())
+        count_query = None if self.simple_list_pager else self.get_count_query()
+        if self._search_supported and search:
+            query, count_query, joins, count_joins = self._apply_search(query, count_query, joins, count_joins,
+                                                                        search)
+        if filters and self._filters:
+            query, count_query, joins, count_joins = self._apply_filters(query, count_query, joins, count_joins,
+                                                                         filters)
+        query, joins = self._apply_sorting(query, joins, sort_column, sort_desc)
+        keys = self._sort_keys(sort_column, sort_desc)
+        if not keys or not self._is_row_key(*keys[-1][:2]):
+            last_desc = keys[-1][2] if keys else False
+            query = query.order_by(self._pk_column().desc() if last_desc else self._pk_column())
+        return count_query, query
+
+    def page_ids(self, page, sort_column, sort_desc, search, filters, page_size):
+        count_query, query = self.page_ids_query(sort_column, sort_desc, search, filters)
+        count = count_query.scalar() if count_query is not None else None
+        ids = [row_id for (row_id,) in self._apply_pagination(query, page, page_size)]
+        return count, list(dict.fromkeys(ids))  # a join to many rows must not show a row twice
+
+    def list_loads(self):
+        """Loader options of a page's rows: Flask-Admin's joined related rows, and each collection the list shows
+        (a user's designations) in one more statement rather than one per row."""
+        options = [joinedload(attr) for attr in self._auto_joins]
+        relationships = sa_inspect(self.model).relationships
+        for name, _label in self._list_columns:
+            if name in relationships and relationships[name].uselist and relationships[name].lazy != "dynamic":
+                options.append(selectinload(getattr(self.model, name)))
+        return options
+
+    def _pk_column(self):
+        return getattr(self.model, self._primary_key)
+
+    def _sort_keys(self, sort_column, sort_desc):
+        """(attribute, join path, desc) of the sort Flask-Admin applies, as _apply_sorting chooses it."""
+        if sort_column is None:
+            return [(attr, joins, desc) for attr, joins, desc in self._get_default_order()]
+        if sort_column not in self._sortable_columns:
+            return []
+        fields, paths = self._sortable_columns[sort_column], self._sortable_joins.get(sort_column)
+        if isinstance(fields, list):
+            return [(f, p, sort_desc) for f, p in zip(fields, paths or [None] * len(fields))]
+        return [(fields, paths, sort_desc)]
+
+    def _is_row_key(self, attr, joins):
+        """Whether the sort key alone orders the rows fully: a unique column of the model itself."""
+        columns = getattr(getattr(attr, "property", None), "columns", None)
+        if joins or not columns:
+            return False
+        column = columns[0]
+        return column.table is self.model.__table__ and bool(column.primary_key or column.unique)
 
     def get_one(self, id):
         try:
@@ -282,28 +375,87 @@ class ScopedModelView(ModelView):
         audit.record("delete", target=model, commit=False)
 
     # --- export --------------------------------------------------------------------------------------------------
+    # Exported columns that are not one attribute path of the model: name -> exports.ExportColumn (a label for a
+    # code, several values in one cell). Any other exported name is a column ("code") or a related one
+    # ("institution.code", outer-joined).
+    export_columns: dict = {}
+
     @expose("/export/<export_type>/")
     def export(self, export_type):
+        """Every row of the list as it is searched, filtered and sorted, and as this user may read it. Up to
+        NANBYO_EXPORT_INLINE_ROWS rows stream in the response; more become a job written by the task queue
+        (出力ファイル). Either way the log entry is committed before anything is sent."""
         if export_type not in exports.FORMATS:
             abort(404)
-        _count, rows = self._export_data()
-        headers = [str(label) for _name, label in self._export_columns]
-        values = ([self.get_export_value(row, name) for name, _label in self._export_columns] for row in rows)
-        body = exports.render(export_type, headers, values)
-        audit.record("export", target_type=self.model.__tablename__,
-                     data={"format": export_type, "rows": len(rows)})
-        mimetype, ext = exports.FORMATS[export_type]
-        stamp = datetime.now(exports.JST).strftime("%Y%m%d_%H%M%S")
-        filename = secure_filename(f"{self.endpoint}_{stamp}.{ext}")
-        return Response(body, mimetype=mimetype,
-                        headers={"Content-Disposition": f"attachment; filename={filename}"})
+        source = self.export_source()
+        inline = current_app.config["NANBYO_EXPORT_INLINE_ROWS"]
+        query_args = list(request.args.items(multi=True))
+        snapshot = exports.Snapshot(db.engine).open()
+        try:
+            rows = snapshot.count(source.statement, limit=inline + 1)
+            if rows > inline:
+                snapshot.close()
+                return self._export_job(export_type, query_args, inline)
+            # The count and the rows come from one snapshot: the logged number is the file's.
+            audit.record("export", target_type=self.model.__tablename__,
+                         data=export_jobs.asked(export_type, query_args) | {"rows": rows})
+            stamp = datetime.now(exports.JST).strftime("%Y%m%d_%H%M%S")
+            filename = secure_filename(f"{self.endpoint}_{stamp}.{exports.FORMATS[export_type][1]}")
+            return exports.response(export_type, source, snapshot, rows, filename)
+        except BaseException:
+            snapshot.close()
+            raise
 
-    def get_export_value(self, model, name):
-        # Raw values: exports.cell_text() does the formatting and the neutralising.
-        value = model
-        for part in str(name).split("."):
-            value = getattr(value, part, None) if value is not None else None
-        return value
+    def _export_job(self, export_type, query_args, inline):
+        job = export_jobs.create(current_user, self.endpoint, self.model.__tablename__, export_type, query_args)
+        try:
+            tasks.run_export(job.id)
+        except Exception:
+            current_app.logger.exception("export job %s could not be queued", job.id)
+            export_jobs.not_queued(job.id, current_user)
+        flash(f"{inline:,}件を超えるため、出力ファイル（No.{job.id}）を作成します。作成が終わると、この画面から"
+              "ダウンロードできます。", "info")
+        return redirect(url_for("exports.index"))
+
+    def export_source(self):
+        """The export as this request's query string asks (search, filters, sort) and as the logged-in user may read
+        the list: one SELECT of the exported columns' raw values, in list order with the primary key last."""
+        args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(args.sort)
+        query, joins = self.get_query(), {}
+        if self._search_supported and args.search:
+            query, _count, joins, _count_joins = self._apply_search(query, None, joins, {}, args.search)
+        if args.filters and self._filters:
+            query, _count, joins, _count_joins = self._apply_filters(query, None, joins, {}, args.filters)
+        query, joins = self._apply_sorting(query, joins, sort[0] if sort else None, args.sort_desc)
+        # (own column name, descending) of each sort key; the primary key breaks ties unless it is the last one.
+        keys = [(sort[0], bool(args.sort_desc))] if sort else [
+            (None if path else getattr(attr, "key", None), desc) for attr, path, desc in self._get_default_order()]
+        if not keys or keys[-1][0] != self._primary_key:
+            key = getattr(self.model, self._primary_key)
+            query = query.order_by(key.desc() if keys and keys[-1][1] else key)
+        expressions, position_of, columns = [], {}, []
+        for name, _label in self._export_columns:
+            spec = self.export_columns.get(name) or exports.ExportColumn(name)
+            for source in spec.sources:
+                if source not in position_of:
+                    expression, query, joins = self._export_expression(source, query, joins)
+                    position_of[source] = len(expressions)
+                    expressions.append(expression)
+            columns.append((tuple(position_of[source] for source in spec.sources), spec.format))
+        return exports.ExportSource([str(label) for _name, label in self._export_columns],
+                                    query.with_entities(*expressions).statement, columns)
+
+    def _export_expression(self, source, query, joins):
+        """(SQL expression, query, joins) of one source of an export column: a function of the model, or an
+        attribute path whose related tables are outer-joined (the joins the search and filters made are reused)."""
+        if callable(source):
+            return source(self.model), query, joins
+        attr, path = sqla_tools.get_field_with_path(self.model, source)
+        if not isinstance(getattr(attr, "property", None), ColumnProperty):
+            raise TypeError(f"{self.endpoint}: exported {source!r} is not a column; describe it in export_columns")
+        query, joins, alias = self._apply_path_joins(query, joins, path, inner_join=False)
+        return (attr if alias is None else getattr(alias, attr.key)), query, joins
 
 
 def label_formatter(labels, attr):

@@ -5,34 +5,45 @@ from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.contrib.sqla.filters import FilterEqual, IntEqualFilter
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from forms.documents import (ConfirmForm, LookupForm, NewDocumentForm, PatientSearchForm, ReceiveForm, ReviewForm,
                              content_form_class)
 from models.accounts import Designation, Membership, User
-from models.documents import Document
+from models.documents import Document, DocumentCorrection
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
 from models._types import today_jst, utcnow
-from nanbyo import audit, database, documents, formdefs, held_forms, jurisdiction
+from nanbyo import access, audit, database, documents, formdefs, held_forms, jurisdiction
 from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS, APPLICATION_KINDS, CONSENT_LABELS,
                                    DECLINED, DECLINED_MESSAGE, DRAFT, EXPLANATION_LABELS, FINALIZED, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS,
                                    application_kind_label)
-from nanbyo.exports import JST
+from nanbyo.exports import JST, ExportColumn, coded
 from nanbyo.extensions import db
 from nanbyo.notices import both_dates
 from nanbyo.roles import DESIGNATED_DOCTOR, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
 from views.base import ScopedModelView, label_formatter
 
 SEARCH_LIMIT = 100
+# What a document's screens show of its related rows (header, print): loaded with it, not one statement each.
+ROW_LOADS = (joinedload(Document.author), joinedload(Document.institution), joinedload(Document.municipality),
+             joinedload(Document.nanbyo_disease), joinedload(Document.shoman_disease),
+             joinedload(Document.explained_by))
 AUTHOR_FORM_FIELDS = ("municipality", "explanation")  # on the author's form only: not the municipality's to change
 
 
 def _patient_name(v, c, m, n):
     return documents.patient_name(documents.patient_of(m))
+
+
+def _disease_text(kind, notification_no, nanbyo_name, shoman_code, shoman_name):
+    """The document's disease as _disease_label() shows it, from the raw columns an export selects."""
+    if kind == SHOMAN:
+        return f"{shoman_code} {shoman_name}" if shoman_code is not None else ""
+    return f"告示番号{notification_no} {nanbyo_name}" if notification_no is not None else ""
 
 
 def _disease_label(doc_or_disease):
@@ -71,7 +82,9 @@ class DocumentView(ScopedModelView):
                       # No. is an integer filter: PostgreSQL refuses id = 'text' (a 500 on any typed value).
                       "written_on", FilterEqual(Document.access_key, "アクセスキー"), IntEqualFilter(Document.id, "No.")]
     column_sortable_list = ["id", "written_on", "status"]
-    column_default_sort = ("id", True)
+    # Newest 作成年月日 first (No. breaks ties): the same index then serves the list at any depth and the 作成年月日
+    # filters; ordered by No. alone, a 作成年月日 range walked the primary key past every newer document.
+    column_default_sort = [("written_on", True), ("id", True)]
     column_select_related_list = [Document.nanbyo_disease, Document.shoman_disease, Document.institution,
                                   Document.author, Document.municipality]
     # No COUNT(*) over a million rows: the pager only offers previous/next.
@@ -82,22 +95,22 @@ class DocumentView(ScopedModelView):
                           "institution.code", "author.login_id", "municipality.code", "reception_no",
                           "recipient_no", "application_received_on", "research_consent", "review_result",
                           "valid_from", "valid_until", "severity"]
+    export_columns = {
+        "kind": ExportColumn("kind", format=coded(KIND_SHORT_LABELS, "")),
+        "application_kind": ExportColumn("application_kind", format=coded(APPLICATION_KIND_LABELS, "")),
+        "status": ExportColumn("status", format=coded(STATUS_LABELS, "")),
+        "review_result": ExportColumn("review_result", format=coded(REVIEW_RESULT_LABELS, "")),
+        "research_consent": ExportColumn("research_consent", format=lambda consent: CONSENT_LABELS[
+            "" if consent is None else str(int(consent))]),
+        "disease_label": ExportColumn("kind", "nanbyo_disease.notification_no", "nanbyo_disease.name_ja",
+                                      "shoman_disease.shoman_code", "shoman_disease.name_ja",
+                                      format=_disease_text),
+    }
     extra_view_permissions = {
         "finalize_view": "finalize", "print_view": "print", "sheet_view": "print",
         "lookup_view": "review", "receive_view": "review", "review_view": "review", "correct_view": "review",
         "patient_search_view": "list",
     }
-
-    def get_export_value(self, model, name):
-        if name == "disease_label":
-            return _disease_label(model)
-        labels = {"kind": KIND_SHORT_LABELS, "application_kind": APPLICATION_KIND_LABELS, "status": STATUS_LABELS,
-                  "review_result": REVIEW_RESULT_LABELS}
-        if name in labels:
-            return labels[name].get(getattr(model, name), "")
-        if name == "research_consent":
-            return CONSENT_LABELS["" if model.research_consent is None else str(int(model.research_consent))]
-        return super().get_export_value(model, name)
 
     # --- rows ----------------------------------------------------------------------------------------------------
     def row(self, purpose, doc_id=None):
@@ -105,10 +118,16 @@ class DocumentView(ScopedModelView):
         doc_id = doc_id if doc_id is not None else request.args.get("id", "")
         if not str(doc_id).isdigit():
             abort(404)
-        doc = self.scoped_query(purpose).filter(Document.id == int(doc_id)).one_or_none()
+        doc = self.scoped_query(purpose).options(*ROW_LOADS).filter(Document.id == int(doc_id)).one_or_none()
         if doc is None:
             abort(404)
         return doc
+
+    def purposes(self, doc, *purposes):
+        """Which of `purposes` this user may use the document for (as may()), asked in one statement."""
+        checks = [case((access.row_filter(current_user, Document, p), True), else_=False) for p in purposes]
+        found = db.session.execute(select(*checks).where(Document.id == doc.id)).first()
+        return {p for p, allowed in zip(purposes, found or ()) if allowed}
 
     def not_writable_message(self, model):
         if model.status not in ("draft", "finalized"):
@@ -345,18 +364,23 @@ class DocumentView(ScopedModelView):
     def details_view(self):
         doc = self.row("read")
         definition = documents.definition_of(doc)
+        # The entry goes on a connection of its own (nothing of this session is committed or expired by it).
         audit.record("document_view", target=doc)
+        history = doc.corrections.options(joinedload(DocumentCorrection.user)).all()
         corrections = [(c, {k: documents.correction_text(doc, c.field, v)
-                            for k, v in documents.correction_values(c).items()}) for c in doc.corrections]
+                            for k, v in documents.correction_values(c).items()}) for c in history]
+        asked = [p for p, screen in (("write", "edit"), ("write", "delete"), ("finalize", "finalize"),
+                                     ("review", "review")) if self._may(screen)]
+        allowed = self.purposes(doc, *dict.fromkeys(asked)) if asked else set()
         return self.render(
             "documents/details.html", doc=doc, header=self._header(doc),
             patient_rows=self._patient_rows(doc),
             sections=formdefs.display_sections(definition, doc.items or {}),
             admin_rows=self._admin_rows(doc), corrections=corrections, confirm_form=ConfirmForm(),
-            may_write=self._may("edit") and self.may(doc, "write"),
-            may_delete=self._may("delete") and self.may(doc, "write"),
-            may_finalize=self._may("finalize") and self.may(doc, "finalize"),
-            may_review=self._may("review") and self.may(doc, "review"),
+            may_write=self._may("edit") and "write" in allowed,
+            may_delete=self._may("delete") and "write" in allowed,
+            may_finalize=self._may("finalize") and "finalize" in allowed,
+            may_review=self._may("review") and "review" in allowed,
             may_print=self._may("print"))
 
     @staticmethod
