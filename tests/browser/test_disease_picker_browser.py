@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from models.documents import Document
 from models.masters import NanbyoDisease, ShomanDisease
-from nanbyo import auth
 from nanbyo.extensions import db
-from tests.helpers import PASSWORD, TOKYO, gen_institution, gen_municipality, gen_user
+from tests.browser.test_documents_browser import _key_path, _login as log_in
+from tests.helpers import TOKYO, gen_institution, gen_municipality, gen_user
 
 pytestmark = pytest.mark.browser
 
@@ -42,15 +42,7 @@ def _context(browser, live_server, width, **options):
 
 
 def _login(page, base, user, tmp_path):
-    key_path = tmp_path / auth.key_file_name(user)
-    key_path.write_bytes(user.key_file)
-    page.goto(f"{base}/login")
-    page.fill("input[name=login_id]", user.login_id)
-    page.fill("input[name=password]", PASSWORD)
-    page.set_input_files("input[name=key_file]", str(key_path))
-    with page.expect_navigation():
-        page.click("form button[type=submit]")
-    assert "/login" not in page.url, page.content()
+    log_in(page, base, user, _key_path(tmp_path, user))
 
 
 def _searched(page, drop, typed):
