@@ -245,12 +245,19 @@ class ScopedModelView(ModelView):
         if filters and self._filters:
             query, count_query, joins, count_joins = self._apply_filters(query, count_query, joins, count_joins,
                                                                          filters)
+        query, joins = self._apply_list_order(query, joins, sort_column, sort_desc)
+        return count_query, query
+
+    def _apply_list_order(self, query, joins, sort_column, sort_desc):
+        """Flask-Admin's sort of the list, with the primary key as the last key (in the last key's direction, so
+        that one index serves both) unless the sort already orders every row: each row has one place, on every
+        page and in the export."""
         query, joins = self._apply_sorting(query, joins, sort_column, sort_desc)
         keys = self._sort_keys(sort_column, sort_desc)
         if not keys or not self._is_row_key(*keys[-1][:2]):
             last_desc = keys[-1][2] if keys else False
             query = query.order_by(self._pk_column().desc() if last_desc else self._pk_column())
-        return count_query, query
+        return query, joins
 
     def page_ids(self, page, sort_column, sort_desc, search, filters, page_size):
         count_query, query = self.page_ids_query(sort_column, sort_desc, search, filters)
@@ -427,14 +434,8 @@ class ScopedModelView(ModelView):
             query, _count, joins, _count_joins = self._apply_search(query, None, joins, {}, args.search)
         if args.filters and self._filters:
             query, _count, joins, _count_joins = self._apply_filters(query, None, joins, {}, args.filters)
-        query, joins = self._apply_sorting(query, joins, sort[0] if sort else None, args.sort_desc)
-        # (own column name, descending) of each sort key; the primary key breaks ties unless it is the last one.
-        keys = [(sort[0], bool(args.sort_desc))] if sort else [
-            (None if path else getattr(attr, "key", None), desc) for attr, path, desc in self._get_default_order()]
-        if not keys or keys[-1][0] != self._primary_key:
-            key = getattr(self.model, self._primary_key)
-            query = query.order_by(key.desc() if keys and keys[-1][1] else key)
-        expressions, position_of, columns = [], {}, []
+        query, joins = self._apply_list_order(query, joins, sort[0] if sort else None, args.sort_desc)
+        expressions, position_of, columns, specs = [], {}, [], []
         for name, _label in self._export_columns:
             spec = self.export_columns.get(name) or exports.ExportColumn(name)
             for source in spec.sources:
@@ -443,8 +444,10 @@ class ScopedModelView(ModelView):
                     position_of[source] = len(expressions)
                     expressions.append(expression)
             columns.append((tuple(position_of[source] for source in spec.sources), spec.format))
-        return exports.ExportSource([str(label) for _name, label in self._export_columns],
-                                    query.with_entities(*expressions).statement, columns)
+            specs.append(spec)
+        statement = query.with_entities(*expressions).statement
+        return exports.ExportSource([str(label) for _name, label in self._export_columns], statement, columns,
+                                    exports.cells_statement(statement, columns, specs))
 
     def _export_expression(self, source, query, joins):
         """(SQL expression, query, joins) of one source of an export column: a function of the model, or an
