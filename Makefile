@@ -20,7 +20,7 @@ setup: $(BIN)/.installed
 
 # The task queue's consumer (background exports, nanbyo/tasks.py) runs beside the server and stops with it.
 run: setup
-	$(BIN)/huey_consumer nanbyo.tasks.huey -w 2 & consumer=$$!; \
+	$(BIN)/huey_consumer nanbyo.tasks.huey -w 2 -m 1 & consumer=$$!; \
 	trap 'kill $$consumer 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host $(HOST) --port $(PORT)
 

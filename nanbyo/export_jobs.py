@@ -5,15 +5,18 @@
 - run(): the task. It rebuilds the list as the owner sees it now (the views register that in
   app.extensions[SOURCE_BUILDER]: the owner must still be active and allowed the export), counts and writes the rows
   from one snapshot, keeps rows_written current, and logs the result with the number of rows ("export_file");
-- delete_expired(): the periodic clean-up of jobs and files older than NANBYO_EXPORT_KEEP ("export_expire").
+- delete_expired(): the periodic clean-up of jobs and files older than NANBYO_EXPORT_KEEP ("export_expire");
+- fail_stalled(): a job the writer stopped writing (its worker killed, the machine restarted) says 失敗 after
+  STALLED_AFTER without progress, rather than 作成中 until it expires.
 """
 import os
 import secrets
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from models._types import utcnow
 from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING, ExportJob
@@ -24,7 +27,11 @@ SOURCE_BUILDER = "nanbyo_export_source"  # app.extensions key: (job, owner) -> E
 PROGRESS_EVERY = 1.0  # seconds between updates of rows_written
 DENIED = "作成時に確認したところ、このアカウントではこの一覧を出力できなくなっていたため、作成しませんでした。"
 FAILED = "出力ファイルを作成できませんでした。時間をおいてもう一度出力してください。"
+STALLED = "出力ファイルの作成が途中で止まりました。もう一度出力してください。"
 PARTIAL_SUFFIX = ".part"
+# Progress is written every PROGRESS_EVERY s; only the final save of a large xlsx (compressing the sheet) goes a
+# minute or so without it.
+STALLED_AFTER = timedelta(minutes=5)
 
 
 class JobGone(Exception):
@@ -69,24 +76,28 @@ def not_queued(job_id, owner):
 
 
 def _update(job_id, **values):
-    """A short unit of work on the job's row (status, progress). Raises JobGone when the row is no more."""
+    """A short unit of work on the job's row (status, progress). Raises JobGone when the row is no more, or when
+    the job was given up as stalled meanwhile."""
     database.begin_write()
     job = db.session.get(ExportJob, job_id)
-    if job is None:
+    if job is None or job.status == JOB_FAILED:
         db.session.rollback()
         raise JobGone(job_id)
     for name, value in values.items():
         setattr(job, name, value)
+    job.progress_at = utcnow()
     db.session.commit()
     return job
 
 
 def _finish(job_id, owner, *, result, message="", **values):
+    """The job's outcome and its log entry, one unit of work. False (nothing written) when the job is gone or was
+    already given up."""
     database.begin_write()
     job = db.session.get(ExportJob, job_id)
-    if job is None:
+    if job is None or job.status in (JOB_DONE, JOB_FAILED):
         db.session.rollback()
-        return
+        return False
     now = utcnow()
     job.status = JOB_DONE if result == "success" else JOB_FAILED
     job.error = message
@@ -98,6 +109,7 @@ def _finish(job_id, owner, *, result, message="", **values):
     if result == "success":
         data["rows"] = job.rows_written
     audit.record("export_file", target=job, actor=owner, result=result, data=data)
+    return True
 
 
 def run(job_id):
@@ -118,15 +130,17 @@ def run(job_id):
         with exports.Snapshot(db.engine) as snapshot:
             total = snapshot.count(source.statement)
             _update(job_id, status=JOB_RUNNING, started_at=utcnow(), total_rows=total, rows_written=0)
-            progress = _Progress(job_id, exports.cell_chunks(source, snapshot))
+            progress = _Progress(job_id)
             with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
                 if fmt == "xlsx":
-                    exports.write_xlsx(out, source.headers, progress, rows=total)
+                    exports.write_xlsx(out, source.headers, exports.cell_chunks(source, snapshot, progress.add),
+                                       rows=total)
                 else:
-                    for data in exports.csv_stream(fmt, source.headers, progress):
+                    for data in exports.csv_file(fmt, source, snapshot, progress.add):
                         out.write(data)
         os.replace(partial, folder / name)
-        _finish(job_id, owner, result="success", rows_written=progress.written, file_name=name)
+        if not _finish(job_id, owner, result="success", rows_written=progress.written, file_name=name):
+            _remove(folder / name)  # given up as stalled while the file was being finished
     except JobGone:
         db.session.rollback()
         _remove(partial)
@@ -138,19 +152,16 @@ def run(job_id):
 
 
 class _Progress:
-    """The chunks of a job passed on and counted, the job's rows_written kept current (every PROGRESS_EVERY s)."""
+    """The rows of a job counted as they are read, the job's rows_written kept current (every PROGRESS_EVERY s)."""
 
-    def __init__(self, job_id, chunks):
-        self.job_id, self.chunks, self.written = job_id, chunks, 0
+    def __init__(self, job_id):
+        self.job_id, self.written, self.reported = job_id, 0, time.monotonic()
 
-    def __iter__(self):
-        reported = time.monotonic()
-        for rows in self.chunks:
-            yield rows
-            self.written += len(rows)
-            if time.monotonic() - reported >= PROGRESS_EVERY:
-                _update(self.job_id, rows_written=self.written)
-                reported = time.monotonic()
+    def add(self, rows):
+        self.written += rows
+        if time.monotonic() - self.reported >= PROGRESS_EVERY:
+            _update(self.job_id, rows_written=self.written)
+            self.reported = time.monotonic()
 
 
 def _remove(*paths):
@@ -159,6 +170,23 @@ def _remove(*paths):
             os.remove(path)
         except FileNotFoundError:
             pass
+
+
+def fail_stalled(owner_id=None, now=None):
+    """Running jobs (of `owner_id`, or all) without progress for STALLED_AFTER become 失敗, each with its
+    "export_file" failure entry. Returns their ids."""
+    now = now or utcnow()
+    silent = select(ExportJob.id).where(ExportJob.status == JOB_RUNNING, func.coalesce(
+        ExportJob.progress_at, ExportJob.started_at, ExportJob.created_at) < now - STALLED_AFTER)
+    if owner_id is not None:
+        silent = silent.where(ExportJob.owner_id == owner_id)
+    stalled = []
+    for job_id in db.session.execute(silent).scalars().all():
+        job = db.session.get(ExportJob, job_id)
+        if _finish(job_id, job.owner, result="failure", message=STALLED):  # committed with its entry
+            stalled.append(job_id)
+    db.session.rollback()
+    return stalled
 
 
 def delete_expired(now=None):

@@ -5,9 +5,10 @@ Where the queue is kept, from NANBYO_TASK_QUEUE_URL:
 - `redis://…`: Redis;
 - `postgresql://…` (or `postgresql+psycopg://…`): PostgreSQL through peewee (tables huey_kv, huey_task,
   huey_schedule, huey_counter, which may share the application's database).
-The consumer runs the tasks: `huey_consumer nanbyo.tasks.huey -w 2`. Each task runs in an app context of an app
-created once per consumer process (create_app(), configured by the environment like the web app). Tests (app.testing)
-run tasks at once, in memory, in the app that enqueued them.
+The consumer runs the tasks: `huey_consumer nanbyo.tasks.huey -w 2 -m 1` (-m: an idle consumer looks at a polled
+queue, SQLite or PostgreSQL, at least every second, rather than huey's default 10). Each task runs in an app context
+of an app created once per consumer process, when it starts (create_app(), configured by the environment like the web
+app). Tests (app.testing) run tasks at once, in memory, in the app that enqueued them.
 """
 import os
 import threading
@@ -22,7 +23,7 @@ from nanbyo import export_jobs
 
 NAME = "nanbyo"
 ROOT = Path(__file__).resolve().parent.parent
-CLEAN_UP_EVERY = crontab(minute="*/15")  # expired export files
+CLEAN_UP_EVERY = crontab(minute="*/5")  # stalled jobs, expired export files
 
 
 class _SqliteStorage(SqliteStorage):
@@ -96,6 +97,12 @@ def _app():
         return _worker_app
 
 
+@huey.on_startup()
+def _ready():
+    """The consumer's app made as it starts, not when the first job is waiting for it."""
+    _app()
+
+
 @huey.task()
 def run_export(job_id):
     with _app().app_context():  # a context (and database session) of its own, even in immediate mode
@@ -105,4 +112,5 @@ def run_export(job_id):
 @huey.periodic_task(CLEAN_UP_EVERY)
 def delete_expired_exports():
     with _app().app_context():
+        export_jobs.fail_stalled()
         export_jobs.delete_expired()

@@ -260,6 +260,46 @@ def test_the_periodic_task_cleans_up(app, world):
     assert db.session.get(ExportJob, job_id) is None and not path.exists()
 
 
+def test_a_stalled_job_says_so_and_its_writer_keeps_nothing(app, world, monkeypatch):
+    """A worker that took the job and died leaves it 作成中 with no progress: after STALLED_AFTER it is 失敗 (told on
+    the owner's page at once, by the periodic task for everyone), and a writer that comes back writes nothing."""
+    clerk = world["clerk"]
+    job = _queued_job(app, clerk, monkeypatch)
+    export_jobs._update(job.id, status="running", started_at=utcnow(), total_rows=60)
+    assert export_jobs.fail_stalled() == []  # progress just now
+    later = utcnow() + export_jobs.STALLED_AFTER + timedelta(seconds=1)
+    assert export_jobs.fail_stalled(owner_id=world["other_clerk"].id, now=later) == []
+    job = only_job()
+    job.progress_at = utcnow() - export_jobs.STALLED_AFTER - timedelta(seconds=1)
+    db.session.commit()
+    page = client_of(app, clerk).get("/admin/exports/").get_data(as_text=True)
+    assert "job-failed" in page and export_jobs.STALLED in page
+    job = only_job()
+    assert (job.status, job.error, job.file_name) == ("failed", export_jobs.STALLED, None)
+    entries = log_entries("export_file")
+    assert [(e.result, e.actor_id, e.data) for e in entries] == [("failure", clerk.id, {"format": "csv", "job": job.id})]
+    assert tasks.delete_expired_exports() is None and len(log_entries("export_file")) == 1  # given up once
+    with pytest.raises(export_jobs.JobGone):
+        export_jobs._update(job.id, rows_written=10)
+    assert export_jobs._finish(job.id, clerk, result="success", rows_written=60, file_name="late.csv") is False
+    assert only_job().status == "failed" and len(log_entries("export_file")) == 1
+
+
+def test_a_job_that_is_still_writing_is_not_given_up(app, world, monkeypatch):
+    monkeypatch.setattr(export_jobs, "PROGRESS_EVERY", 0)
+    monkeypatch.setattr(exports, "CHUNK_ROWS", 25)
+    given_up = []
+    update = export_jobs._update
+
+    def slow_writer(job_id, **values):
+        job = update(job_id, **values)
+        given_up.extend(export_jobs.fail_stalled())  # the clean-up running meanwhile
+        return job
+    monkeypatch.setattr(export_jobs, "_update", slow_writer)
+    client_of(app, world["clerk"]).get("/admin/document/export/csv/")
+    assert given_up == [] and only_job().status == "done"
+
+
 # --- the owner's permission, checked again when the job runs --------------------------------------------------------
 
 def _queued_job(app, user, monkeypatch, path="/admin/document/export/csv/"):
@@ -369,3 +409,16 @@ def test_a_consumer_process_creates_its_app_once(monkeypatch):
     for worker in workers:
         worker.join()
     assert len(made) == 1 and len(apps) == 3 and len({id(a) for a in apps}) == 1
+
+
+def test_a_consumer_makes_its_app_as_it_starts(monkeypatch):
+    """huey runs each on_startup hook in every worker before its first task: the app is ready when a job comes."""
+    import app as app_module
+    made = []
+    monkeypatch.setattr(app_module, "create_app", lambda: made.append(1) or object())
+    monkeypatch.setattr(tasks, "_worker_app", None)
+    hooks = list(tasks.huey._startup.values())  # huey's registry of on_startup hooks
+    worker = threading.Thread(target=lambda: [hook() for hook in hooks])
+    worker.start()
+    worker.join()
+    assert made == [1] and tasks._worker_app is not None

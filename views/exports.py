@@ -56,6 +56,7 @@ class ExportJobsView(ProtectedBaseView):
         return False  # in the user's own menu at the right of the menu bar (admin/nanbyo_base.html)
 
     def _jobs(self):
+        export_jobs.fail_stalled(owner_id=current_user.id)  # told at once, not at the next clean-up
         return db.session.execute(select(ExportJob).where(ExportJob.owner_id == current_user.id,
                                                           ExportJob.expires_at > utcnow())
                                   .order_by(ExportJob.id.desc())).scalars().all()
