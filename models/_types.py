@@ -1,7 +1,7 @@
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Index
 from sqlalchemy.types import TypeDecorator
 
 
@@ -46,3 +46,10 @@ def one_of(labels, message, nullable=False):
             raise ValueError(message)
         return value
     return check
+
+
+def trigram_index(table, column):
+    """PostgreSQL: a trigram index serving the list's search box (Flask-Admin's ILIKE '%term%') on `column`; none on
+    SQLite, whose lists are small. Needs the pg_trgm extension (migration 0012 creates it)."""
+    return Index(f"ix_{table}_{column}_trgm", column, postgresql_using="gin",
+                 postgresql_ops={column: "gin_trgm_ops"}).ddl_if(dialect="postgresql")

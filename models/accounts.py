@@ -4,7 +4,7 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, Date, ForeignKey, Index, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from models._types import UTCDateTime, one_of, utcnow
+from models._types import UTCDateTime, one_of, trigram_index, utcnow
 from nanbyo.extensions import db
 from nanbyo.roles import (DOCTOR_KIND_LABELS, DESIGNATED_DOCTOR, MEMBERSHIP_KIND_LABELS, ROLE_LABELS,
                           STATUS_ACTIVE, STATUS_LABELS)
@@ -18,6 +18,11 @@ class User(db.Model):
         Index("ix_user_account_role_id", "role", "id"),
         Index("ix_user_account_status_id", "status", "id"),
         Index("ix_user_account_last_login_at_id", "last_login_at", "id"),
+        # The search box (views: column_searchable_list).
+        trigram_index("user_account", "login_id"),
+        trigram_index("user_account", "name"),
+        trigram_index("user_account", "name_kana"),
+        trigram_index("user_account", "email"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Index, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models._types import UTCDateTime, utcnow
+from models._types import UTCDateTime, trigram_index, utcnow
 from nanbyo.extensions import db
 
 
@@ -18,6 +18,9 @@ class OperationLog(db.Model):
         Index("ix_operation_log_actor_login_created_at_id", "actor_login", "created_at", "id"),
         Index("ix_operation_log_target_type_created_at_id", "target_type", "created_at", "id"),
         Index("ix_operation_log_result_created_at_id", "result", "created_at", "id"),
+        # The search box (views: column_searchable_list).
+        trigram_index("operation_log", "actor_login"),
+        trigram_index("operation_log", "target_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -3,7 +3,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from nanbyo.codes import institution_code_error, municipality_code_error
-from models._types import one_of
+from models._types import one_of, trigram_index
 from nanbyo.extensions import db
 from nanbyo.roles import MUNICIPALITY_KIND_LABELS
 
@@ -40,6 +40,9 @@ class Institution(db.Model):
         Index("ix_institution_name_id", "name", "id"),
         Index("ix_institution_address_id", "address", "id"),
         Index("ix_institution_active_id", "active", "id"),
+        # The search box (views: column_searchable_list).
+        trigram_index("institution", "code"),
+        trigram_index("institution", "name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
