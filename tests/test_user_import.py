@@ -164,6 +164,37 @@ def test_upload_preview_confirm_and_notices_through_the_screens(client, tokyo, h
     assert all(u.must_change_password for u in batch.users)
 
 
+def test_a_large_batch_prints_its_notices_in_parts(client, tokyo, hospital, monkeypatch):
+    """Each notice sets a password (argon2, slow): a batch above NOTICES_PER_PDF is printed in parts of that many,
+    in ID order; a part resets its own accounts' passwords alone."""
+    from tests.test_notices import page_count
+    from views import user_import
+    monkeypatch.setattr(user_import, "NOTICES_PER_PDF", 2)
+    batch = userfile.execute(plan(tokyo, [doctor_row(i) for i in range(1, 6)]), filename="u.csv", data=b"x")
+    clerk = gen_user("municipality_admin", municipality=tokyo)
+    login(client, clerk)
+    page = client.get(f"/admin/user-import/batch/{batch.id}").get_data(as_text=True)
+    assert re.findall(r"(\d+)〜(\d+)件目を出力", page) == [("1", "2"), ("3", "4"), ("5", "5")]
+    assert 'id="download-notices"' not in page
+    token = csrf_from(page)
+    users = sorted(batch.users, key=lambda u: u.id)
+    hashes = {u.id: u.password_hash for u in users}
+    r = client.post(f"/admin/user-import/batch/{batch.id}/notices", data={"csrf_token": token, "part": "1"})
+    assert r.status_code == 200 and r.mimetype == "application/pdf" and page_count(r.data) == 2
+    assert f"notices_batch_{batch.id}_2.pdf" in r.headers["Content-Disposition"]
+    db.session.expire_all()
+    changed = [u.login_id for u in users if db.session.get(type(u), u.id).password_hash != hashes[u.id]]
+    assert changed == [users[2].login_id, users[3].login_id]
+    issued = [e.target_id for e in db.session.query(OperationLog).filter_by(action="notice_issue")]
+    assert issued == [str(users[2].id), str(users[3].id)]
+    # A part that is not there changes nothing.
+    for part in ("3", "-1", "x"):
+        r = client.post(f"/admin/user-import/batch/{batch.id}/notices", data={"csrf_token": token, "part": part})
+        assert r.status_code == 302
+        assert "範囲が正しくありません" in client.get(r.headers["Location"]).get_data(as_text=True)
+    assert db.session.query(OperationLog).filter_by(action="notice_issue").count() == 2
+
+
 def test_refused_upload_shows_all_problems_and_writes_nothing(client, tokyo, hospital):
     clerk = gen_user("municipality_admin", municipality=tokyo)
     login(client, clerk)

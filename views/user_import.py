@@ -14,6 +14,7 @@ from pathlib import Path
 from flask import Response, abort, current_app, flash, redirect, request, session, url_for
 from flask_admin import expose
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 
 from forms.auth import ConfirmForm
 from forms.user_import import IndividualForm, UploadForm
@@ -28,6 +29,9 @@ PENDING_KEY = "user_import_pending"
 STALE_AFTER_SECONDS = 24 * 3600
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CHANGE_PRIMARY_FIELD = "change_primary"  # the confirm form's checkboxes: row numbers whose 主たる勤務先 moves
+# Notices per PDF: each sets a new password, hashed with argon2 (about 0.1 s each), so a large batch is printed in
+# parts that each fit in a request (and in a printer's tray).
+NOTICES_PER_PDF = 100
 
 
 def _attachment(body, mimetype, filename):
@@ -204,18 +208,38 @@ class UserImportView(ProtectedBaseView):
         ids = (entry.data or {}).get("primary_changed", []) if entry is not None else []
         return [user for user in (db.session.get(User, i) for i in ids) if user is not None]
 
+    @staticmethod
+    def _batch_users(batch):
+        """The batch's accounts in ID order, with what the page shows of them, in a fixed number of statements."""
+        return db.session.execute(db.select(User).where(User.import_batch_id == batch.id).order_by(User.id)
+                                  .options(selectinload(User.designations))).scalars().all()
+
+    @staticmethod
+    def _parts(users):
+        """(part number, first, last) of the notices' PDFs: NOTICES_PER_PDF accounts of the batch each."""
+        per = NOTICES_PER_PDF
+        return [(n, n * per + 1, min((n + 1) * per, len(users))) for n in range((len(users) + per - 1) // per)]
+
     @expose("/batch/<int:batch_id>")
     def batch(self, batch_id):
         batch = self._own_batch(batch_id)
-        return self.render("user_import/batch.html", batch=batch, moved=self._moved_users(batch),
-                           form=ConfirmForm(formdata=None))
+        users = self._batch_users(batch)
+        return self.render("user_import/batch.html", batch=batch, users=users, parts=self._parts(users),
+                           moved=self._moved_users(batch), form=ConfirmForm(formdata=None))
 
     @expose("/batch/<int:batch_id>/notices", methods=["POST"])
     def notices(self, batch_id):
         batch = self._own_batch(batch_id)
         form = ConfirmForm()
+        everyone = self._batch_users(batch)
+        part = request.form.get("part", "0")
+        if not part.isdigit() or int(part) >= max(len(self._parts(everyone)), 1):
+            flash("出力する通知書の範囲が正しくありません。", "error")
+            return redirect(url_for(".batch", batch_id=batch.id))
+        part = int(part)
+        in_part = everyone[part * NOTICES_PER_PDF:(part + 1) * NOTICES_PER_PDF]
         # Only accounts that have not logged in yet: a doctor who already set a password keeps it.
-        users = [u for u in batch.users if u.must_change_password and u.status in ("active", "locked")]
+        users = [u for u in in_part if u.must_change_password and u.status in ("active", "locked")]
         if not form.validate_on_submit() or not users:
             flash("通知書を出力できる（初回ログイン前の）アカウントがありません。", "error")
             return redirect(url_for(".batch", batch_id=batch.id))
@@ -224,4 +248,5 @@ class UserImportView(ProtectedBaseView):
         except NotIssuable as e:
             flash(str(e), "error")
             return redirect(url_for(".batch", batch_id=batch.id))
-        return _attachment(pdf, "application/pdf", f"notices_batch_{batch.id}.pdf")
+        suffix = f"_{part + 1}" if len(everyone) > NOTICES_PER_PDF else ""
+        return _attachment(pdf, "application/pdf", f"notices_batch_{batch.id}{suffix}.pdf")
