@@ -1,7 +1,7 @@
 """Error pages: Japanese, inside the plain layout, with the way home; security headers kept, nothing leaked; the 500
 page rolls the failed operation back before it is rendered."""
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from io import BytesIO
 
 import pytest
@@ -11,7 +11,7 @@ from models.accounts import User
 from nanbyo import database
 from nanbyo.exports import JST
 from nanbyo.extensions import db
-from tests.helpers import PASSWORD, csrf_token, fresh, gen_institution, gen_user, log_entries, login
+from tests.helpers import PASSWORD, csrf_token, fresh, gen_user, log_entries, login
 
 ENGLISH = ("Not Found", "Bad Request", "Method Not Allowed", "Request Entity Too Large", "Content Too Large",
            "Internal Server Error", "Forbidden", "Traceback", "The CSRF", "CSRF token", "werkzeug", "Werkzeug")

@@ -12,7 +12,7 @@ import pytest
 from models.audit import OperationLog
 from nanbyo import audit
 from nanbyo.extensions import db
-from tests.helpers import PASSWORD, gen_institution, gen_municipality, gen_user, login
+from tests.helpers import gen_institution, gen_municipality, gen_user, login
 
 ROOT = Path(__file__).resolve().parent.parent
 WRONG_PASSWORD = "Wrong-Guess-Pw-4821"

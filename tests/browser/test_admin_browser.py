@@ -8,25 +8,15 @@ from playwright.sync_api import expect
 from models.institutions import Institution
 from nanbyo.demo import create_demo
 from nanbyo.extensions import db
+from tests.browser.helpers import DEMO_PASSWORD, log_in
 from tests.helpers import gen_institution, gen_municipality
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "browser-demo-2026"
-
-
-def _login(page, base, login_id, key_path):
-    page.goto(f"{base}/login")
-    page.fill("input[name=login_id]", login_id)
-    page.fill("input[name=password]", PASSWORD)
-    page.set_input_files("input[name=key_file]", str(key_path))
-    with page.expect_navigation():
-        page.click("form button[type=submit]")
-    assert "/login" not in page.url
 
 
 def test_delete_asks_for_confirmation_under_csp(app, live_server, browser, tmp_path):
-    keys = dict(create_demo(tmp_path / "demo-keys", PASSWORD))
+    keys = dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
     # A closed clinic nothing refers to (the demo's clinics have members and documents: those are refused).
     clinic_id = gen_institution(gen_municipality(), code="1319999995", name="閉院クリニック").id
     context = browser.new_context(locale="ja-JP")
@@ -35,7 +25,7 @@ def test_delete_asks_for_confirmation_under_csp(app, live_server, browser, tmp_p
     page = context.new_page()
     dialogs = []
     try:
-        _login(page, live_server, "operator", keys["operator"])
+        log_in(page, live_server, "operator", keys["operator"], DEMO_PASSWORD)
         page.goto(f"{live_server}/admin/institution/")
         row = page.locator("table.model-list tbody tr", has_text="1319999995")
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from models.documents import Document
 from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo.extensions import db
-from tests.browser.test_documents_browser import _key_path, _login as log_in
+from tests.browser.helpers import key_path, log_in
 from tests.helpers import TOKYO, gen_institution, gen_municipality, gen_user
 
 pytestmark = pytest.mark.browser
@@ -42,7 +42,7 @@ def _context(browser, live_server, width, **options):
 
 
 def _login(page, base, user, tmp_path):
-    log_in(page, base, user, _key_path(tmp_path, user))
+    log_in(page, base, user, key_path(tmp_path, user))
 
 
 def _searched(page, drop, typed):

@@ -13,31 +13,16 @@ from sqlalchemy import select
 from models._types import today_jst
 from models.documents import Document
 from models.masters import NanbyoDisease
-from nanbyo import auth, documents, formdefs
+from nanbyo import documents, formdefs
 from nanbyo.demo import sample_values
 from nanbyo.extensions import db
-from tests.helpers import PASSWORD, TOKYO, gen_institution, gen_municipality, gen_user
+from tests.browser.helpers import key_path, log_in
+from tests.helpers import TOKYO, gen_institution, gen_municipality, gen_user
 
 pytestmark = pytest.mark.browser
 
 PDFTOTEXT = shutil.which("pdftotext")
 NOTIFICATION_NO = 6  # パーキンソン病: has a form definition of its own (formdefs/nanbyo-006.json)
-
-
-def _key_path(tmp_path, user):
-    path = tmp_path / auth.key_file_name(user)
-    path.write_bytes(user.key_file)
-    return path
-
-
-def _login(page, base, user, key_path):
-    page.goto(f"{base}/login")
-    page.fill("input[name=login_id]", user.login_id)
-    page.fill("input[name=password]", PASSWORD)
-    page.set_input_files("input[name=key_file]", str(key_path))
-    with page.expect_navigation():
-        page.click("form button[type=submit]")
-    assert "/login" not in page.url, page.content()
 
 
 def _logout(page):
@@ -86,7 +71,7 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
     doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"),
                       name="見本 指定医")
     clerk = gen_user("municipality_user", municipality=tokyo, name="東京都 審査担当")
-    doctor_key, clerk_key = _key_path(tmp_path, doctor), _key_path(tmp_path, clerk)
+    doctor_key, clerk_key = key_path(tmp_path, doctor), key_path(tmp_path, clerk)
     parkinson = db.session.execute(select(NanbyoDisease).filter_by(
         notification_no=NOTIFICATION_NO, is_subtype=False)).scalar_one()
     definition = formdefs.definition_for("nanbyo", parkinson)
@@ -100,7 +85,7 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
     page = context.new_page()
     try:
         # --- 1. the doctor creates a draft -----------------------------------------------------------------
-        _login(page, live_server, doctor, doctor_key)
+        log_in(page, live_server, doctor, doctor_key)
         page.goto(f"{live_server}/admin/document/")
         with page.expect_navigation():
             page.locator("a[href*='/admin/document/new/']").first.click()
@@ -185,7 +170,7 @@ def test_doctor_writes_finalizes_prints_and_clerk_looks_up_and_completes(app, li
         assert "/login" in page.url
 
         # --- 4. the municipality clerk looks the key up and completes the review ---------------------------
-        _login(page, live_server, clerk, clerk_key)
+        log_in(page, live_server, clerk, clerk_key)
         page.goto(f"{live_server}/admin/document/")
         with page.expect_navigation():
             page.click("#key-lookup-link")

@@ -9,7 +9,7 @@ from models._types import utcnow
 from models.exports import ExportJob
 from nanbyo import export_jobs
 from nanbyo.extensions import db
-from tests.browser.test_documents_browser import _key_path, _login
+from tests.browser.helpers import key_path, log_in
 from tests.helpers import gen_municipality, gen_user
 
 pytestmark = pytest.mark.browser
@@ -26,7 +26,7 @@ def test_the_page_follows_a_job_until_its_download(app, live_server, browser, tm
     refused = []
     page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
             else None)
-    _login(page, live_server, clerk, _key_path(tmp_path, clerk))
+    log_in(page, live_server, clerk, key_path(tmp_path, clerk))
     page.goto(f"{live_server}/admin/exports/")
     row = page.locator(f'tr[data-job="{job.id}"]')
     expect(row.locator(".job-status")).to_have_text("作成中")

@@ -19,7 +19,6 @@ import shutil
 import time
 
 import pytest
-from playwright.sync_api import expect
 from sqlalchemy import select
 from wtforms import Form
 
@@ -28,7 +27,8 @@ from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo import formdefs
 from nanbyo.demo import sample_values
 from nanbyo.extensions import db
-from tests.browser.test_documents_browser import _key_path, _login, _pdf_text
+from tests.browser.helpers import key_path, log_in
+from tests.browser.test_documents_browser import _pdf_text
 from tests.helpers import TOKYO, gen_document, gen_institution, gen_municipality, gen_user
 
 pytestmark = pytest.mark.browser
@@ -286,7 +286,7 @@ def _run(browser, base, tmp_path, user, defn, doc, width, purpose):
                   else route.abort())
     page = context.new_page()
     try:
-        _login(page, base, user, _key_path(tmp_path, user))
+        log_in(page, base, user, key_path(tmp_path, user))
         rounds = _rounds(defn, correcting=purpose == "correct")
         form_url = f"{base}/admin/document/{purpose}/?id={doc.id}"
         for n, chosen in enumerate([*rounds, _final_round(defn)]):

@@ -13,7 +13,7 @@ from models.accounts import User
 from models.documents import Document
 from nanbyo.demo import create_demo
 from nanbyo.extensions import db
-from tests.browser.test_admin_browser import PASSWORD, _login
+from tests.browser.helpers import DEMO_PASSWORD, log_in
 from tests.userfile_helpers import doctor_row, xlsx_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("width", [1280, 1024])]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.parametrize("width", [1280, 1024]
 
 @pytest.fixture
 def demo(app, tmp_path):
-    return dict(create_demo(tmp_path / "demo-keys", PASSWORD))
+    return dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def assert_fits(page, tmp_path, name):
 
 def test_clerk_issues_ids_from_the_home_page(live_server, demo, open_page, tmp_path, width):
     page = open_page(width)
-    _login(page, live_server, "muni-tokyo", demo["muni-tokyo"])
+    log_in(page, live_server, "muni-tokyo", demo["muni-tokyo"], DEMO_PASSWORD)
     assert_fits(page, tmp_path, f"clerk-home-{width}")
     with page.expect_navigation():
         page.click("#home-user-import")
@@ -73,7 +73,7 @@ def test_clerk_looks_a_key_up_and_receives_the_document(live_server, demo, open_
     doc = db.session.execute(db.select(Document).filter_by(status="finalized").order_by(Document.id)).scalars().first()
     page = open_page(width)
     # The demo's muni-tokyo admin does the 審査 too (review is both clerks' work).
-    _login(page, live_server, "muni-tokyo", demo["muni-tokyo"])
+    log_in(page, live_server, "muni-tokyo", demo["muni-tokyo"], DEMO_PASSWORD)
     with page.expect_navigation():
         page.click("#home-key-lookup")
     page.fill("input[name=access_key]", doc.access_key)
@@ -97,7 +97,7 @@ def test_clerk_looks_a_key_up_and_receives_the_document(live_server, demo, open_
 
 def test_manager_registers_staff_and_resets_a_password_in_one_screen(live_server, demo, open_page, tmp_path, width):
     page = open_page(width)
-    _login(page, live_server, "manager", demo["manager"])
+    log_in(page, live_server, "manager", demo["manager"], DEMO_PASSWORD)
     # One screen for the institution's users: no separate user list in the menu.
     expect(page.locator("nav.navbar")).not_to_contain_text("医療機関への所属")
     with page.expect_navigation():
@@ -130,7 +130,7 @@ def test_manager_registers_staff_and_resets_a_password_in_one_screen(live_server
 
 def test_operator_reads_the_log_in_japanese(live_server, demo, open_page, tmp_path, width):
     page = open_page(width)
-    _login(page, live_server, "operator", demo["operator"])
+    log_in(page, live_server, "operator", demo["operator"], DEMO_PASSWORD)
     assert_fits(page, tmp_path, f"operator-home-{width}")
     page.goto(f"{live_server}/admin/operation_log/")
     table = page.locator("table.model-list")

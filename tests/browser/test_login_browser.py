@@ -4,15 +4,15 @@ import pytest
 from playwright.sync_api import expect
 
 from nanbyo.demo import create_demo
+from tests.browser.helpers import DEMO_PASSWORD
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "browser-demo-2026"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_login_with_key_file_then_japanese_institution_list(app, live_server, browser, tmp_path):
-    keys = dict(create_demo(tmp_path / "demo-keys", PASSWORD))
+    keys = dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
     key_path = keys["muni-tokyo"]
     assert key_path == tmp_path / "demo-keys" / "muni-tokyo.key" and key_path.stat().st_size > 0
 
@@ -25,7 +25,7 @@ def test_login_with_key_file_then_japanese_institution_list(app, live_server, br
         page.goto(f"{live_server}/login")
         expect(page.locator("h1")).to_have_text("ログイン")
         page.fill("input[name=login_id]", "muni-tokyo")
-        page.fill("input[name=password]", PASSWORD)
+        page.fill("input[name=password]", DEMO_PASSWORD)
         page.set_input_files("input[name=key_file]", str(key_path))
         with page.expect_navigation():
             page.click("form button[type=submit]")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from models._types import utcnow
 from models.accounts import UserSession
 from nanbyo.extensions import db
-from tests.browser.test_documents_browser import _key_path, _login
+from tests.browser.helpers import key_path, log_in
 from tests.helpers import gen_document, gen_institution, gen_user
 
 pytestmark = pytest.mark.browser
@@ -21,7 +21,7 @@ def test_warning_extend_and_ended(app, live_server, browser, tmp_path):
     doctor = gen_user("designated_doctor", institution=gen_institution())
     doc = gen_document(doctor)
     page = browser.new_page(viewport={"width": 1024, "height": 800})
-    _login(page, live_server, doctor, _key_path(tmp_path, doctor))
+    log_in(page, live_server, doctor, key_path(tmp_path, doctor))
     page.goto(f"{live_server}/admin/document/edit/?id={doc.id}")
     banner = page.locator("#session-timeout-banner")
     expect(banner).to_contain_text("分でログアウトします", timeout=20_000)

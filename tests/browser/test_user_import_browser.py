@@ -6,14 +6,14 @@ from playwright.sync_api import expect
 from models.accounts import User
 from nanbyo.demo import create_demo
 from nanbyo.extensions import db
-from tests.browser.test_admin_browser import PASSWORD, _login
+from tests.browser.helpers import DEMO_PASSWORD, log_in
 from tests.userfile_helpers import doctor_row, xlsx_bytes
 
 pytestmark = pytest.mark.browser
 
 
 def test_clerk_uploads_previews_confirms_and_downloads_notices(app, live_server, browser, tmp_path):
-    keys = dict(create_demo(tmp_path / "demo-keys", PASSWORD))
+    keys = dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
     upload = tmp_path / "東京見本病院.xlsx"
     upload.write_bytes(xlsx_bytes([doctor_row(101, 指定医番号="13-N-0101"), doctor_row(102, 指定医番号="13-N-0102")]))
     before = db.session.query(User).count()
@@ -22,7 +22,7 @@ def test_clerk_uploads_previews_confirms_and_downloads_notices(app, live_server,
                   else route.abort())
     page = context.new_page()
     try:
-        _login(page, live_server, "muni-tokyo", keys["muni-tokyo"])
+        log_in(page, live_server, "muni-tokyo", keys["muni-tokyo"], DEMO_PASSWORD)
         page.goto(f"{live_server}/admin/user-import/")
         page.set_input_files("input[name=file]", str(upload))
         with page.expect_navigation():
@@ -54,7 +54,7 @@ def _clerk_page(browser, live_server, keys):
     context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(live_server + "/")
                   else route.abort())
     page = context.new_page()
-    _login(page, live_server, "muni-tokyo", keys["muni-tokyo"])
+    log_in(page, live_server, "muni-tokyo", keys["muni-tokyo"], DEMO_PASSWORD)
     return context, page
 
 
@@ -67,7 +67,7 @@ def _primary_code(login_id):
 def test_clerk_ticks_the_primary_change_after_asking_the_institution(app, live_server, browser, tmp_path):
     # The demo's 「doctor」 (13-N-0002) works at 東京見本病院 and is 兼務 at 東京見本クリニック; 「manager」 (13-N-0001) is
     # 責任者 of 東京見本病院. The clinic's file lists both.
-    keys = dict(create_demo(tmp_path / "demo-keys", PASSWORD))
+    keys = dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
     clinic = {"医療機関コード": "1310000025", "医療機関名": "東京見本クリニック"}
     upload = tmp_path / "東京見本クリニック.xlsx"
     upload.write_bytes(xlsx_bytes([doctor_row(2, 指定医番号="13-N-0002", **clinic),
@@ -92,7 +92,7 @@ def test_clerk_ticks_the_primary_change_after_asking_the_institution(app, live_s
 
 
 def test_clerk_issues_one_id_with_the_individual_form(app, live_server, browser, tmp_path):
-    keys = dict(create_demo(tmp_path / "demo-keys", PASSWORD))
+    keys = dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
     before = db.session.query(User).count()
     context, page = _clerk_page(browser, live_server, keys)
     try:

@@ -1,0 +1,23 @@
+"""What the browser tests share: logging in with a key file as a person does."""
+from nanbyo import auth
+from tests.helpers import PASSWORD
+
+DEMO_PASSWORD = "browser-demo-2026"  # the demo's accounts (nanbyo.demo.create_demo) in the browser tests
+
+
+def key_path(tmp_path, user):
+    """The user's key file saved where a browser can pick it."""
+    path = tmp_path / auth.key_file_name(user)
+    path.write_bytes(user.key_file)
+    return path
+
+
+def log_in(page, base, user, key_file, password=PASSWORD):
+    """Log in through the login page; `user` is a User or a login ID."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=login_id]", getattr(user, "login_id", user))
+    page.fill("input[name=password]", password)
+    page.set_input_files("input[name=key_file]", str(key_file))
+    with page.expect_navigation():
+        page.click("form button[type=submit]")
+    assert "/login" not in page.url, page.content()
