@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 LISTENER = 65111
 URL = f"http://127.0.0.1:{LISTENER}"
-DOC = "<documents xmlns=\"urn:nanbyo:documents:1\" version=\"1\"><document>{}</document></documents>"
+DOC = "<documents version=\"1\"><document>{}</document></documents>"
 
 
 def xml(body, declaration='<?xml version="1.0" encoding="UTF-8"?>\n'):
@@ -44,7 +44,7 @@ FILES = {
                                         'href="file:///etc/passwd" parse="text"/>')),
     "xinclude_http.xml": xml(DOC.format(f'<xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="{URL}/xi"/>')),
     "remote_schema_location.xml": xml(
-        '<documents xmlns="urn:nanbyo:documents:1" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        '<documents xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
         f'xsi:schemaLocation="urn:nanbyo:documents:1 {URL}/evil.xsd" version="1"><document/></documents>'),
     "remote_no_namespace_schema.xml": xml(
         '<documents xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
