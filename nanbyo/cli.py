@@ -137,5 +137,15 @@ def rotate_key_command(batch_size):
     click.echo("鍵ファイルのバックアップを更新してください（古いバックアップでは新しいデータを復号できません）。")
 
 
+@nanbyo_cli.command("check")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", help="出力形式")
+def check_command(paths, fmt):
+    """臨個票・意見書のXML（ファイル・フォルダ・ZIP）を検査する。python -m nanbyo.check と同じ検査を、この
+    サーバのマスタ（NANBYO_MASTERS_DIR）で行う。問題がなければ終了コード 0、あれば 1。"""
+    from nanbyo.xmlio.cli import run
+    sys.exit(run(paths, fmt, masters=current_app.config["NANBYO_MASTERS_DIR"]))
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)

@@ -1,6 +1,9 @@
 """Validation of the public codes the system keys on."""
 import re
 
+# 指定医番号: the issuing 自治体's own numbering (英数字とハイフン, 20文字以内).
+DOCTOR_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,20}$")
+
 
 def municipality_check_digit(first5: str) -> int:
     """全国地方公共団体コード check digit: weights 6,5,4,3,2, then (11 - sum % 11) % 10."""

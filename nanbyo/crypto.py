@@ -24,6 +24,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 
+from nanbyo.content_rules import to_katakana
+
 FORMAT = b"\x01"  # version byte of the ciphertext layout: 01 | len(key id) | key id | nonce(12) | ciphertext+tag
 
 
@@ -160,11 +162,6 @@ def keyring(app=None) -> KeyRing:
 # --- normalised search values ------------------------------------------------------------------------------------
 
 _SMALL_KANA = str.maketrans("ァィゥェォッャュョヮヵヶ", "アイウエオツヤユヨワカケ")
-
-
-def to_katakana(text: str) -> str:
-    """ひらがな -> カタカナ; everything else as it is."""
-    return "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
 
 
 def normalise_kana(text: str) -> str:

@@ -18,12 +18,11 @@ from models.documents import Document, DocumentCorrection
 from models.institutions import Municipality
 from models.masters import NanbyoDisease
 from nanbyo import audit, database, formdefs, jurisdiction
-from nanbyo.crypto import keyring, patient_search_value, to_katakana
-from nanbyo.document_codes import (AGREED, ALL_PATIENT_FIELDS, APPLICATION_KINDS, DECLINED, DECLINED_MESSAGE, DRAFT,
-                                   EXPLANATION_LABELS, FINALIZED,
-                                   INSURANCE_FIELDS, INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, KIND_LABELS, NEW,
-                                   PATIENT_FIELDS, PATIENT_REQUIRED, RECEIVED, RENEWAL, SEX_LABELS, SHOMAN,
-                                   SHOMAN_AGE_LIMITS, application_kind_label)
+from nanbyo.content_rules import Content, clean_patient, content_problems, parse_date, patient_fields
+from nanbyo.crypto import keyring, patient_search_value
+from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KINDS, DRAFT, EXPLANATION_LABELS, FINALIZED,
+                                   INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, KIND_LABELS, NEW, PATIENT_FIELDS,
+                                   RECEIVED, RENEWAL, SEX_LABELS, SHOMAN, application_kind_label)
 from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, OPERATOR_ROLES
@@ -94,63 +93,6 @@ def patient_criterion(kana: str, birth_date: date):
 
 def patient_name(patient: dict) -> str:
     return f"{patient.get('family_name', '')} {patient.get('given_name', '')}".strip()
-
-
-KANA_RE = re.compile(r"^[\u30A0-\u30FF]+$")
-
-
-def parse_date(text: str, label: str, problems: list) -> date | None:
-    """The date typed into a field (formdefs.parse_date's formats), or None; a bad one adds (label, message)."""
-    text = unicodedata.normalize("NFKC", text or "").strip()
-    if not text:
-        return None
-    day = formdefs.parse_date(text)
-    if day is None:
-        problems.append((label, f"「{label}」: 正しい日付ではありません（例 2026-04-01）。"))
-    return day
-
-
-def patient_fields(definition) -> dict[str, str]:
-    """The patient block of a form: the common fields, and insurance only where the definition asks for it."""
-    return PATIENT_FIELDS | (INSURANCE_FIELDS if "insurance" in definition.patient_fields else {})
-
-
-def clean_patient(raw: dict, fields=PATIENT_FIELDS) -> tuple[dict, list]:
-    """Normalise and check the patient block (`fields` of it; anything else sent is dropped). Returns (patient,
-    [(field, message)]); required is finalize's job."""
-    problems = []
-    patient = {}
-    for key, label in fields.items():
-        value = unicodedata.normalize("NFKC", str(raw.get(key) or "")).strip()
-        value = re.sub(r"\s+", " ", value)
-        if not value:
-            continue
-        if key in ("family_kana", "given_kana"):
-            value = to_katakana(value).replace(" ", "")
-            if not KANA_RE.match(value):
-                problems.append((key, f"「{label}」: カタカナで入力してください。"))
-        elif key == "sex" and value not in SEX_LABELS:
-            problems.append((key, f"「{label}」: 選択肢にない値です。"))
-        elif key == "insurance_kind" and value not in INSURANCE_KIND_LABELS:
-            problems.append((key, f"「{label}」: 選択肢にない値です。"))
-        elif key == "birth_date":
-            found = []
-            parsed = parse_date(value, label, found)
-            if found:
-                problems.append((key, found[0][1]))
-            elif parsed and parsed > today_jst():
-                problems.append((key, f"「{label}」: 未来の日付です。"))
-            value = parsed.isoformat() if parsed else value
-        elif key == "postal_code":
-            value = value.replace("-", "")
-            if not re.fullmatch(r"\d{7}", value):
-                problems.append((key, f"「{label}」: 7桁の数字で入力してください。"))
-        elif key == "insurer_number" and not re.fullmatch(r"\d{6}|\d{8}", value):
-            problems.append((key, f"「{label}」: 6桁または8桁の数字で入力してください。"))
-        elif len(value) > 200:
-            problems.append((key, f"「{label}」: 200文字以内で入力してください。"))
-        patient[key] = value
-    return patient, problems
 
 
 def patient_display(patient: dict, fields=PATIENT_FIELDS) -> list[tuple[str, str]]:
@@ -248,27 +190,6 @@ def in_force(on: date):
     return or_(NanbyoDisease.since.is_(None), NanbyoDisease.since <= on)
 
 
-def disease_problem(doc: Document) -> str | None:
-    disease = doc.disease
-    since = getattr(disease, "since", None)
-    if disease is not None and since and doc.written_on and doc.written_on < since:
-        return (f"{disease.name_ja}は作成年月日（{doc.written_on.isoformat()}）には指定難病ではありません"
-                f"（{since.isoformat()}から）。作成年月日を確認してください。")
-    return None
-
-
-def explanation_problem(doc: Document) -> str | None:
-    if doc.explanation == DECLINED:
-        return DECLINED_MESSAGE.format(form=KIND_LABELS[doc.kind])
-    if doc.explanation != AGREED:
-        return "DB登録について患者（保護者）に説明し、その回答（説明済・同意）を記録してください。"
-    return None
-
-
-def age_on(birth: date, day: date) -> int:
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
 def finalize_problems(doc: Document, today: date | None = None, *, authoring=True) -> list[str]:
     """Everything that must hold before a document is finalized, as messages (see field_problems)."""
     return [message for _, message in field_problems(doc, today, authoring=authoring)]
@@ -279,46 +200,17 @@ def field_problems(doc: Document, today: date | None = None, *, authoring=True) 
     shows each beside its field. A finalized document keeps satisfying the content checks (authoring=False): its
     author may since have moved, and the municipality must still be able to correct it."""
     today = today or today_jst()
-    problems = []
     patient = patient_of(doc)
-    definition = definition_of(doc)
-    for key in PATIENT_REQUIRED:
-        if not patient.get(key):
-            problems.append((key, f"「{PATIENT_FIELDS[key]}」を入力してください。"))
-    _, checks = clean_patient(patient, patient_fields(definition))
-    problems += checks
-    if doc.disease is None:
-        problems.append(("", "疾病を選択してください。"))
-    if doc.diagnosed_on is None and formdefs.diagnosis_date_required(definition, doc.items or {}):
-        problems.append(("diagnosed_on", "「診断年月日」を入力してください。"))
-    if doc.written_on is None:
-        problems.append(("written_on", "「作成年月日」を入力してください。"))
-    if doc.explained_on is None:
-        problems.append(("explained_on", "DB登録について患者（保護者）に説明した日（説明日）を入力してください。"
-                                         "説明は確定の前に必要です。"))
-    for name, problem in (("explanation", explanation_problem(doc)), ("written_on", disease_problem(doc)),
-                          ("municipality", destination_problem(doc, patient))):
-        if problem:
-            problems.append((name, problem))
-    if doc.diagnosed_on and doc.written_on and doc.diagnosed_on > doc.written_on:
-        problems.append(("diagnosed_on", "診断年月日は作成年月日以前の日付にしてください。"))
-    if doc.written_on and doc.written_on > today:
-        problems.append(("written_on", "作成年月日に未来の日付は入力できません。"))
-    if doc.explained_on and doc.explained_on > today:
-        problems.append(("explained_on", "説明日に未来の日付は入力できません。"))
-    birth = date.fromisoformat(patient["birth_date"]) if patient.get("birth_date") and not checks else None
-    if birth and doc.diagnosed_on and doc.diagnosed_on < birth:
-        problems.append(("diagnosed_on", "診断年月日が生年月日より前です。"))
-    limit = SHOMAN_AGE_LIMITS.get(doc.application_kind)
-    if birth and doc.kind == SHOMAN and limit and doc.written_on and age_on(birth, doc.written_on) >= limit:
-        what = "新規の申請" if doc.application_kind == NEW else "継続（変更）の申請"
-        problems.append(("birth_date", f"小児慢性特定疾病の{what}は{limit}歳未満の方が対象です"
-                                       f"（作成年月日に{age_on(birth, doc.written_on)}歳）。"))
+    content = Content(kind=doc.kind, application_kind=doc.application_kind, definition=definition_of(doc),
+                      disease=doc.disease, diagnosed_on=doc.diagnosed_on, written_on=doc.written_on,
+                      explained_on=doc.explained_on, explanation=doc.explanation, patient=patient, items=doc.items)
+    problems = content_problems(content, today)
+    destination = destination_problem(doc, patient)
+    if destination:
+        problems.append(("municipality", destination))
     if authoring:
         problems += [("", p) for p in authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author,
                                                           doc.institution, today)]
-    _, item_problems = formdefs.validate(definition, doc.items or {}, finalize=True)
-    problems += [(formdefs.field_name(definition.item(item_id)), message) for item_id, message in item_problems]
     return problems
 
 

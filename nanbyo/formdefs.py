@@ -569,9 +569,14 @@ def definition(code: str, version: int | None = None, directory=None) -> FormDef
     return catalogue.versions[(code, version)]
 
 
+def today_in_japan() -> dt.date:
+    """Today in Japan (models._types.today_jst; formdefs and content_rules stand alone, without the models)."""
+    return dt.datetime.now(_JST).date()
+
+
 def _as_day(on) -> dt.date:
     if on is None:
-        return dt.datetime.now(_JST).date()  # today in Japan (models._types.today_jst; formdefs stands alone)
+        return today_in_japan()
     if isinstance(on, dt.datetime):
         return (on.astimezone(_JST) if on.tzinfo else on).date()
     if isinstance(on, dt.date):

@@ -28,7 +28,7 @@ from models._types import utcnow
 from models.accounts import Designation, ImportBatch, Membership, User
 from models.institutions import Institution, Municipality
 from nanbyo import audit, auth, bulk, database, jurisdiction
-from nanbyo.codes import institution_code_error
+from nanbyo.codes import DOCTOR_NUMBER, institution_code_error
 from nanbyo.document_codes import NANBYO, SHOMAN
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS, STATUS_ACTIVE, STATUS_DELETED
@@ -558,14 +558,13 @@ def parse_rows(table):
 KANA = re.compile(r"^[ァ-ヶー ]+$")
 PHONE = re.compile(r"^[0-9-]{10,13}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-NUMBER = re.compile(r"^[0-9A-Za-z-]{1,20}$")
 
 
 def _check_record(r, problems):
     n = r["_row"]
     if r["doctor_kind"] and r["doctor_kind"] not in KIND_BY_LABEL:
         problems.append(Problem(n, "指定医区分", "難病指定医・協力難病指定医・小慢指定医のいずれかを入力してください"))
-    if r["doctor_number"] and not NUMBER.match(r["doctor_number"]):
+    if r["doctor_number"] and not DOCTOR_NUMBER.match(r["doctor_number"]):
         problems.append(Problem(n, "指定医番号", "英数字とハイフン20文字以内で入力してください"))
     if r["institution_code"]:
         if not re.fullmatch(r"\d{10}", r["institution_code"]):

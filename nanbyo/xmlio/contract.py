@@ -14,8 +14,8 @@ read as nanbyo.formdefs writes them:
       </document>
     </documents>
 
-The schema file is generated (build_schema) from nanbyo.document_codes and the shapes other code checks (指定医番号:
-the user data file's rule; 医療機関コード: nanbyo.codes): a test keeps the committed file equal to what this writes.
+The schema file is generated (build_schema) from nanbyo.document_codes and the shapes nanbyo.codes checks (指定医番号,
+医療機関コード): a test keeps the committed file equal to what this writes.
 A file's `version` names the contract; a version this code does not know is refused by name (VERSIONS).
 """
 import re
@@ -27,7 +27,7 @@ from lxml import etree
 
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KIND_LABELS, EXPLANATION_LABELS,
                                    INSURANCE_KIND_LABELS, KIND_LABELS, SEX_LABELS)
-from nanbyo.userfile import NUMBER as DOCTOR_NUMBER
+from nanbyo.codes import DOCTOR_NUMBER
 
 XSD_DIRECTORY = Path(__file__).resolve().parent.parent.parent / "xsd"
 VERSION = "1"
@@ -52,7 +52,7 @@ def _pattern(name, pattern, documentation):
 
 
 def _patient_elements():
-    types = {"sex": "Sex", "birth_date": "xs:date", "insurance_kind": "InsuranceKind"}
+    types = {"sex": "Sex", "birth_date": "Date", "insurance_kind": "InsuranceKind"}
     return "\n".join(f'          <xs:element name="{key}" type="{types.get(key, "Text")}" minOccurs="0">'
                      f'<xs:annotation><xs:documentation>{escape(label)}</xs:documentation></xs:annotation>'
                      f'</xs:element>'
@@ -83,12 +83,16 @@ def build_schema() -> str:
 <xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="unqualified" version="{VERSION}">
   <xs:include schemaLocation="form-items-1.xsd"/>
 {types}
+  <xs:simpleType name="Date">
+    <xs:annotation><xs:documentation>日付（YYYY-MM-DD、時差なし）</xs:documentation></xs:annotation>
+    <xs:restriction base="xs:date"><xs:pattern value="[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}"/></xs:restriction>
+  </xs:simpleType>
   <xs:simpleType name="Text">
     <xs:restriction base="xs:string"><xs:maxLength value="{TEXT_MAX}"/></xs:restriction>
   </xs:simpleType>
   <xs:complexType name="Explanation">
     <xs:attribute name="answer" type="ExplanationAnswer" use="required"/>
-    <xs:attribute name="on" type="xs:date" use="required"/>
+    <xs:attribute name="on" type="Date" use="required"/>
   </xs:complexType>
   <xs:complexType name="Doctor">
     <xs:attribute name="number" type="DoctorNumber" use="required"/>
@@ -108,8 +112,8 @@ def build_schema() -> str:
         <xs:element name="kind" type="Kind"/>
         <xs:element name="application_kind" type="ApplicationKind"/>
         <xs:element name="disease" type="Disease"/>
-        <xs:element name="written_on" type="xs:date"/>
-        <xs:element name="diagnosed_on" type="xs:date" minOccurs="0"/>
+        <xs:element name="written_on" type="Date"/>
+        <xs:element name="diagnosed_on" type="Date" minOccurs="0"/>
         <xs:element name="explanation" type="Explanation"/>
         <xs:element name="doctor" type="Doctor"/>
         <xs:element name="institution" type="Institution"/>
