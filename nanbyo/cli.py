@@ -147,5 +147,22 @@ def check_command(paths, fmt):
     sys.exit(run(paths, fmt, masters=current_app.config["NANBYO_MASTERS_DIR"]))
 
 
+@nanbyo_cli.command("export-xml")
+@click.option("--document", "document_id", type=int, required=True, help="書類の No.")
+def export_xml_command(document_id):
+    """書類1件を XML（xsd/documents-1.xsd）で標準出力に書き出す。患者情報を含むため、操作ログに記録する。"""
+    from models.documents import Document
+    from nanbyo.extensions import db
+    from nanbyo.xmlio.export import document_xml
+    doc = db.session.get(Document, document_id)
+    if doc is None:
+        click.echo(f"書類 No.{document_id} はありません。", err=True)
+        sys.exit(1)
+    data = document_xml(doc)
+    audit.record("document_xml", target=doc, data={"via": "cli"})
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)

@@ -190,6 +190,14 @@ def in_force(on: date):
     return or_(NanbyoDisease.since.is_(None), NanbyoDisease.since <= on)
 
 
+def content_of(doc: Document, patient: dict | None = None) -> Content:
+    """What the document says (its patient block decrypted unless given): what content_rules and the XML read."""
+    return Content(kind=doc.kind, application_kind=doc.application_kind, definition=definition_of(doc),
+                   disease=doc.disease, diagnosed_on=doc.diagnosed_on, written_on=doc.written_on,
+                   explained_on=doc.explained_on, explanation=doc.explanation,
+                   patient=patient_of(doc) if patient is None else patient, items=dict(doc.items or {}))
+
+
 def finalize_problems(doc: Document, today: date | None = None, *, authoring=True) -> list[str]:
     """Everything that must hold before a document is finalized, as messages (see field_problems)."""
     return [message for _, message in field_problems(doc, today, authoring=authoring)]
@@ -201,10 +209,7 @@ def field_problems(doc: Document, today: date | None = None, *, authoring=True) 
     author may since have moved, and the municipality must still be able to correct it."""
     today = today or today_jst()
     patient = patient_of(doc)
-    content = Content(kind=doc.kind, application_kind=doc.application_kind, definition=definition_of(doc),
-                      disease=doc.disease, diagnosed_on=doc.diagnosed_on, written_on=doc.written_on,
-                      explained_on=doc.explained_on, explanation=doc.explanation, patient=patient, items=doc.items)
-    problems = content_problems(content, today)
+    problems = content_problems(content_of(doc, patient), today)
     destination = destination_problem(doc, patient)
     if destination:
         problems.append(("municipality", destination))

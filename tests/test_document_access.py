@@ -41,7 +41,7 @@ LOOKUP = {"muni_admin", "muni_user"}
 
 COVERED = {"index_view", "details_view", "create_view", "edit_view", "delete_view", "export", "action_view",
            "ajax_lookup", "ajax_update", "finalize_view", "print_view", "sheet_view", "lookup_view", "receive_view",
-           "review_view", "correct_view", "patient_search_view"}
+           "review_view", "correct_view", "patient_search_view", "xml_view"}
 
 
 def test_every_document_rule_is_covered(app):
@@ -117,6 +117,7 @@ def test_every_url_is_scoped(client, world, principal):
         assert ok(client.get(f"/admin/document/details/?id={doc_id}")) == readable, f"{what} details"
         print_ok = readable
         assert ok(client.get(f"/admin/document/print/?id={doc_id}")) == print_ok, f"{what} print"
+        assert ok(client.get(f"/admin/document/xml/?id={doc_id}")) == print_ok, f"{what} xml"
         sheet = client.get(f"/admin/document/sheet/?id={doc_id}")
         assert ok(sheet) == (print_ok and world["keys"][name] is not None), f"{what} sheet"
         assert ok(client.get(f"/admin/document/edit/?id={doc_id}")) == (name in expected["write"]), f"{what} edit"

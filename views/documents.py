@@ -123,7 +123,7 @@ class DocumentView(ScopedModelView):
                                       format=_disease_text, sql=_disease_sql),
     }
     extra_view_permissions = {
-        "finalize_view": "finalize", "print_view": "print", "sheet_view": "print",
+        "finalize_view": "finalize", "print_view": "print", "sheet_view": "print", "xml_view": "print",
         "lookup_view": "review", "receive_view": "review", "review_view": "review", "correct_view": "review",
         "patient_search_view": "list",
     }
@@ -465,6 +465,16 @@ class DocumentView(ScopedModelView):
             return redirect(url_for(".details_view", id=doc.id))
         audit.record("document_print", target=doc, data={"sheet": "key"})
         return self._pdf(render_key_sheet_pdf(self._printable(doc)), f"access_key_{doc.id}.pdf")
+
+    @expose("/xml/")
+    def xml_view(self):
+        """The document as XML of the published contract (xsd/documents-1.xsd), for whoever may print it."""
+        from nanbyo.xmlio.export import document_xml
+        doc = self.row("read")
+        audit.record("document_xml", target=doc)
+        return Response(document_xml(doc), mimetype="application/xml",
+                        headers={"Content-Disposition": f"attachment; filename=document_{doc.id}.xml",
+                                 "Cache-Control": "no-store"})
 
     # --- municipality --------------------------------------------------------------------------------------------
     @expose("/lookup/", methods=("GET", "POST"))
