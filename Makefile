@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run setup test test-postgres browser bench clean
+.PHONY: run setup test test-postgres browser bench vendor-kit clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test-postgres:
 bench: $(BIN)/.installed
 	$(BIN)/python bench/import_users.py $${BENCH_DATABASE_URL:+--database-url $$BENCH_DATABASE_URL}
 	@if [ -n "$$BENCH_DATABASE_URL" ]; then $(BIN)/python bench/documents.py --database-url "$$BENCH_DATABASE_URL"; else echo "bench/documents.py skipped: set BENCH_DATABASE_URL (1M documents need PostgreSQL)"; fi
+
+# The XML vendor package (schemas, record definitions, code tables, samples, check rules) as build/*.zip.
+vendor-kit: $(BIN)/.installed
+	$(BIN)/python -m nanbyo.xmlio.vendor_kit build
 
 clean:
 	rm -rf $(VENV) .pytest_cache

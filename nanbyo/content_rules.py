@@ -22,6 +22,7 @@ def to_katakana(text: str) -> str:
 
 
 KANA_RE = re.compile(r"^[\u30A0-\u30FF]+$")
+NO_DISEASE = "疾病を選択してください。"
 
 
 def parse_date(text: str, label: str, problems: list) -> date | None:
@@ -126,7 +127,7 @@ def content_problems(content: Content, today: date) -> list[tuple[str, str]]:
     _, checks = clean_patient(patient, patient_fields(definition), today)
     problems += checks
     if content.disease is None:
-        problems.append(("", "疾病を選択してください。"))
+        problems.append(("", NO_DISEASE))
     if content.diagnosed_on is None and formdefs.diagnosis_date_required(definition, content.items or {}):
         problems.append(("diagnosed_on", "「診断年月日」を入力してください。"))
     if content.written_on is None:

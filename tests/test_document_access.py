@@ -41,7 +41,7 @@ LOOKUP = {"muni_admin", "muni_user"}
 
 COVERED = {"index_view", "details_view", "create_view", "edit_view", "delete_view", "export", "action_view",
            "ajax_lookup", "ajax_update", "finalize_view", "print_view", "sheet_view", "lookup_view", "receive_view",
-           "review_view", "correct_view", "patient_search_view", "xml_view"}
+           "review_view", "correct_view", "patient_search_view", "xml_view", "xml_kit_view"}
 
 
 def test_every_document_rule_is_covered(app):
@@ -110,6 +110,7 @@ def test_every_url_is_scoped(client, world, principal):
         assert {by_id[int(row[0])] for row in rows} == expected["read"]
     r = client.get("/admin/document/new/?kind=nanbyo")
     assert ok(r) == (principal in CREATE), principal
+    assert ok(client.get("/admin/document/xml-kit/")) == (principal in CREATE), f"{principal} xml kit"
 
     for name, doc_id in ids.items():
         what = f"{principal} {name}"

@@ -124,6 +124,7 @@ class DocumentView(ScopedModelView):
     }
     extra_view_permissions = {
         "finalize_view": "finalize", "print_view": "print", "sheet_view": "print", "xml_view": "print",
+        "xml_kit_view": "create",
         "lookup_view": "review", "receive_view": "review", "review_view": "review", "correct_view": "review",
         "patient_search_view": "list",
     }
@@ -475,6 +476,14 @@ class DocumentView(ScopedModelView):
         return Response(document_xml(doc), mimetype="application/xml",
                         headers={"Content-Disposition": f"attachment; filename=document_{doc.id}.xml",
                                  "Cache-Control": "no-store"})
+
+    @expose("/xml-kit/")
+    def xml_kit_view(self):
+        """The vendor package (XML連携資料: schemas, record definitions, code tables, samples, rules) for those who
+        write documents, to hand to their hospital system's vendor. It holds no one's data."""
+        from nanbyo.xmlio import vendor_kit
+        return Response(vendor_kit.build(), mimetype="application/zip",
+                        headers={"Content-Disposition": f"attachment; filename={vendor_kit.FILE_NAME}"})
 
     # --- municipality --------------------------------------------------------------------------------------------
     @expose("/lookup/", methods=("GET", "POST"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from nanbyo import formdefs, master_files
-from nanbyo.content_rules import Content, clean_patient, content_problems, patient_fields
+from nanbyo.content_rules import NO_DISEASE, Content, clean_patient, content_problems, patient_fields
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KINDS, KIND_LABELS, NANBYO, SHOMAN,
                                    application_kind_label)
 from nanbyo.xmlio import archive, reader
@@ -54,7 +54,7 @@ class Problem:
 
     def text(self, name):
         where = f"{name}:{self.line}" if self.line else name
-        label = f"「{self.label}」" if self.label else ""
+        label = f"「{self.label}」" if self.label and f"「{self.label}」" not in self.message else ""
         fix = f" → {self.fix}" if self.fix else ""
         return f"{where}: {self.path} {label}{self.message}{fix}".replace("  ", " ")
 
@@ -112,9 +112,9 @@ _SCHEMA_MESSAGES = [
     (re.compile(r"\[facet 'pattern'\] The value '(.*?)' is not accepted"), lambda m: f"形式が正しくありません（値「{m[1]}」）。"),
     (re.compile(r"\[facet 'maxLength'\] The value has a length of '(\d+)'; this exceeds the allowed maximum length of "
                 r"'(\d+)'"), lambda m: f"{m[2]}文字以内で書きます（{m[1]}文字あります）。"),
-    (re.compile(r"'(.*?)' is not a valid value of the atomic type '(?:xs:date|Date)'"),
+    (re.compile(r": '([^']*)' is not a valid value of the atomic type '(?:xs:date|Date)'"),
      lambda m: f"日付は YYYY-MM-DD で書きます（値「{m[1]}」）。"),
-    (re.compile(r"'(.*?)' is not a valid value of the atomic type 'xs:positiveInteger'"),
+    (re.compile(r": '([^']*)' is not a valid value of the atomic type 'xs:positiveInteger'"),
      lambda m: f"1以上の整数で書きます（値「{m[1]}」）。"),
     (re.compile(r"Missing child element\(s\)\. Expected is (?:one of )?\( (.*?) \)"),
      lambda m: f"必要な要素 {m[1]} がありません。"),
@@ -217,6 +217,8 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
                              explanation=explanation.get("answer"), patient=patient, items=values)
     reported = {(p.path, p.message) for p in result.problems}
     for name, message in patient_problems + content_problems(result.content, today):
+        if disease is None and message == NO_DISEASE:
+            continue  # the unknown code is reported at <disease>
         if name in ALL_PATIENT_FIELDS:
             path, label, node = f"patient/{name}", ALL_PATIENT_FIELDS[name], at(f"patient/{name}")
         elif name in by_field:
