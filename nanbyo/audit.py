@@ -35,6 +35,7 @@ ACTION_LABELS = {
     "import_users": "ユーザデータファイル取込", "notice_issue": "発行通知書（初期パスワード設定）",
     "manager_transfer": "責任者の交代", "document_list": "書類一覧の表示", "document_finalize": "書類の確定",
     "document_view": "書類の閲覧", "document_print": "書類の印刷", "document_xml": "書類のXML出力",
+    "document_import": "書類のXML取込", "document_import_batch": "XML取込（ファイル単位の結果）",
     "document_receive": "書類の受付",
     "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
     "rotate_key": "暗号鍵のローテーション",

@@ -164,5 +164,38 @@ def export_xml_command(document_id):
     sys.stdout.flush()
 
 
+@nanbyo_cli.command("import-xml")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--institution", "institution_code", required=True, help="取込先の医療機関コード")
+@click.option("--as", "login_id", required=True, help="取り込む人（指定医または医療機関の事務）のログインID")
+@click.option("--all-or-nothing", is_flag=True, help="1件でも取り込めなければ何も取り込まない")
+def import_xml_command(paths, institution_code, login_id, all_or_nothing):
+    """臨個票・意見書の XML（ファイル・フォルダ・ZIP）を下書きとして取り込む。画面の取込と同じ検査・規則。
+    すべて取り込めたら終了コード 0、取り込めない書類があれば 1。"""
+    from pathlib import Path
+
+    from models.accounts import User
+    from models.institutions import Institution
+    from nanbyo.extensions import db
+    from nanbyo.xmlio.importer import REFUSED, import_uploads
+    user = db.session.execute(db.select(User).filter_by(login_id=login_id)).scalar_one_or_none()
+    institution = db.session.execute(db.select(Institution).filter_by(code=institution_code)).scalar_one_or_none()
+    if user is None or not user.is_active or institution is None or \
+            institution.id not in {m.institution_id for m in user.memberships}:
+        click.echo("そのログインIDの利用者が、その医療機関に所属していません。", err=True)
+        sys.exit(1)
+    files = []
+    for path in map(Path, paths):
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".xml", ".zip")) if path.is_dir() else [path]
+        files += [(str(p), p.read_bytes()) for p in found if p.is_file()]
+    outcomes = import_uploads(files, user, institution, all_or_nothing=all_or_nothing)
+    for o in outcomes:
+        where = f"{o.file}" + (f" 書類{o.number}" if o.number else "")
+        click.echo(f"{where}: {o.label}" + (f"（No.{o.document_id}）" if o.document_id else ""))
+        for message in o.messages:
+            click.echo(f"  {message}")
+    sys.exit(1 if any(o.result == REFUSED for o in outcomes) else 0)
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)
