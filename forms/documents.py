@@ -1,6 +1,7 @@
 """Forms of the document screens. They only carry input: the rules are in nanbyo.documents and nanbyo.formdefs."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
+from flask_wtf.file import MultipleFileField
+from wtforms import BooleanField, HiddenField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
 from nanbyo import formdefs
@@ -111,3 +112,11 @@ class ConfirmForm(FlaskForm):
 
 __all__ = ["NewDocumentForm", "ContentForm", "content_form_class", "ReviewForm", "LookupForm", "ReceiveForm",
            "PatientSearchForm", "ConfirmForm"]
+
+
+class XmlImportForm(FlaskForm):
+    """XML files (or ZIPs of them) from a hospital system, taken in as drafts (nanbyo.xmlio.importer)."""
+    institution = SelectField("取込先の医療機関", choices=[], validate_choice=False)
+    files = MultipleFileField("XMLファイル・ZIP（複数選択可）", render_kw={"accept": ".xml,.zip"})
+    all_or_nothing = BooleanField("1件でも取り込めない書類があれば、何も取り込まない")
+    report_xlsx = BooleanField("結果を画面ではなく Excel（xlsx）で受け取る")

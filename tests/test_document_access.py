@@ -41,7 +41,8 @@ LOOKUP = {"muni_admin", "muni_user"}
 
 COVERED = {"index_view", "details_view", "create_view", "edit_view", "delete_view", "export", "action_view",
            "ajax_lookup", "ajax_update", "finalize_view", "print_view", "sheet_view", "lookup_view", "receive_view",
-           "review_view", "correct_view", "patient_search_view", "xml_view", "xml_kit_view"}
+           "review_view", "correct_view", "patient_search_view", "xml_view", "xml_kit_view",
+           "import_xml_view"}
 
 
 def test_every_document_rule_is_covered(app):
@@ -111,6 +112,8 @@ def test_every_url_is_scoped(client, world, principal):
     r = client.get("/admin/document/new/?kind=nanbyo")
     assert ok(r) == (principal in CREATE), principal
     assert ok(client.get("/admin/document/xml-kit/")) == (principal in CREATE), f"{principal} xml kit"
+    # XML取込: a designated doctor (a 責任者 too) or institution staff, for their institutions.
+    assert ok(client.get("/admin/document/import-xml/")) == (principal in {"doctor", "staff", "manager"}), principal
 
     for name, doc_id in ids.items():
         what = f"{principal} {name}"

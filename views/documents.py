@@ -10,13 +10,13 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from forms.documents import (ConfirmForm, LookupForm, NewDocumentForm, PatientSearchForm, ReceiveForm, ReviewForm,
-                             content_form_class)
+                             XmlImportForm, content_form_class)
 from models.accounts import Designation, Membership, User
 from models.documents import Document, DocumentCorrection
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
 from models._types import today_jst, utcnow
-from nanbyo import access, audit, database, documents, formdefs, held_forms, jurisdiction
+from nanbyo import access, audit, database, documents, exports, formdefs, held_forms, jurisdiction
 from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS, APPLICATION_KINDS, CONSENT_LABELS,
                                    DECLINED, DECLINED_MESSAGE, DRAFT, EXPLANATION_LABELS, FINALIZED, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS,
@@ -24,7 +24,7 @@ from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS
 from nanbyo.exports import JST, ExportColumn, coded
 from nanbyo.extensions import db
 from nanbyo.notices import both_dates
-from nanbyo.roles import DESIGNATED_DOCTOR, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
+from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
 from views.base import ScopedModelView, label_formatter
 
 SEARCH_LIMIT = 100
@@ -70,6 +70,13 @@ def _disease_label(doc_or_disease):
     if isinstance(disease, NanbyoDisease):
         return f"告示番号{disease.notification_no} {disease.name_ja}"
     return f"{disease.shoman_code} {disease.name_ja}"
+
+
+def _import_summary(outcomes):
+    """(result label, count) of an import, in the importer's order, the results present only."""
+    from nanbyo.xmlio.importer import RESULT_LABELS
+    return [(label, n) for result, label in RESULT_LABELS.items()
+            if (n := sum(o.result == result for o in outcomes))]
 
 
 class DocumentView(ScopedModelView):
@@ -124,7 +131,7 @@ class DocumentView(ScopedModelView):
     }
     extra_view_permissions = {
         "finalize_view": "finalize", "print_view": "print", "sheet_view": "print", "xml_view": "print",
-        "xml_kit_view": "create",
+        "xml_kit_view": "create", "import_xml_view": "create",
         "lookup_view": "review", "receive_view": "review", "review_view": "review", "correct_view": "review",
         "patient_search_view": "list",
     }
@@ -159,6 +166,8 @@ class DocumentView(ScopedModelView):
     def render(self, template, **kwargs):
         kwargs.setdefault("may_create", self._may("create"))
         kwargs.setdefault("may_review", self._may("review"))
+        kwargs.setdefault("may_import", self._may("create") and current_user.role in (DESIGNATED_DOCTOR,
+                                                                                       INSTITUTION_STAFF))
         if template == self.list_template and kwargs.get("data"):
             # The list shows patients' names: which rows this user saw is logged before they are shown.
             audit.record("document_list", target_type="document", data={"ids": [d.id for d in kwargs["data"]]})
@@ -476,6 +485,36 @@ class DocumentView(ScopedModelView):
         return Response(document_xml(doc), mimetype="application/xml",
                         headers={"Content-Disposition": f"attachment; filename=document_{doc.id}.xml",
                                  "Cache-Control": "no-store"})
+
+    @expose("/import-xml/", methods=("GET", "POST"))
+    def import_xml_view(self):
+        """Documents from a hospital system's XML, as drafts: a designated doctor's own, or a staff member's for
+        their institution's doctors (nanbyo.xmlio.importer). The report lists every file and document."""
+        from nanbyo.xmlio.importer import import_uploads
+        if current_user.role not in (DESIGNATED_DOCTOR, INSTITUTION_STAFF):
+            abort(403)
+        form = XmlImportForm()
+        memberships = {str(m.institution_id): m.institution for m in current_user.memberships}
+        form.institution.choices = [(key, f"{i.name}（{i.code}）") for key, i in memberships.items()]
+        outcomes = None
+        if form.validate_on_submit():
+            uploads = [(f.filename or "upload.xml", f.read()) for f in form.files.data or [] if f and f.filename]
+            institution = memberships.get(form.institution.data)
+            if not uploads or institution is None:
+                flash("取込先の医療機関とファイルを選んでください。", "error")
+            else:
+                outcomes = import_uploads(uploads, current_user, institution,
+                                          all_or_nothing=form.all_or_nothing.data)
+                if form.report_xlsx.data:
+                    return self._import_report(outcomes)
+        return self.render("documents/import_xml.html", form=form, outcomes=outcomes, summary=_import_summary)
+
+    def _import_report(self, outcomes):
+        headers = ["ファイル", "書類", "行", "結果", "No.", "内容"]
+        rows = [[o.file, o.number or "", o.line or "", o.label, o.document_id or "", "\n".join(o.messages)]
+                for o in outcomes]
+        return Response(exports.render("xlsx", headers, rows), mimetype=exports.FORMATS["xlsx"][0],
+                        headers={"Content-Disposition": "attachment; filename=xml_import_report.xlsx"})
 
     @expose("/xml-kit/")
     def xml_kit_view(self):

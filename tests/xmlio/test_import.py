@@ -1,5 +1,8 @@
 """Bulk import of checked XML as drafts: matched to this server's 指定医 and institution, idempotent by document,
 finalized ones kept, per document or all or nothing, every hostile file refused with no document changed."""
+import io
+
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from models.documents import Document
@@ -148,3 +151,55 @@ def test_the_cli_imports_and_reports(app, runner, tmp_path):
     stranger = runner.invoke(args=["nanbyo", "import-xml", str(tmp_path / "in"), "--institution", "1310000017",
                                    "--as", "nobody"])
     assert stranger.exit_code == 1 and "所属していません" in stranger.output
+
+
+# --- the screen ----------------------------------------------------------------------------------------------------
+
+def upload(client, institution, files, **options):
+    from tests.helpers import csrf_token
+    token = csrf_token(client, "/admin/document/import-xml/")
+    data = {"csrf_token": token, "institution": str(institution.id),
+            "files": [(io.BytesIO(body), name) for name, body in files]}
+    data |= {key: "y" for key, value in options.items() if value}
+    return client.post("/admin/document/import-xml/", data=data, content_type="multipart/form-data")
+
+
+def test_the_screen_imports_and_reports_every_document(app, client, monkeypatch):
+    from tests.helpers import login
+    monkeypatch.setattr("models._types.today_jst", lambda: DAY)
+    monkeypatch.setattr("nanbyo.xmlio.importer.today_jst", lambda: DAY)
+    w = world()
+    login(client, w["doctor"])
+    assert 'id="import-xml-link"' in client.get("/admin/document/").get_data(as_text=True)
+    bad = vendor_kit.sample_element("nanbyo", "6")
+    bad.find("patient/sex").text = "F"
+    response = upload(client, w["hospital"], [("good.xml", two_documents()), ("bad.xml", file_bytes([bad])),
+                                              ("evil.xml", FILES["xxe_file.xml"])])
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and page.count('class="import-created"') == 2
+    assert page.count('class="import-refused"') == 2 and "「性別」選択肢にない値です" in page and "DOCTYPE" in page
+    assert count() == 2
+    report = upload(client, w["hospital"], [("good.xml", two_documents())], report_xlsx=True)
+    assert report.mimetype == exports_xlsx()
+    rows = list(load_workbook(io.BytesIO(report.data)).active.iter_rows(values_only=True))
+    assert rows[0][:4] == ("ファイル", "書類", "行", "結果") and [r[3] for r in rows[1:]] == ["更新（下書き）"] * 2
+
+
+def test_the_screen_is_for_doctors_and_staff_at_their_institutions(app, client):
+    from tests.helpers import login
+    w = world()
+    operator = gen_user("operator_admin")
+    login(client, operator)
+    assert client.get("/admin/document/import-xml/").status_code == 403
+    assert 'id="import-xml-link"' not in client.get("/admin/document/").get_data(as_text=True)
+    other = gen_institution(gen_municipality(TOKYO))
+    staff = app.test_client()
+    login(staff, w["staff"])
+    response = upload(staff, other, [("good.xml", two_documents())])  # not one of the staff member's institutions
+    assert response.status_code == 200 and "取込先の医療機関とファイルを選んでください" in response.get_data(as_text=True)
+    assert count() == 0
+
+
+def exports_xlsx():
+    from nanbyo.exports import FORMATS
+    return FORMATS["xlsx"][0]

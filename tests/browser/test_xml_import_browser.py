@@ -1,0 +1,48 @@
+"""In Chromium: a designated doctor takes a hospital system's XML in from the documents list (XML取込), reads the
+report of every document, opens an imported draft, and downloads the vendor package from the same list."""
+import pytest
+from playwright.sync_api import expect
+
+from nanbyo.extensions import db
+from nanbyo.xmlio import vendor_kit
+from nanbyo.xmlio.writer import file_bytes
+from tests.browser.helpers import key_path, log_in
+from tests.data.hostile.make import FILES
+from tests.helpers import TOKYO, gen_institution, gen_municipality, gen_user
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_doctor_imports_xml_and_opens_the_draft(app, live_server, browser, tmp_path):
+    hospital = gen_institution(gen_municipality(TOKYO), code="1310000017", name="見本病院")
+    doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"), name="見本 太郎")
+    for designation in doctor.designations:
+        designation.number = "13-N-0101"
+    db.session.commit()
+    good = tmp_path / "from-hospital.xml"
+    good.write_bytes(file_bytes([vendor_kit.sample_element("nanbyo", "6"),
+                                 vendor_kit.sample_element("shoman", "01_01_001")]))
+    evil = tmp_path / "evil.xml"
+    evil.write_bytes(FILES["xxe_file.xml"])
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, live_server, doctor, key_path(tmp_path, doctor))
+    page.goto(f"{live_server}/admin/document/")
+    with page.expect_download() as kit:
+        page.click("#xml-kit-link")
+    assert kit.value.suggested_filename == vendor_kit.FILE_NAME
+    page.click("#import-xml-link")
+    expect(page.get_by_role("heading", name="XML取込（院内システムから）")).to_be_visible()
+    page.set_input_files("input[name=files]", [str(good), str(evil)])
+    with page.expect_navigation():
+        page.click("#import-xml-submit")
+    report = page.locator("#import-xml-report")
+    expect(report.locator("tr.import-created")).to_have_count(2)
+    expect(report.locator("tr.import-refused")).to_have_count(1)
+    expect(report.locator("tr.import-refused")).to_contain_text("DOCTYPE")
+    expect(page.locator("#import-xml-summary")).to_contain_text("作成（下書き） 2 件")
+    page.screenshot(path=str(tmp_path / "xml-import.png"), full_page=True)
+    with page.expect_navigation():
+        report.locator("tr.import-created a").first.click()
+    expect(page.locator("body")).to_contain_text("山田")
+    expect(page.locator("body")).to_contain_text("作成中")
