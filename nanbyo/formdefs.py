@@ -27,7 +27,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -422,6 +422,12 @@ class _Checker:
 def _directory(directory) -> Path:
     if directory is None:
         directory = os.environ.get("NANBYO_FORMDEFS_DIR") or DEFAULT_DIRECTORY
+    return _resolved(str(directory))
+
+
+@lru_cache(maxsize=64)
+def _resolved(directory: str) -> Path:
+    # Resolving reads the file system: once per directory, not at every lookup of a definition.
     return Path(directory).resolve()
 
 
@@ -552,6 +558,7 @@ def clear_cache() -> None:
     """Forget loaded definitions, so the next call reads the files again (after adding or changing a file)."""
     with _lock:
         _cache.clear()
+    _resolved.cache_clear()
 
 
 def definition(code: str, version: int | None = None, directory=None) -> FormDefinition:

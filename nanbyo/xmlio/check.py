@@ -277,9 +277,14 @@ def check_upload(name, data, today=None, diseases=None) -> list[FileCheck]:
     """An uploaded file: one XML file, or each XML file of a ZIP (a refused ZIP is one FileCheck)."""
     if not archive.is_zip(data):
         return [check_bytes(name, data, today, diseases)]
+    return check_archive(name, io.BytesIO(data), today, diseases)
+
+
+def check_archive(name, file, today=None, diseases=None) -> list[FileCheck]:
+    """Each XML file of a ZIP read from `file` (a binary file object: a ZIP on disk is never read whole)."""
     results = []
     try:
-        for entry in archive.entries(io.BytesIO(data)):
+        for entry in archive.entries(file):
             label = f"{name}/{entry.name}"
             if entry.data is None:
                 results.append(FileCheck(label, [Problem(None, "/", "", entry.problem)]))
@@ -295,9 +300,17 @@ def diseases_in(directory) -> dict:
     return _diseases(str(directory))
 
 
+def _report_only(results):
+    """Results as the tool reports them: what each document says is not kept (a large ZIP holds many)."""
+    for result in results:
+        for document in result.documents:
+            document.content = None
+    return results
+
+
 def check_paths(paths, today=None, diseases=None) -> list[FileCheck]:
-    """Files, folders (every .xml and .zip inside, sorted) and ZIPs; the diseases of the masters the tool carries
-    unless given (diseases_in)."""
+    """Files, folders (every .xml and .zip inside, sorted) and ZIPs, as the tool reports them (_report_only); the
+    diseases of the masters the tool carries unless given (diseases_in)."""
     results = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -308,8 +321,13 @@ def check_paths(paths, today=None, diseases=None) -> list[FileCheck]:
             results.append(FileCheck(str(path), [Problem(None, "/", "", "ファイルがありません。")]))
             continue
         for file in files:
-            if file.stat().st_size > reader.MAX_FILE_BYTES and file.suffix.lower() != ".zip":
-                results.append(FileCheck(str(file), [Problem(None, "/", "", "ファイルが大きすぎます。")]))
-                continue
-            results.extend(check_upload(str(file), file.read_bytes(), today, diseases))
+            with open(file, "rb") as opened:
+                if archive.is_zip(opened.read(4)):
+                    opened.seek(0)
+                    results.extend(_report_only(check_archive(str(file), opened, today, diseases)))
+                elif file.stat().st_size > reader.MAX_FILE_BYTES:
+                    results.append(FileCheck(str(file), [Problem(None, "/", "", "ファイルが大きすぎます。")]))
+                else:
+                    opened.seek(0)
+                    results.extend(_report_only([check_bytes(str(file), opened.read(), today, diseases)]))
     return results

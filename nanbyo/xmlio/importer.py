@@ -15,6 +15,7 @@ of the upload is one: a single refusal imports nothing.
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -49,11 +50,15 @@ class Outcome:
 
 
 def server_diseases() -> dict:
-    """{(kind, code): disease row} of this server's masters: what the check matches 疾病 against."""
-    out = {(NANBYO, str(d.notification_no)): d for d in db.session.execute(
-        select(NanbyoDisease).where(NanbyoDisease.is_subtype.is_(False))).scalars()}
-    out |= {(SHOMAN, d.shoman_code): d for d in db.session.execute(select(ShomanDisease)).scalars()
-            if "-" not in d.nando_id}
+    """{(kind, code): disease} of this server's masters, what the check matches 疾病 against: plain rows (id,
+    name_ja, since, the code), not ORM objects, which every commit of the import would expire again."""
+    nanbyo = db.session.execute(select(NanbyoDisease.id, NanbyoDisease.name_ja, NanbyoDisease.since,
+                                       NanbyoDisease.notification_no).where(NanbyoDisease.is_subtype.is_(False)))
+    out = {(NANBYO, str(row.notification_no)): SimpleNamespace(**row._asdict()) for row in nanbyo}
+    shoman = db.session.execute(select(ShomanDisease.id, ShomanDisease.name_ja, ShomanDisease.shoman_code,
+                                       ShomanDisease.nando_id))
+    out |= {(SHOMAN, row.shoman_code): SimpleNamespace(since=None, **row._asdict()) for row in shoman
+            if "-" not in row.nando_id}
     return out
 
 
@@ -132,9 +137,9 @@ def _import_one(name, checked, user, institution, today):
         doc = Document(kind=content.kind, author=author, created_by_id=user.id, institution=institution,
                        municipality=municipality, status=DRAFT, explanation=None)
         if content.kind == SHOMAN:
-            doc.shoman_disease = disease
+            doc.shoman_disease_id = disease.id
         else:
-            doc.nanbyo_disease = disease
+            doc.nanbyo_disease_id = disease.id
         db.session.add(doc)
     _apply(doc, content, user, author)
     db.session.flush()
