@@ -9,7 +9,9 @@ import json
 import re
 
 import pytest
+from sqlalchemy import func
 
+from models.audit import OperationLog
 from models.documents import Document
 from nanbyo.extensions import db
 from nanbyo import documents
@@ -164,6 +166,29 @@ def test_posts_are_scoped(client, world, principal):
         db.session.expire_all()
         gone = db.session.get(Document, doc_id) is None
         assert gone == (name in expected["write"]), f"{principal} {name} delete"
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS[1:])
+def test_mass_finalize_is_scoped(client, world, principal):
+    """The list's 確定 action over every document: the drafts this user may finalize become finalized (with a key
+    and a log entry each), nothing else changes."""
+    log_in(client, world, principal)
+    before = {name: db.session.get(Document, doc_id).status for name, doc_id in world["docs"].items()}
+    logged = db.session.query(func.max(OperationLog.id)).scalar()
+    token = csrf_token(client, "/admin/account/")
+    client.post("/admin/document/action/", data={"csrf_token": token, "action": "finalize",
+                                                 "rowid": list(world["docs"].values())})
+    db.session.expire_all()
+    expected = EXPECTED[principal]["finalize"]
+    for name, doc_id in world["docs"].items():
+        doc = db.session.get(Document, doc_id)
+        if name in expected:
+            assert doc.status == "finalized" and doc.access_key, f"{principal} {name}"
+        else:
+            assert doc.status == before[name], f"{principal} {name} mass finalize"
+    finalized = [e.target_id for e in db.session.query(OperationLog).filter(
+        OperationLog.action == "document_finalize", OperationLog.id > logged)]
+    assert sorted(finalized) == sorted(str(world["docs"][name]) for name in expected)
 
 
 @pytest.mark.parametrize("principal", PRINCIPALS)

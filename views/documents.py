@@ -3,6 +3,7 @@ from datetime import date
 
 from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual, IntEqualFilter
 from flask_login import current_user
 from sqlalchemy import String, case, cast, or_, select
@@ -384,6 +385,29 @@ class DocumentView(ScopedModelView):
             return redirect(url_for(".details_view", id=doc.id))
         flash(f"確定しました。アクセスキー {doc.access_key} を印刷して患者に渡してください。", "success")
         return redirect(url_for(".details_view", id=doc.id))
+
+    @action("finalize", "確定", "選択した下書きを確定しますか？確定するとアクセスキーが発行されます"
+                                "（確定の条件を満たさない書類は下書きのままです）。")
+    def action_finalize(self, ids):
+        """Finalize the selected drafts this user may finalize (imported ones, say), each its own unit of work
+        with its log entry; those that cannot be are named with their first problem."""
+        done, refused = [], []
+        for doc_id in dict.fromkeys(str(i) for i in ids if str(i).isdigit()):
+            database.begin_write()  # the checks and the change see the document as it is under the lock
+            doc = self.scoped_query("finalize").filter(Document.id == int(doc_id)).one_or_none()
+            problems = documents.finalize_problems(doc) if doc is not None else ["確定できる下書きではありません。"]
+            if problems:
+                db.session.rollback()
+                more = f"（ほか{len(problems) - 1}件）" if len(problems) > 1 else ""
+                refused.append(f"No.{doc_id}: {problems[0]}{more}")
+                continue
+            documents.finalize(doc, current_user)  # committed with its log entry
+            done.append(doc_id)
+        if done:
+            flash(f"{len(done)}件を確定しました（No.{'、'.join(done)}）。アクセスキーを印刷して患者に渡してください。",
+                  "success")
+        for message in refused:
+            flash(f"確定できません: {message}", "error")
 
     # --- details -------------------------------------------------------------------------------------------------
     @expose("/details/")

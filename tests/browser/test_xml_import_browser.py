@@ -42,7 +42,21 @@ def test_a_doctor_imports_xml_and_opens_the_draft(app, live_server, browser, tmp
     expect(report.locator("tr.import-refused")).to_contain_text("DOCTYPE")
     expect(page.locator("#import-xml-summary")).to_contain_text("作成（下書き） 2 件")
     page.screenshot(path=str(tmp_path / "xml-import.png"), full_page=True)
+    ids = [a.inner_text() for a in report.locator("tr.import-created a").all()]
     with page.expect_navigation():
         report.locator("tr.import-created a").first.click()
     expect(page.locator("body")).to_contain_text("山田")
     expect(page.locator("body")).to_contain_text("作成中")
+
+    # Both drafts finalized at once from the list: tick them, 選択 → 確定, confirm.
+    page.goto(f"{live_server}/admin/document/")
+    for doc_id in ids:
+        page.check(f'input.action-checkbox[value="{doc_id}"]')
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="選択", exact=True).click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="確定", exact=True).click()
+    expect(page.locator(".alert-success")).to_contain_text("2件を確定しました")
+    db.session.expire_all()
+    from models.documents import Document
+    assert {db.session.get(Document, int(i)).status for i in ids} == {"finalized"}
