@@ -161,17 +161,22 @@ def test_the_job_is_scoped_as_its_owner_whoever_runs_it(app, world, monkeypatch)
 
 # --- progress -----------------------------------------------------------------------------------------------------
 
-def test_progress_is_recorded_while_writing(app, world, monkeypatch):
+def after_each_update(monkeypatch, callback):
+    """Progress at every chunk of 25 rows, and `callback(job)` after each update of the job's row."""
     monkeypatch.setattr(export_jobs, "PROGRESS_EVERY", 0)
     monkeypatch.setattr(exports, "CHUNK_ROWS", 25)
-    seen = []
     update = export_jobs._update
 
-    def spy(job_id, **values):
+    def watched(job_id, **values):
         job = update(job_id, **values)
-        seen.append((job.status, job.rows_written, job.total_rows))
+        callback(job)
         return job
-    monkeypatch.setattr(export_jobs, "_update", spy)
+    monkeypatch.setattr(export_jobs, "_update", watched)
+
+
+def test_progress_is_recorded_while_writing(app, world, monkeypatch):
+    seen = []
+    after_each_update(monkeypatch, lambda job: seen.append((job.status, job.rows_written, job.total_rows)))
     client_of(app, world["clerk"]).get("/admin/document/export/csv/")
     assert seen == [("running", 0, 60), ("running", 25, 60), ("running", 50, 60), ("running", 60, 60)]
     assert only_job().status == "done"
@@ -286,16 +291,9 @@ def test_a_stalled_job_says_so_and_its_writer_keeps_nothing(app, world, monkeypa
 
 
 def test_a_job_that_is_still_writing_is_not_given_up(app, world, monkeypatch):
-    monkeypatch.setattr(export_jobs, "PROGRESS_EVERY", 0)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 25)
     given_up = []
-    update = export_jobs._update
-
-    def slow_writer(job_id, **values):
-        job = update(job_id, **values)
-        given_up.extend(export_jobs.fail_stalled())  # the clean-up running meanwhile
-        return job
-    monkeypatch.setattr(export_jobs, "_update", slow_writer)
+    # The clean-up running at every progress update of the writer.
+    after_each_update(monkeypatch, lambda job: given_up.extend(export_jobs.fail_stalled()))
     client_of(app, world["clerk"]).get("/admin/document/export/csv/")
     assert given_up == [] and only_job().status == "done"
 

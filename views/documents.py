@@ -167,8 +167,7 @@ class DocumentView(ScopedModelView):
     def render(self, template, **kwargs):
         kwargs.setdefault("may_create", self._may("create"))
         kwargs.setdefault("may_review", self._may("review"))
-        kwargs.setdefault("may_import", self._may("create") and current_user.role in (DESIGNATED_DOCTOR,
-                                                                                       INSTITUTION_STAFF))
+        kwargs.setdefault("may_import", self._may_import())
         if template == self.list_template and kwargs.get("data"):
             # The list shows patients' names: which rows this user saw is logged before they are shown.
             audit.record("document_list", target_type="document", data={"ids": [d.id for d in kwargs["data"]]})
@@ -515,7 +514,7 @@ class DocumentView(ScopedModelView):
         """Documents from a hospital system's XML, as drafts: a designated doctor's own, or a staff member's for
         their institution's doctors (nanbyo.xmlio.importer). The report lists every file and document."""
         from nanbyo.xmlio.importer import import_uploads
-        if current_user.role not in (DESIGNATED_DOCTOR, INSTITUTION_STAFF):
+        if not self._may_import():
             abort(403)
         form = XmlImportForm()
         memberships = {str(m.institution_id): m.institution for m in current_user.memberships}
@@ -532,6 +531,10 @@ class DocumentView(ScopedModelView):
                 if form.report_xlsx.data:
                     return self._import_report(outcomes)
         return self.render("documents/import_xml.html", form=form, outcomes=outcomes, summary=_import_summary)
+
+    def _may_import(self):
+        """XML取込 is for those who write documents at an institution: designated doctors and institution staff."""
+        return self._may("create") and current_user.role in (DESIGNATED_DOCTOR, INSTITUTION_STAFF)
 
     def _import_report(self, outcomes):
         headers = ["ファイル", "書類", "行", "結果", "No.", "内容"]

@@ -93,6 +93,15 @@ def test_staff_import_for_their_doctors_and_no_one_for_another(app):
     assert count() == 2
 
 
+def test_a_manager_imports_only_their_own_documents(app):
+    """A 責任者 manages the institution's users, not the documents of its other doctors."""
+    w = world()
+    manager = gen_user("designated_doctor", institution=w["hospital"], manager=True)
+    outcomes = import_uploads([("m.xml", two_documents())], manager, w["hospital"], today=DAY)
+    assert [o.result for o in outcomes] == [REFUSED, REFUSED] and "自分が作成者" in outcomes[0].messages[0]
+    assert count() == 0
+
+
 def test_unknown_doctor_and_name_are_refused(app):
     w = world()
     element = vendor_kit.sample_element("nanbyo", "6")
