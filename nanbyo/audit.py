@@ -36,6 +36,8 @@ ACTION_LABELS = {
     "manager_transfer": "責任者の交代", "document_list": "書類一覧の表示", "document_finalize": "書類の確定",
     "document_view": "書類の閲覧", "document_print": "書類の印刷", "document_xml": "書類のXML出力",
     "document_import": "書類のXML取込", "document_import_batch": "XML取込（ファイル単位の結果）",
+    "document_import_job": "XML取込の受付（バックグラウンド）", "document_import_job_failed": "XML取込の失敗（バックグラウンド）",
+    "document_import_job_expire": "XML取込の結果の削除（保存期間の経過）",
     "document_receive": "書類の受付",
     "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
     "rotate_key": "暗号鍵のローテーション",
@@ -51,6 +53,7 @@ TARGET_LABELS = {
     "document_correction": "書類の訂正履歴", "operation_log": "操作ログ", "nanbyo_category": "指定難病の疾患群",
     "nanbyo_disease": "指定難病", "shoman_group": "小児慢性特定疾病の疾患群", "shoman_disease": "小児慢性特定疾病",
     "held_form": "再ログインまで保持した入力内容", "export_job": "出力ファイル",
+    "xml_import_job": "XML取込（バックグラウンド）",
 }
 
 RESULT_LABELS = {"success": "成功", "failure": "失敗", "denied": "拒否", "throttled": "回数制限",
@@ -72,10 +75,12 @@ DATA_KEY_LABELS = {
     "files": "読み込んだファイル（登録・更新件数）", "defects": "注意事項の件数", "accounts": "作成したアカウント",
     "documents": "書類", "corrections": "訂正履歴", "department": "部署",
     "query": "一覧の条件（絞り込み・検索・並び順）", "job": "出力ファイル番号", "jobs": "出力ファイル番号",
+    "bytes": "ファイルの大きさ（バイト）", "all_or_nothing": "すべて取り込むか何も取り込まない", "error": "エラー",
+    "updated": "更新件数", "kept": "変更なし件数", "refused": "取込不可件数",
 }
 
 # Keys that are a mark (True) rather than a value: shown as their label alone.
-FLAG_KEYS = {"first_login", "self", "by_manager", "reissue", "told", "from_concurrent"}
+FLAG_KEYS = {"first_login", "self", "by_manager", "reissue", "told", "from_concurrent", "all_or_nothing"}
 
 REASON_LABELS = {
     "bad_password": "パスワード誤り", "bad_key_file": "鍵ファイル誤り", "bad_key_code": "鍵登録コード誤り",

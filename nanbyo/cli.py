@@ -171,24 +171,36 @@ def export_xml_command(document_id):
 @click.option("--all-or-nothing", is_flag=True, help="1件でも取り込めなければ何も取り込まない")
 def import_xml_command(paths, institution_code, login_id, all_or_nothing):
     """臨個票・意見書の XML（ファイル・フォルダ・ZIP）を下書きとして取り込む。画面の取込と同じ検査・規則。
-    すべて取り込めたら終了コード 0、取り込めない書類があれば 1。"""
+    進み具合を標準エラーに表示する。すべて取り込めたら終了コード 0、取り込めない書類があれば 1。"""
+    import time
     from pathlib import Path
 
     from models.accounts import User
     from models.institutions import Institution
     from nanbyo.extensions import db
+    from nanbyo.xmlio.check import upload_file_count
+    from nanbyo.xmlio.import_jobs import may_import
     from nanbyo.xmlio.importer import REFUSED, import_uploads
     user = db.session.execute(db.select(User).filter_by(login_id=login_id)).scalar_one_or_none()
     institution = db.session.execute(db.select(Institution).filter_by(code=institution_code)).scalar_one_or_none()
-    if user is None or not user.is_active or institution is None or \
-            institution.id not in {m.institution_id for m in user.memberships}:
-        click.echo("そのログインIDの利用者が、その医療機関に所属していません。", err=True)
+    if institution is None or not may_import(user, institution.id):
+        click.echo("そのログインIDの利用者（指定医または医療機関の事務）が、その医療機関に所属していません。", err=True)
         sys.exit(1)
     files = []
     for path in map(Path, paths):
         found = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".xml", ".zip")) if path.is_dir() else [path]
-        files += [(str(p), p.read_bytes()) for p in found if p.is_file()]
-    outcomes = import_uploads(files, user, institution, all_or_nothing=all_or_nothing)
+        files += [p for p in found if p.is_file()]
+    total = sum(upload_file_count(p.read_bytes()) for p in files)
+    last = [0.0]
+
+    def progress(files_done, outcomes):
+        if time.monotonic() - last[0] >= 2 or files_done == total:
+            click.echo(f"取込中: ファイル {files_done:,} / {total:,}・書類 {sum(o.number is not None for o in outcomes):,} 件",
+                       err=True)
+            last[0] = time.monotonic()
+
+    outcomes = import_uploads(((str(p), p.read_bytes()) for p in files), user, institution,
+                              all_or_nothing=all_or_nothing, progress=progress)
     for o in outcomes:
         where = f"{o.file}" + (f" 書類{o.number}" if o.number else "")
         click.echo(f"{where}: {o.label}" + (f"（No.{o.document_id}）" if o.document_id else ""))

@@ -54,6 +54,11 @@ def load_config(app, test_config=None):
         NANBYO_EXPORT_INLINE_ROWS=int(os.environ.get("NANBYO_EXPORT_INLINE_ROWS", "50000")),
         NANBYO_EXPORT_KEEP=timedelta(hours=float(os.environ.get("NANBYO_EXPORT_KEEP", "24"))),
         NANBYO_EXPORT_DIR=str(Path(app.instance_path) / "exports"),
+        # An XML upload larger than this is imported by the task queue: its files wait encrypted in NANBYO_IMPORT_DIR,
+        # its report is kept NANBYO_IMPORT_KEEP (the environment gives hours).
+        NANBYO_XML_INLINE_BYTES=int(os.environ.get("NANBYO_XML_INLINE_BYTES", str(1024 * 1024))),
+        NANBYO_IMPORT_DIR=str(Path(app.instance_path) / "imports"),
+        NANBYO_IMPORT_KEEP=timedelta(hours=float(os.environ.get("NANBYO_IMPORT_KEEP", str(7 * 24)))),
     )
     app.config.from_pyfile("config.py", silent=True)
     if test_config:

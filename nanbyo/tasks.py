@@ -1,4 +1,4 @@
-"""The task queue (Huey): background export jobs and their clean-up.
+"""The task queue (Huey): background export jobs, XML import jobs and their clean-up.
 
 Where the queue is kept, from NANBYO_TASK_QUEUE_URL:
 - unset: a SQLite file, `tasks.db` in the instance folder (NANBYO_INSTANCE_PATH, else `instance/` beside app.py);
@@ -20,10 +20,11 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.storage import SqliteStorage
 
 from nanbyo import export_jobs
+from nanbyo.xmlio import import_jobs
 
 NAME = "nanbyo"
 ROOT = Path(__file__).resolve().parent.parent
-CLEAN_UP_EVERY = crontab(minute="*/5")  # stalled jobs, expired export files
+CLEAN_UP_EVERY = crontab(minute="*/5")  # stalled jobs, expired export files and import reports
 
 
 class _SqliteStorage(SqliteStorage):
@@ -109,8 +110,16 @@ def run_export(job_id):
         export_jobs.run(job_id)
 
 
+@huey.task()
+def run_xml_import(job_id):
+    with _app().app_context():
+        import_jobs.run(job_id)
+
+
 @huey.periodic_task(CLEAN_UP_EVERY)
 def delete_expired_exports():
     with _app().app_context():
         export_jobs.fail_stalled()
         export_jobs.delete_expired()
+        import_jobs.fail_stalled()
+        import_jobs.delete_expired()

@@ -15,6 +15,7 @@ from models.audit import OperationLog
 from models.documents import Document
 from nanbyo.extensions import db
 from nanbyo import documents
+from nanbyo.xmlio import import_jobs
 from tests.helpers import OSAKA, TOKYO, csrf_token, gen_document, gen_institution, gen_municipality, gen_user, login
 
 PRINCIPALS = ["anonymous", "op_admin", "op_user", "muni_admin", "muni_user", "manager", "doctor", "staff"]
@@ -44,7 +45,7 @@ LOOKUP = {"muni_admin", "muni_user"}
 COVERED = {"index_view", "details_view", "create_view", "edit_view", "delete_view", "export", "action_view",
            "ajax_lookup", "ajax_update", "finalize_view", "print_view", "sheet_view", "lookup_view", "receive_view",
            "review_view", "correct_view", "patient_search_view", "xml_view", "xml_kit_view",
-           "import_xml_view"}
+           "import_xml_view", "import_job_view", "import_job_report_view"}
 
 
 def test_every_document_rule_is_covered(app):
@@ -76,7 +77,9 @@ def world(app):
         "other_institution": gen_document(u["doctor_b"], status="received"),
         "other_municipality": gen_document(u["doctor_c"], status="received"),
     }
-    return {"users": users, "docs": {k: v.id for k, v in docs.items()},
+    job = import_jobs.create(u["doctor"], u["doctor"].memberships[0].institution, [("a.xml", b"<documents/>")], False)
+    import_jobs.run(job.id)  # refused as a whole: a report of one file
+    return {"users": users, "docs": {k: v.id for k, v in docs.items()}, "import_job": job.id,
             "patients": {k: documents.patient_of(v) for k, v in docs.items()},
             "keys": {k: v.access_key for k, v in docs.items()}}
 
@@ -116,6 +119,10 @@ def test_every_url_is_scoped(client, world, principal):
     assert ok(client.get("/admin/document/xml-kit/")) == (principal in CREATE), f"{principal} xml kit"
     # XML取込: a designated doctor (a 責任者 too) or institution staff, for their institutions.
     assert ok(client.get("/admin/document/import-xml/")) == (principal in {"doctor", "staff", "manager"}), principal
+    # A background XML import and its report: its uploader's alone.
+    job = world["import_job"]
+    assert ok(client.get(f"/admin/document/import-xml/{job}/")) == (principal == "doctor"), principal
+    assert ok(client.get(f"/admin/document/import-xml/{job}/report.xlsx")) == (principal == "doctor"), principal
 
     for name, doc_id in ids.items():
         what = f"{principal} {name}"

@@ -1,7 +1,7 @@
 """Documents: list, write, finalize, print, key lookup, review, patient search — one view, every URL scoped."""
 from datetime import date
 
-from flask import Response, abort, flash, redirect, request, url_for
+from flask import Response, abort, current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual, IntEqualFilter
@@ -132,7 +132,8 @@ class DocumentView(ScopedModelView):
     }
     extra_view_permissions = {
         "finalize_view": "finalize", "print_view": "print", "sheet_view": "print", "xml_view": "print",
-        "xml_kit_view": "create", "import_xml_view": "create",
+        "xml_kit_view": "create", "import_xml_view": "create", "import_job_view": "create",
+        "import_job_report_view": "create",
         "lookup_view": "review", "receive_view": "review", "review_view": "review", "correct_view": "review",
         "patient_search_view": "list",
     }
@@ -512,7 +513,8 @@ class DocumentView(ScopedModelView):
     @expose("/import-xml/", methods=("GET", "POST"))
     def import_xml_view(self):
         """Documents from a hospital system's XML, as drafts: a designated doctor's own, or a staff member's for
-        their institution's doctors (nanbyo.xmlio.importer). The report lists every file and document."""
+        their institution's doctors (nanbyo.xmlio.importer). The report lists every file and document. An upload
+        above NANBYO_XML_INLINE_BYTES is imported by the task queue; its page shows the progress, then the report."""
         from nanbyo.xmlio.importer import import_uploads
         if not self._may_import():
             abort(403)
@@ -525,23 +527,79 @@ class DocumentView(ScopedModelView):
             institution = memberships.get(form.institution.data)
             if not uploads or institution is None:
                 flash("取込先の医療機関とファイルを選んでください。", "error")
+            elif sum(len(data) for _name, data in uploads) > current_app.config["NANBYO_XML_INLINE_BYTES"]:
+                return self._import_job(uploads, institution, form.all_or_nothing.data)
             else:
                 outcomes = import_uploads(uploads, current_user, institution,
                                           all_or_nothing=form.all_or_nothing.data)
                 if form.report_xlsx.data:
                     return self._import_report(outcomes)
-        return self.render("documents/import_xml.html", form=form, outcomes=outcomes, summary=_import_summary)
+        return self.render("documents/import_xml.html", form=form, outcomes=outcomes, summary=_import_summary,
+                           jobs=self._import_jobs(), inline_bytes=current_app.config["NANBYO_XML_INLINE_BYTES"])
 
     def _may_import(self):
         """XML取込 is for those who write documents at an institution: designated doctors and institution staff."""
-        return self._may("create") and current_user.role in (DESIGNATED_DOCTOR, INSTITUTION_STAFF)
+        from nanbyo.xmlio.import_jobs import may_import
+        return self._may("create") and may_import(current_user)
 
-    def _import_report(self, outcomes):
+    def _import_job(self, uploads, institution, all_or_nothing):
+        from nanbyo import tasks
+        from nanbyo.xmlio import import_jobs
+        job = import_jobs.create(current_user, institution, uploads, all_or_nothing)
+        try:
+            tasks.run_xml_import(job.id)
+        except Exception:
+            current_app.logger.exception("XML import job %s could not be queued", job.id)
+            import_jobs.not_queued(job.id)
+        flash(f"ファイルが大きいため、バックグラウンドで取り込みます（XML取込 No.{job.id}）。この画面で進み具合と結果を"
+              "確かめられます。", "info")
+        return redirect(url_for(".import_job_view", job_id=job.id))
+
+    def _import_jobs(self):
+        """The user's own background imports whose reports are kept."""
+        from models.xml_imports import XmlImportJob
+        from nanbyo.xmlio import import_jobs
+        import_jobs.fail_stalled(owner_id=current_user.id)  # told at once, not at the next clean-up
+        return db.session.execute(select(XmlImportJob).where(XmlImportJob.owner_id == current_user.id,
+                                                             XmlImportJob.expires_at > utcnow())
+                                  .order_by(XmlImportJob.id.desc()).limit(20)).scalars().all()
+
+    def _own_import_job(self, job_id):
+        """The user's own job, or 404 (another user's, an expired one and one that never was look the same)."""
+        from models.xml_imports import XmlImportJob
+        if not self._may_import():
+            abort(403)
+        job = db.session.get(XmlImportJob, job_id)
+        if job is None or job.owner_id != current_user.id or job.expires_at <= utcnow():
+            abort(404)
+        return job
+
+    @expose("/import-xml/<int:job_id>/")
+    def import_job_view(self, job_id):
+        from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING
+        from nanbyo.xmlio import import_jobs
+        from nanbyo.xmlio.importer import RESULT_LABELS
+        import_jobs.fail_stalled(owner_id=current_user.id)
+        job = self._own_import_job(job_id)
+        outcomes = import_jobs.report(job) if job.status in (JOB_DONE, JOB_FAILED) else None
+        return self.render("documents/import_job.html", job=job, outcomes=outcomes, summary=_import_summary,
+                           pending=job.status in (JOB_WAITING, JOB_RUNNING), failed=JOB_FAILED,
+                           result_labels=RESULT_LABELS)
+
+    @expose("/import-xml/<int:job_id>/report.xlsx")
+    def import_job_report_view(self, job_id):
+        from nanbyo.xmlio import import_jobs
+        job = self._own_import_job(job_id)
+        if job.report_cipher is None:
+            abort(404)
+        return self._import_report(import_jobs.report(job), f"xml_import_{job.id}_report.xlsx")
+
+    def _import_report(self, outcomes, filename="xml_import_report.xlsx"):
         headers = ["ファイル", "書類", "行", "結果", "No.", "内容"]
         rows = [[o.file, o.number or "", o.line or "", o.label, o.document_id or "", "\n".join(o.messages)]
                 for o in outcomes]
         return Response(exports.render("xlsx", headers, rows), mimetype=exports.FORMATS["xlsx"][0],
-                        headers={"Content-Disposition": "attachment; filename=xml_import_report.xlsx"})
+                        headers={"Content-Disposition": f"attachment; filename={filename}", "Cache-Control": "no-store"})
 
     @expose("/xml-kit/")
     def xml_kit_view(self):

@@ -77,6 +77,15 @@ def entries(file):
         yield Entry(info.filename, data=_inflate(archive, info))
 
 
+def count_entries(file) -> int:
+    """The files entries() gives for the archive in `file` (1 when it is refused as a whole)."""
+    try:
+        infos = zipfile.ZipFile(file).infolist()
+    except (zipfile.BadZipFile, OSError):
+        return 1
+    return max(1, sum(not info.is_dir() for info in infos)) if len(infos) <= MAX_ENTRIES else 1
+
+
 def _inflate(archive, info) -> bytes:
     """The entry's bytes, at most MAX_FILE_BYTES whatever its header says; a corrupt entry is Refused."""
     parts, size = [], 0

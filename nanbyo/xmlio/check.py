@@ -275,24 +275,37 @@ def check_bytes(name, data, today=None, diseases=None) -> FileCheck:
 
 def check_upload(name, data, today=None, diseases=None) -> list[FileCheck]:
     """An uploaded file: one XML file, or each XML file of a ZIP (a refused ZIP is one FileCheck)."""
+    return list(iter_upload(name, data, today, diseases))
+
+
+def iter_upload(name, data, today=None, diseases=None):
+    """check_upload's FileChecks one at a time: a large ZIP's documents are not all held at once."""
     if not archive.is_zip(data):
-        return [check_bytes(name, data, today, diseases)]
-    return check_archive(name, io.BytesIO(data), today, diseases)
+        yield check_bytes(name, data, today, diseases)
+        return
+    yield from iter_archive(name, io.BytesIO(data), today, diseases)
+
+
+def upload_file_count(data) -> int:
+    """How many FileChecks iter_upload will give for `data` (the files of a ZIP; 1 for a refused one)."""
+    return archive.count_entries(io.BytesIO(data)) if archive.is_zip(data) else 1
 
 
 def check_archive(name, file, today=None, diseases=None) -> list[FileCheck]:
     """Each XML file of a ZIP read from `file` (a binary file object: a ZIP on disk is never read whole)."""
-    results = []
+    return list(iter_archive(name, file, today, diseases))
+
+
+def iter_archive(name, file, today=None, diseases=None):
     try:
         for entry in archive.entries(file):
             label = f"{name}/{entry.name}"
             if entry.data is None:
-                results.append(FileCheck(label, [Problem(None, "/", "", entry.problem)]))
+                yield FileCheck(label, [Problem(None, "/", "", entry.problem)])
             else:
-                results.append(check_bytes(label, entry.data, today, diseases))
+                yield check_bytes(label, entry.data, today, diseases)
     except reader.Refused as refused:
-        results.append(FileCheck(name, [Problem(refused.line, "/", "", refused.message)]))
-    return results
+        yield FileCheck(name, [Problem(refused.line, "/", "", refused.message)])
 
 
 def diseases_in(directory) -> dict:
@@ -300,12 +313,14 @@ def diseases_in(directory) -> dict:
     return _diseases(str(directory))
 
 
-def _report_only(results):
+def _report_only(results) -> list[FileCheck]:
     """Results as the tool reports them: what each document says is not kept (a large ZIP holds many)."""
+    kept = []
     for result in results:
         for document in result.documents:
             document.content = None
-    return results
+        kept.append(result)
+    return kept
 
 
 def check_paths(paths, today=None, diseases=None) -> list[FileCheck]:
@@ -324,7 +339,7 @@ def check_paths(paths, today=None, diseases=None) -> list[FileCheck]:
             with open(file, "rb") as opened:
                 if archive.is_zip(opened.read(4)):
                     opened.seek(0)
-                    results.extend(_report_only(check_archive(str(file), opened, today, diseases)))
+                    results.extend(_report_only(iter_archive(str(file), opened, today, diseases)))
                 elif file.stat().st_size > reader.MAX_FILE_BYTES:
                     results.append(FileCheck(str(file), [Problem(None, "/", "", "ファイルが大きすぎます。")]))
                 else:

@@ -32,6 +32,7 @@ from nanbyo.xmlio import check
 CREATED, UPDATED, KEPT, REFUSED = "created", "updated", "kept", "refused"
 RESULT_LABELS = {CREATED: "作成（下書き）", UPDATED: "更新（下書き）", KEPT: "変更なし（確定・受付済み）",
                  REFUSED: "取込不可"}
+ALL_OR_NOTHING_REFUSED = "ほかの書類に問題があるため取り込んでいません（すべて取り込むか何も取り込まない指定）。"
 
 
 @dataclass
@@ -149,21 +150,29 @@ def _import_one(name, checked, user, institution, today):
     return outcome
 
 
-def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None) -> list[Outcome]:
+def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None, progress=None,
+                   collect=None) -> list[Outcome]:
     """Import the documents of `uploads` ([(file name, bytes)]: XML files or ZIPs of them) as `user` at
-    `institution`. Returns one Outcome per document, and one per file refused as a whole."""
+    `institution`. Returns one Outcome per document, and one per file refused as a whole.
+
+    progress(files_done, outcomes), if given, is called after each file (an XML file, or one file of a ZIP), outside
+    any unit of work of the import's except in all-or-nothing mode, where the one unit of work is still open.
+    `uploads` may be an iterator (each file read as it is reached); `collect`, a list the outcomes are added to as
+    they come (what a caller keeps when the import stops half-way)."""
     today = today or today_jst()
     diseases = server_diseases()
-    outcomes = []
+    outcomes = [] if collect is None else collect
+    files_done, names = 0, []
     if all_or_nothing:
         database.begin_write()
     for name, data in uploads:
-        for checked_file in check.check_upload(name, data, today, diseases):
+        names.append(name)
+        for checked_file in check.iter_upload(name, data, today, diseases):
+            files_done += 1
             if checked_file.problems:
                 outcomes.append(Outcome(checked_file.name, None, None, REFUSED,
                                         messages=[p.text(checked_file.name) for p in checked_file.problems]))
-                continue
-            for checked in checked_file.documents:
+            for checked in checked_file.documents if not checked_file.problems else ():
                 if not all_or_nothing:
                     database.begin_write()
                 outcome = _import_one(checked_file.name, checked, user, institution, today)
@@ -174,18 +183,25 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
                     db.session.commit()  # the document with its log entry
                 else:
                     db.session.rollback()
+            if progress is not None:
+                progress(files_done, outcomes)
     if all_or_nothing:
         if any(o.result == REFUSED for o in outcomes):
             db.session.rollback()
             for outcome in outcomes:
                 if outcome.result in (CREATED, UPDATED):
                     outcome.result, outcome.document_id = REFUSED, None
-                    outcome.messages = ["ほかの書類に問題があるため取り込んでいません（すべて取り込むか何も取り込まない指定）。"]
+                    outcome.messages = [ALL_OR_NOTHING_REFUSED]
         else:
             db.session.commit()
     # What the upload came to, refusals included: one entry for the whole upload.
-    counts = {result: sum(o.result == result for o in outcomes) for result in RESULT_LABELS}
     audit.record("document_import_batch", target_type="document", actor=user,
-                 result="success" if not counts[REFUSED] else "failure",
-                 data={"files": [name for name, _data in uploads][:50], "institution": institution.code} | counts)
+                 result="success" if not any(o.result == REFUSED for o in outcomes) else "failure",
+                 data={"files": names[:50], "institution": institution.code}
+                 | counts(outcomes))
     return outcomes
+
+
+def counts(outcomes) -> dict:
+    """{result: number of outcomes} for every result, none left out."""
+    return {result: sum(o.result == result for o in outcomes) for result in RESULT_LABELS}

@@ -60,3 +60,39 @@ def test_a_doctor_imports_xml_and_opens_the_draft(app, live_server, browser, tmp
     db.session.expire_all()
     from models.documents import Document
     assert {db.session.get(Document, int(i)).status for i in ids} == {"finalized"}
+
+
+def test_a_large_upload_is_imported_in_the_background(app, live_server, browser, tmp_path):
+    """Above NANBYO_XML_INLINE_BYTES the upload becomes a job (run at once in the tests): its page shows the state,
+    the counts, the report, and the report as xlsx."""
+    app.config["NANBYO_XML_INLINE_BYTES"] = 1000
+    hospital = gen_institution(gen_municipality(TOKYO), code="1310000017", name="見本病院")
+    doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"), name="見本 太郎")
+    for designation in doctor.designations:
+        designation.number = "13-N-0101"
+    db.session.commit()
+    batch = tmp_path / "from-hospital.xml"
+    batch.write_bytes(file_bytes([vendor_kit.sample_element("nanbyo", "6"),
+                                  vendor_kit.sample_element("shoman", "01_01_001")]))
+
+    for width in (1280, 1024):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        log_in(page, live_server, doctor, key_path(tmp_path, doctor))
+        page.goto(f"{live_server}/admin/document/import-xml/")
+        page.set_input_files("input[name=files]", [str(batch)])
+        with page.expect_navigation():
+            page.click("#import-xml-submit")
+        expect(page.get_by_role("heading", name="XML取込 No.")).to_be_visible()
+        expect(page.locator(".alert-info")).to_contain_text("バックグラウンドで取り込みます")
+        expect(page.locator("#import-job-status")).to_contain_text("完了")
+        expect(page.locator("#import-job-progress")).to_contain_text("書類 2 件")
+        # The first upload creates both drafts; the second (same documents) updates them.
+        expect(page.locator("#import-xml-report tr.import-created, #import-xml-report tr.import-updated")).to_have_count(2)
+        page.screenshot(path=str(tmp_path / f"xml-import-job-{width}.png"), full_page=True)
+        with page.expect_download() as report:
+            page.click("#import-job-xlsx")
+        assert report.value.suggested_filename.endswith("_report.xlsx")
+        with page.expect_navigation():
+            page.get_by_role("link", name="XML取込の画面へ戻る").click()
+        expect(page.locator("#import-xml-jobs tr.job-done")).to_have_count(1 if width == 1280 else 2)
+        page.close()
