@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run setup test test-postgres browser bench vendor-kit clean
+.PHONY: run setup test test-postgres browser bench vendor-kit checktool clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(BIN)/.installed
 # The XML vendor package (schemas, record definitions, code tables, samples, check rules) as build/*.zip.
 vendor-kit: $(BIN)/.installed
 	$(BIN)/python -m nanbyo.xmlio.vendor_kit build
+
+# The offline check tool as a wheel a hospital PC installs on its own (lxml its only dependency): build/*.whl.
+checktool: $(BIN)/.installed
+	$(BIN)/python -m nanbyo.xmlio.checktool build
 
 clean:
 	rm -rf $(VENV) .pytest_cache

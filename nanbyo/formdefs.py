@@ -13,7 +13,7 @@ Values of a filled-in form are a JSON-serialisable ``dict`` (item id -> value) p
 single rule for what a value may be; the entry form (:func:`form_fields`), the details screen and the PDF
 (:func:`display_sections`) and the XML (:func:`to_xml`, :func:`raw_from_xml`) all follow the same definition.
 
-No Flask-Admin here; WTForms only for :func:`form_fields`.
+No Flask-Admin here; WTForms only inside :func:`form_fields` (the check tool installs without it).
 """
 from __future__ import annotations
 
@@ -32,12 +32,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from lxml import etree
-from wtforms import RadioField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
+
+from nanbyo.resources import resource
 
 KINDS = ("nanbyo", "shoman")
 TYPES = ("text", "textarea", "integer", "decimal", "date", "yearmonth", "choice", "multichoice", "yesno")
 CODED_TYPES = ("choice", "multichoice", "yesno")
-DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "formdefs"
+DEFAULT_DIRECTORY = resource("formdefs")
 DEFAULT_MAX_LENGTH = {"text": 200, "textarea": 2000}
 DEFAULT_PLACES = 1
 MAX_PLACES = 6
@@ -919,6 +920,8 @@ def form_fields(defn: FormDefinition) -> dict:
 
     Use: ``type("F", (FlaskForm,), form_fields(defn))``. Labels carry the unit; descriptions carry the help text.
     """
+    # Imported here: the check tool (nanbyo.xmlio) reads definitions without WTForms installed.
+    from wtforms import RadioField, SelectField, SelectMultipleField, StringField, TextAreaField, widgets
     fields = {}
     for item in defn.items:
         label = item.label_with_unit

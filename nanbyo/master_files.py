@@ -6,8 +6,9 @@ from datetime import date
 from pathlib import Path
 
 from nanbyo.codes import municipality_code_error
+from nanbyo.resources import resource
 
-DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "masters"
+DIRECTORY = resource("data/masters")
 KIND_MAP = {"prefecture": "prefecture", "designated_city": "designated_city", "core_city": "core_city",
             "child_guidance_city": "child_guidance_city", "other": "other"}
 

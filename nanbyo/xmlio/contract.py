@@ -28,8 +28,9 @@ from lxml import etree
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KIND_LABELS, EXPLANATION_LABELS,
                                    INSURANCE_KIND_LABELS, KIND_LABELS, SEX_LABELS)
 from nanbyo.codes import DOCTOR_NUMBER
+from nanbyo.resources import resource
 
-XSD_DIRECTORY = Path(__file__).resolve().parent.parent.parent / "xsd"
+XSD_DIRECTORY = resource("xsd")
 VERSION = "1"
 VERSIONS = {"1": "documents-1.xsd"}  # contract version -> its schema
 MAX_DOCUMENTS = 10_000  # per file

@@ -210,3 +210,50 @@ def test_the_check_needs_no_database_or_web_framework():
             "{'flask', 'flask_sqlalchemy', 'sqlalchemy', 'models', 'psycopg', 'cryptography', 'openpyxl'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def installed_wheel(tmp_path_factory):
+    """`make checktool`'s wheel unpacked beside lxml alone: what a hospital PC has after `pip install` of it."""
+    from nanbyo.xmlio import checktool
+    out = tmp_path_factory.mktemp("wheel")
+    wheel = checktool.build(out)
+    site = tmp_path_factory.mktemp("site")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    import lxml
+    os.symlink(Path(lxml.__file__).parent, site / "lxml")
+    return wheel, site
+
+
+def run_installed(site, *args, cwd):
+    """The wheel's tool in an interpreter without site-packages (-S) or the environment (-E): only the wheel and
+    lxml can be imported."""
+    code = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; from nanbyo.xmlio.cli import main; rc = main(sys.argv[1:]);"
+            " from nanbyo.resources import resource; print('data:', resource('xsd'));"
+            " print('loaded:', sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'wtforms', 'sqlalchemy',"
+            " 'cryptography', 'models', 'views', 'forms'})); sys.exit(rc)")
+    return subprocess.run([sys.executable, "-S", "-E", "-c", code, str(site), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_the_wheel_checks_on_its_own_with_lxml_alone(installed_wheel, folder, tmp_path_factory):
+    wheel, site = installed_wheel
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        entry_points = archive.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert [line for line in metadata.splitlines() if line.startswith("Requires-Dist")] == ["Requires-Dist: lxml>=5.3"]
+    assert "nanbyo-check = nanbyo.xmlio.cli:main" in entry_points
+    assert {"nanbyo/package_data/xsd/documents-1.xsd", "nanbyo/package_data/data/masters/nanbyo_diseases.csv",
+            "nanbyo/package_data/data/masters/README.md", "nanbyo/package_data/formdefs/nanbyo-006.json"} <= names
+    assert not {n for n in names if n.startswith(("nanbyo/views", "nanbyo/tasks", "nanbyo/crypto", "models/"))}
+    elsewhere = tmp_path_factory.mktemp("hospital-pc")
+    ok = run_installed(site, str(folder / "ok.xml"), str(folder / "batch.zip"), cwd=elsewhere)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "すべて問題ありません" in ok.stdout and "loaded: []" in ok.stdout
+    assert f"data: {site}/nanbyo/package_data/xsd" in ok.stdout  # its own schemas, not the repository's
+    bad = run_installed(site, str(folder), cwd=elsewhere)
+    # The same messages as the server's check of the same folder.
+    assert bad.returncode == 1 and "「性別」選択肢にない値です" in bad.stdout
+    assert bad.stdout.split("data:")[0] == run_tool(str(folder), cwd=elsewhere).stdout
