@@ -6,7 +6,7 @@ to the 実施主体 of the patient's residence. Kinds come from the municipality
 """
 import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from models.institutions import Municipality
 from nanbyo.document_codes import NANBYO, SHOMAN
@@ -72,18 +72,23 @@ def _normalise_address(address: str) -> str:
     return "".join(unicodedata.normalize("NFKC", address or "").split())
 
 
+def _named_at_start(text, *criteria):
+    """The municipalities whose name begins `text`: the database compares, rather than ~1,900 rows read per call."""
+    return db.session.execute(select(Municipality).where(
+        func.substr(text, 1, func.length(Municipality.name)) == Municipality.name, *criteria)).scalars().all()
+
+
 def authority_for_address(family, address) -> Municipality | None:
     """The 実施主体 of the patient's residence read off the address, or None when the address does not say
     (it does not start with a prefecture or a city of the master)."""
     text = _normalise_address(address)
     if not text:
         return None
-    masters = db.session.execute(select(Municipality)).scalars().all()
-    prefecture = next((m for m in masters if m.kind == "prefecture" and text.startswith(m.name)), None)
+    prefecture = next(iter(_named_at_start(text, Municipality.kind == "prefecture")), None)
     rest = text[len(prefecture.name):] if prefecture else text
     # Cities of the master within that prefecture; without one only cities (a ward name like 港区 is not unique).
-    cities = [m for m in masters if m.kind != "prefecture" and rest.startswith(m.name)
-              and (m.prefecture_no == prefecture.prefecture_no if prefecture else m.name.endswith("市"))]
+    cities = [m for m in _named_at_start(rest, Municipality.kind != "prefecture")
+              if (m.prefecture_no == prefecture.prefecture_no if prefecture else m.name.endswith("市"))]
     city = max(cities, key=lambda m: len(m.name), default=None)
     if city is not None and is_authority(city, family):
         return city

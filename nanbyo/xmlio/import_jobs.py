@@ -6,8 +6,8 @@
   runs exactly as in a request (nanbyo.xmlio.importer), the job's progress kept current (files, documents), and the
   report kept encrypted on the job. The uploaded files are deleted when the job ends, whatever its end;
 - fail_stalled(): a running job whose worker stopped (killed, the machine restarted) says 失敗 after STALLED_AFTER
-  without progress. What it imported stays: each document was its own unit of work, and importing the files again
-  updates those drafts instead of adding new ones. An all-or-nothing job writes its progress only at the end (its one
+  without progress. What it committed stays (the importer commits documents in groups), and importing the files
+  again updates those drafts instead of adding new ones. An all-or-nothing job writes its progress only at the end (its one
   unit of work holds the write lock), so it is given ALL_OR_NOTHING_STALLED_AFTER;
 - delete_expired(): jobs past expires_at (their reports), and files no job names.
 """

@@ -9,8 +9,11 @@ patient's address, else the institution's.
 The same document uploaded again (same institution, 指定医, patient by カナ and 生年月日, disease and 作成年月日) updates
 its draft instead of adding one; a document already finalized or received is reported and left as it is.
 
-Each document is its own unit of work with its log entry ("document_import"), or, with all_or_nothing, every document
-of the upload is one: a single refusal imports nothing.
+Documents are committed in groups of GROUP with their log entries ("document_import"), or, with all_or_nothing, every
+document of the upload in one unit of work: a single refusal imports nothing. A refused document writes nothing (every
+check comes before the first change), so it never takes another with it; and when the database fails on a document,
+the documents of its group before it are imported again one by one and committed before the error goes on: what
+was imported before a failure stays, as when each document was its own transaction.
 """
 import unicodedata
 from dataclasses import dataclass, field
@@ -25,11 +28,13 @@ from models.documents import Document
 from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo import audit, database, documents, jurisdiction
 from nanbyo.document_codes import DRAFT, NANBYO, SHOMAN
+from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR
 from nanbyo.xmlio import check
 
 CREATED, UPDATED, KEPT, REFUSED = "created", "updated", "kept", "refused"
+GROUP = 100  # documents committed together (one lock, one read of the log chain's tail)
 RESULT_LABELS = {CREATED: "作成（下書き）", UPDATED: "更新（下書き）", KEPT: "変更なし（確定・受付済み）",
                  REFUSED: "取込不可"}
 ALL_OR_NOTHING_REFUSED = "ほかの書類に問題があるため取り込んでいません（すべて取り込むか何も取り込まない指定）。"
@@ -68,11 +73,18 @@ def _same_name(a, b) -> bool:
     return plain(a) == plain(b)
 
 
-def _author(checked, user, institution):
-    """(author, problems) of a checked document at `institution`."""
+def _author(checked, user, institution, known):
+    """(author, problems) of a checked document at `institution`; `known` keeps the answers of this import."""
     content = checked.content
     number, name = checked.doctor
     needed = documents.doctor_kinds_for(content.kind, content.application_kind)
+    key = ("author", number, name, frozenset(needed))
+    if key not in known:
+        known[key] = _find_author(number, name, needed, user, institution)
+    return known[key]
+
+
+def _find_author(number, name, needed, user, institution):
     candidates = db.session.execute(
         select(User).join(Designation).join(Membership, Membership.user_id == User.id)
         .where(Designation.number == number, Designation.kind.in_(needed), User.role == DESIGNATED_DOCTOR,
@@ -88,15 +100,29 @@ def _author(checked, user, institution):
     return author, []
 
 
-def _existing(content, author, institution, disease):
+def _same_document(content, author, institution, disease) -> tuple:
+    """What makes an upload the same document (see the module's docstring)."""
     patient = content.patient
-    birth = date.fromisoformat(patient["birth_date"])
-    column = Document.nanbyo_disease_id if content.kind == NANBYO else Document.shoman_disease_id
-    return db.session.execute(select(Document).where(
-        Document.institution_id == institution.id, Document.author_id == author.id, column == disease.id,
-        Document.written_on == content.written_on, Document.kind == content.kind,
-        documents.patient_criterion(patient.get("family_kana", "") + patient.get("given_kana", ""), birth))
-        .order_by(Document.id)).scalars().first()
+    return (institution.id, author.id, content.kind, disease.id, content.written_on,
+            patient.get("family_kana", "") + patient.get("given_kana", ""), patient["birth_date"])
+
+
+def _existing(content, author, institution, disease, known):
+    """The same document, already in the database or written earlier in this import's open unit of work (not yet
+    flushed: the query must not flush it, so the group is inserted at once when committed). What _Run.prefetch
+    found for the file answers without a query."""
+    key = ("document", *_same_document(content, author, institution, disease))
+    if key in known:
+        return known[key]
+    institution_id, author_id, kind, disease_id, written_on, kana, birth = key[1:]
+    if ("fetched", kana, birth) in known:
+        return None
+    column = Document.nanbyo_disease_id if kind == NANBYO else Document.shoman_disease_id
+    with db.session.no_autoflush:
+        return db.session.execute(select(Document).where(
+            Document.institution_id == institution_id, Document.author_id == author_id, column == disease_id,
+            Document.written_on == written_on, Document.kind == kind,
+            documents.patient_criterion(kana, date.fromisoformat(birth))).order_by(Document.id)).scalars().first()
 
 
 def _apply(doc, content, user, author):
@@ -109,8 +135,19 @@ def _apply(doc, content, user, author):
     documents.set_patient(doc, content.patient)
 
 
-def _import_one(name, checked, user, institution, today):
-    """The document's outcome; its changes and log entry are in the session (not committed)."""
+def _authority_id(content, institution, known):
+    """The 実施主体 (id) a new document is addressed to: that of the patient's address, else the institution's."""
+    key = ("authority", content.kind, content.patient.get("address", ""))
+    if key not in known:
+        municipality = (jurisdiction.authority_for_address(content.kind, key[2])
+                        or jurisdiction.institution_authority(institution, content.kind))
+        known[key] = municipality.id if municipality is not None else None
+    return known[key]
+
+
+def _import_one(name, checked, user, institution, today, known, written):
+    """The document's outcome; its changes are in the session (not flushed) and (outcome, document) in `written`.
+    A refusal changes nothing."""
     outcome = Outcome(name, checked.number, checked.line, REFUSED)
     if not checked.ok:
         outcome.messages = [p.text(name) for p in checked.problems]
@@ -119,34 +156,31 @@ def _import_one(name, checked, user, institution, today):
     if checked.institution_code != institution.code:
         outcome.messages = [f"医療機関コード {checked.institution_code} は取込先の医療機関（{institution.code}）と違います。"]
         return outcome
-    author, problems = _author(checked, user, institution)
+    author, problems = _author(checked, user, institution, known)
     problems = problems or documents.authoring_problems(user, content.kind, content.application_kind, author,
                                                          institution, today)
     if problems:
         outcome.messages = problems
         return outcome
     disease = content.disease
-    existing = _existing(content, author, institution, disease)
+    existing = _existing(content, author, institution, disease, known)
     if existing is not None and existing.status != DRAFT:
         outcome.result, outcome.document_id = KEPT, existing.id
         outcome.messages = ["同じ書類が既に確定・受付されているため、変更していません。"]
         return outcome
     doc = existing
     if doc is None:
-        municipality = (jurisdiction.authority_for_address(content.kind, content.patient.get("address", ""))
-                        or jurisdiction.institution_authority(institution, content.kind))
         doc = Document(kind=content.kind, author=author, created_by_id=user.id, institution=institution,
-                       municipality=municipality, status=DRAFT, explanation=None)
+                       municipality_id=_authority_id(content, institution, known), status=DRAFT, explanation=None)
         if content.kind == SHOMAN:
             doc.shoman_disease_id = disease.id
         else:
             doc.nanbyo_disease_id = disease.id
         db.session.add(doc)
+        known[("document", *_same_document(content, author, institution, disease))] = doc
     _apply(doc, content, user, author)
-    db.session.flush()
-    outcome.result, outcome.document_id = (UPDATED if existing is not None else CREATED), doc.id
-    audit.record("document_import", target=doc, data={"file": name, "number": checked.number,
-                                                      "result": outcome.result}, commit=False)
+    outcome.result = UPDATED if existing is not None else CREATED
+    written.append((outcome, doc))
     return outcome
 
 
@@ -155,51 +189,140 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
     """Import the documents of `uploads` ([(file name, bytes)]: XML files or ZIPs of them) as `user` at
     `institution`. Returns one Outcome per document, and one per file refused as a whole.
 
-    progress(files_done, outcomes), if given, is called after each file (an XML file, or one file of a ZIP), outside
-    any unit of work of the import's except in all-or-nothing mode, where the one unit of work is still open.
+    progress(files_done, outcomes), if given, is called as the import goes (after a file, after a group is
+    committed) with no unit of work of the import's open, except in all-or-nothing mode, where it is called after
+    each file with the one unit of work still open.
     `uploads` may be an iterator (each file read as it is reached); `collect`, a list the outcomes are added to as
     they come (what a caller keeps when the import stops half-way)."""
     today = today or today_jst()
-    diseases = server_diseases()
     outcomes = [] if collect is None else collect
-    files_done, names = 0, []
-    if all_or_nothing:
-        database.begin_write()
+    run = _Run(user, institution, today, all_or_nothing, outcomes, progress)
+    names = []
+    diseases = server_diseases()
     for name, data in uploads:
         names.append(name)
         for checked_file in check.iter_upload(name, data, today, diseases):
-            files_done += 1
+            run.files_done += 1
             if checked_file.problems:
                 outcomes.append(Outcome(checked_file.name, None, None, REFUSED,
                                         messages=[p.text(checked_file.name) for p in checked_file.problems]))
+            if not checked_file.problems:
+                run.prefetch(checked_file.documents)
             for checked in checked_file.documents if not checked_file.problems else ():
-                if not all_or_nothing:
-                    database.begin_write()
-                outcome = _import_one(checked_file.name, checked, user, institution, today)
-                outcomes.append(outcome)
-                if all_or_nothing:
-                    continue
-                if outcome.result in (CREATED, UPDATED):
-                    db.session.commit()  # the document with its log entry
-                else:
-                    db.session.rollback()
-            if progress is not None:
-                progress(files_done, outcomes)
-    if all_or_nothing:
-        if any(o.result == REFUSED for o in outcomes):
-            db.session.rollback()
-            for outcome in outcomes:
-                if outcome.result in (CREATED, UPDATED):
-                    outcome.result, outcome.document_id = REFUSED, None
-                    outcome.messages = [ALL_OR_NOTHING_REFUSED]
-        else:
-            db.session.commit()
+                outcomes.append(run.document(checked_file.name, checked))
+            if all_or_nothing or not run.group:
+                run.report()
+    run.finish()
+    run.report()
     # What the upload came to, refusals included: one entry for the whole upload.
     audit.record("document_import_batch", target_type="document", actor=user,
                  result="success" if not any(o.result == REFUSED for o in outcomes) else "failure",
-                 data={"files": names[:50], "institution": institution.code}
-                 | counts(outcomes))
+                 data={"files": names[:50], "institution": institution.code} | counts(outcomes))
     return outcomes
+
+
+class _Run:
+    """The units of work of one import: groups of GROUP written documents, or one for all (all_or_nothing)."""
+
+    def __init__(self, user, institution, today, all_or_nothing, outcomes, progress):
+        self.user, self.institution, self.today, self.all_or_nothing = user, institution, today, all_or_nothing
+        self.outcomes, self.progress, self.files_done, self.reported = outcomes, progress, 0, None
+        self.known = {}  # authors and 実施主体 already looked up in this import
+        self.group, self.written = [], []  # the open unit of work's documents: (name, checked), (outcome, doc)
+
+    def prefetch(self, checked_documents):
+        """The file's documents already in the database, in one query rather than one per document (_existing):
+        those of the institution with any of the file's patients. What was known of the file before goes, except
+        the documents written in the open unit of work."""
+        pending = {id(doc) for _outcome, doc in self.written}
+        self.known = {key: value for key, value in self.known.items()
+                      if key[0] not in ("document", "fetched") or (key[0] == "document" and id(value) in pending)}
+        patients = {}
+        ring = keyring()
+        for checked in checked_documents:
+            patient = checked.content.patient if checked.ok and checked.content is not None else None
+            if not patient or not patient.get("birth_date"):
+                continue
+            kana, birth = patient.get("family_kana", "") + patient.get("given_kana", ""), patient["birth_date"]
+            for index in ring.blind_indexes(patient_search_value(kana, date.fromisoformat(birth))):
+                patients[index] = (kana, birth)
+        if not patients:
+            return
+        with db.session.no_autoflush:
+            found = db.session.execute(select(Document).where(
+                Document.institution_id == self.institution.id, Document.patient_index.in_(list(patients)))
+                .order_by(Document.id)).scalars().all()
+        for kana, birth in patients.values():
+            self.known[("fetched", kana, birth)] = True
+        for doc in found:
+            kana, birth = patients[doc.patient_index]
+            disease_id = doc.nanbyo_disease_id if doc.kind == NANBYO else doc.shoman_disease_id
+            self.known.setdefault(("document", doc.institution_id, doc.author_id, doc.kind, disease_id,
+                                   doc.written_on, kana, birth), doc)  # the oldest, as _existing's query
+
+    def report(self):
+        if self.progress is not None and self.reported != (self.files_done, len(self.outcomes)):
+            self.reported = (self.files_done, len(self.outcomes))
+            self.progress(self.files_done, self.outcomes)
+
+    def _import(self, name, checked):
+        database.begin_write()  # a no-op while the unit of work is open
+        return _import_one(name, checked, self.user, self.institution, self.today, self.known, self.written)
+
+    def document(self, name, checked) -> Outcome:
+        try:
+            outcome = self._import(name, checked)
+        except Exception:
+            if not self.all_or_nothing:
+                self._again_one_by_one()
+            raise
+        if outcome.result in (CREATED, UPDATED):
+            self.group.append((name, checked))
+            if not self.all_or_nothing and len(self.group) >= GROUP:
+                self.commit()
+                self.outcomes.append(outcome)  # counted in the progress; the caller adds it for good
+                try:
+                    self.report()
+                finally:
+                    self.outcomes.pop()
+        return outcome
+
+    def commit(self):
+        """Insert the group's documents (one statement per table), then their log entries; commit."""
+        if self.written:
+            db.session.flush()
+            entries = []
+            for (name, checked), (outcome, doc) in zip(self.group, self.written):
+                outcome.document_id = doc.id
+                entries.append({"action": "document_import", "target": doc,
+                                "data": {"file": name, "number": checked.number, "result": outcome.result}})
+            audit.record_many(entries, actor=self.user)
+        if database.is_write_locked():
+            db.session.commit()
+        self.group, self.written = [], []
+
+    def _again_one_by_one(self):
+        """The database failed inside the group: its documents before the failure, each in a unit of its own."""
+        db.session.rollback()
+        group, written = self.group, self.written
+        self.group, self.written = [], []
+        # What was known of documents may have been rolled back with the group: asked again, one by one.
+        self.known = {key: value for key, value in self.known.items() if key[0] not in ("document", "fetched")}
+        for (name, checked), (outcome, _doc) in zip(group, written):
+            again = self._import(name, checked)
+            self.group.append((name, checked))
+            self.commit()
+            outcome.__dict__.update(again.__dict__)
+
+    def finish(self):
+        if self.all_or_nothing and any(o.result == REFUSED for o in self.outcomes):
+            db.session.rollback()
+            for outcome in self.outcomes:
+                if outcome.result in (CREATED, UPDATED):
+                    outcome.result, outcome.document_id = REFUSED, None
+                    outcome.messages = [ALL_OR_NOTHING_REFUSED]
+            return
+        self.commit()
 
 
 def counts(outcomes) -> dict:

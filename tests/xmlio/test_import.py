@@ -2,13 +2,15 @@
 finalized ones kept, per document or all or nothing, every hostile file refused with no document changed."""
 import io
 
+import pytest
+
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from models.documents import Document
 from nanbyo import documents, jurisdiction
 from nanbyo.extensions import db
-from nanbyo.xmlio import vendor_kit
+from nanbyo.xmlio import importer, vendor_kit
 from nanbyo.xmlio.importer import CREATED, KEPT, REFUSED, UPDATED, import_uploads
 from nanbyo.xmlio.writer import file_bytes
 from tests.data.hostile.make import FILES, ZIPS, zipped
@@ -125,6 +127,53 @@ def test_per_document_or_all_or_nothing(app):
     assert log_entries("document_import") == [] and log_entries("document_import_batch")[-1].result == "failure"
     each = import_uploads([("m.xml", data)], w["doctor"], w["hospital"], today=DAY)
     assert [o.result for o in each] == [CREATED, REFUSED] and count() == 1
+
+
+@pytest.mark.parametrize("group", [1, 2, 100])
+def test_the_same_document_twice_in_one_upload_is_one_draft(app, monkeypatch, group):
+    """Documents are written in groups (importer.GROUP) and looked up per file: the same document again, in the same
+    file, the next file or after its group was committed, updates the one draft; the oldest of two is the one."""
+    monkeypatch.setattr(importer, "GROUP", group)
+    w = world()
+    data = zipped([("a.xml", file_bytes([shoman(), vendor_kit.sample_element("nanbyo", "6"),
+                                          shoman("東京都新宿区西新宿一丁目1番1号")])),
+                   ("b.xml", file_bytes([shoman("東京都新宿区西新宿三丁目3番3号")]))])
+    outcomes = import_uploads([("batch.zip", data)], w["doctor"], w["hospital"], today=DAY)
+    assert [o.result for o in outcomes] == [CREATED, CREATED, UPDATED, UPDATED] and count() == 2
+    assert outcomes[0].document_id == outcomes[2].document_id == outcomes[3].document_id
+    doc = db.session.get(Document, outcomes[0].document_id)
+    assert documents.patient_of(doc)["address"] == "東京都新宿区西新宿三丁目3番3号"
+    assert [e.target_id for e in log_entries("document_import")] == [str(o.document_id) for o in outcomes]
+
+
+def shoman(address=None):
+    """The 小慢 sample, at another address when given (the same document, changed)."""
+    element = vendor_kit.sample_element("shoman", "01_01_001")
+    if address is not None:
+        element.find("patient/address").text = address
+    return element
+
+
+def test_a_database_failure_keeps_the_documents_before_it(app, monkeypatch):
+    """A group that fails at the database is done again one document at a time up to the failure: the documents
+    before it stay imported, each with its log entry, and the error goes on."""
+    w = world()
+    real, calls = importer._import_one, []
+
+    def fails_on_the_fourth(*args):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("database went away")
+        return real(*args)
+
+    monkeypatch.setattr(importer, "_import_one", fails_on_the_fourth)
+    elements = [shoman(f"東京都新宿区西新宿{n}丁目1番1号") for n in "一二三四五"]
+    for n, element in enumerate(elements):
+        element.find("patient/given_kana").text = "ハナコ" + "ア" * n
+    with pytest.raises(RuntimeError):
+        import_uploads([("five.xml", file_bytes(elements))], w["doctor"], w["hospital"], today=DAY)
+    db.session.rollback()
+    assert count() == 3 and len(log_entries("document_import")) == 3
 
 
 def test_a_zip_of_files_imports_each(app):

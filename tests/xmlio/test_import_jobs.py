@@ -108,7 +108,10 @@ def test_no_one_else_sees_a_job_or_its_report(app, w, monkeypatch):
 
 
 def test_progress_is_written_as_the_files_are_imported(app, client, w, monkeypatch):
+    """Progress is written when a group of documents is committed (here every 2) and after a file with nothing
+    left uncommitted."""
     monkeypatch.setattr(import_jobs, "PROGRESS_EVERY", 0)
+    monkeypatch.setattr(importer, "GROUP", 2)
     seen = []
     update = import_jobs._update
     monkeypatch.setattr(import_jobs, "_update", lambda job_id, **values: (seen.append(values), update(job_id, **values)))
