@@ -96,3 +96,34 @@ def test_a_large_upload_is_imported_in_the_background(app, live_server, browser,
             page.get_by_role("link", name="XML取込の画面へ戻る").click()
         expect(page.locator("#import-xml-jobs tr.job-done")).to_have_count(1 if width == 1280 else 2)
         page.close()
+
+
+def test_the_job_page_follows_a_waiting_import_until_it_is_done(app, live_server, browser, tmp_path, monkeypatch):
+    """The queue holds the job: its page says 待機中 and reloads itself; once the worker has run it, the page shows
+    the report without the doctor touching it."""
+    from models.xml_imports import XmlImportJob
+    from nanbyo import tasks
+    from nanbyo.xmlio import import_jobs
+    monkeypatch.setattr(tasks, "run_xml_import", lambda job_id: None)
+    app.config["NANBYO_XML_INLINE_BYTES"] = 1000
+    hospital = gen_institution(gen_municipality(TOKYO), code="1310000017", name="見本病院")
+    doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"), name="見本 太郎")
+    for designation in doctor.designations:
+        designation.number = "13-N-0101"
+    db.session.commit()
+    batch = tmp_path / "from-hospital.xml"
+    batch.write_bytes(file_bytes([vendor_kit.sample_element("nanbyo", "6"),
+                                  vendor_kit.sample_element("shoman", "01_01_001")]))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, live_server, doctor, key_path(tmp_path, doctor))
+    page.goto(f"{live_server}/admin/document/import-xml/")
+    page.set_input_files("input[name=files]", [str(batch)])
+    with page.expect_navigation():
+        page.click("#import-xml-submit")
+    expect(page.locator("#import-job-status")).to_contain_text("待機中")
+    expect(page.locator("#import-job-pending")).to_be_visible()
+    db.session.expire_all()
+    import_jobs.run(db.session.execute(db.select(XmlImportJob.id)).scalar_one())
+    expect(page.locator("#import-job-status")).to_contain_text("完了", timeout=10_000)
+    expect(page.locator("#import-xml-report tr.import-created")).to_have_count(2)
+    expect(page.locator("#import-job-pending")).to_have_count(0)
