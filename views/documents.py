@@ -25,7 +25,7 @@ from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS
 from nanbyo.exports import JST, ExportColumn, coded
 from nanbyo.extensions import db
 from nanbyo.notices import both_dates
-from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
+from nanbyo.roles import DESIGNATED_DOCTOR, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
 from views.base import ScopedModelView, label_formatter
 
 SEARCH_LIMIT = 100

@@ -20,7 +20,6 @@ A file's `version` names the contract; a version this code does not know is refu
 """
 import re
 from functools import lru_cache
-from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
@@ -28,6 +27,7 @@ from lxml import etree
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KIND_LABELS, EXPLANATION_LABELS,
                                    INSURANCE_KIND_LABELS, KIND_LABELS, SEX_LABELS)
 from nanbyo.codes import DOCTOR_NUMBER
+from nanbyo.roles import DOCTOR_KIND_LABELS
 from nanbyo.resources import resource
 
 XSD_DIRECTORY = resource("xsd")
@@ -72,6 +72,7 @@ def build_schema() -> str:
         _pattern("Disease", r"[1-9][0-9]{0,2}|[0-9]{2}_[0-9]{2}_[0-9]{3}",
                  "難病: 告示番号（1〜999）／小慢: 疾病コード（例 01_01_001）"),
         _pattern("DoctorNumber", doctor_number, "指定医番号（英数字とハイフン、20文字以内）"),
+        _enumeration("DoctorKind", DOCTOR_KIND_LABELS, "指定医番号の指定の区分（協力難病指定医は更新の臨床調査個人票だけ）"),
         _pattern("InstitutionCode", r"[0-9]{10}", "医療機関コード（10桁）"),
         _pattern("ContractVersion", "|".join(re.escape(v) for v in VERSIONS), "この様式の版"),
     ])
@@ -98,6 +99,7 @@ def build_schema() -> str:
   <xs:complexType name="Doctor">
     <xs:attribute name="number" type="DoctorNumber" use="required"/>
     <xs:attribute name="name" type="Text" use="required"/>
+    <xs:attribute name="designation" type="DoctorKind" use="optional"/>
   </xs:complexType>
   <xs:complexType name="Institution">
     <xs:attribute name="code" type="InstitutionCode" use="required"/>

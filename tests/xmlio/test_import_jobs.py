@@ -10,7 +10,6 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from models._types import utcnow
-from models.documents import Document
 from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING
 from models.xml_imports import XmlImportJob
 from nanbyo import tasks
