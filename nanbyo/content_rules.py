@@ -12,8 +12,8 @@ from datetime import date
 
 from nanbyo import formdefs
 from nanbyo.document_codes import (AGREED, DECLINED, DECLINED_MESSAGE, INSURANCE_FIELDS, INSURANCE_KIND_LABELS,
-                                   KIND_LABELS, NEW, PATIENT_FIELDS, PATIENT_REQUIRED, SEX_LABELS, SHOMAN,
-                                   SHOMAN_AGE_LIMITS)
+                                   KIND_LABELS, NEW, PATIENT_FIELDS, PATIENT_REQUIRED, RENEWAL, SEX_LABELS,
+                                   SHOMAN, SHOMAN_AGE_LIMITS)
 
 
 def to_katakana(text: str) -> str:
@@ -23,6 +23,24 @@ def to_katakana(text: str) -> str:
 
 KANA_RE = re.compile(r"^[\u30A0-\u30FF]+$")
 NO_DISEASE = "疾病を選択してください。"
+
+
+def doctor_kinds_for(kind: str, application_kind: str) -> set[str]:
+    """Designations that allow writing this document. 協力難病指定医: 更新 臨個票 only."""
+    if kind == SHOMAN:
+        return {"shoman"}
+    return {"nanbyo", "nanbyo_kyoryoku"} if application_kind == RENEWAL else {"nanbyo"}
+
+
+def doctor_kind_problem(kind: str, application_kind: str, doctor_kinds) -> str | None:
+    """Why a doctor holding `doctor_kinds` (designation kinds) may not write this document; None when they may."""
+    if doctor_kinds_for(kind, application_kind) & set(doctor_kinds):
+        return None
+    if kind == SHOMAN:
+        return "小慢の医療意見書は小慢指定医だけが作成できます。"
+    if application_kind == NEW and "nanbyo_kyoryoku" in doctor_kinds:
+        return "協力難病指定医は更新の臨床調査個人票だけを作成できます（新規・変更は難病指定医）。"
+    return "臨床調査個人票は難病指定医（更新は協力難病指定医も）だけが作成できます。"
 
 
 def parse_date(text: str, label: str, problems: list) -> date | None:

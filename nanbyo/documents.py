@@ -18,11 +18,12 @@ from models.documents import Document, DocumentCorrection
 from models.institutions import Municipality
 from models.masters import NanbyoDisease
 from nanbyo import audit, database, formdefs, jurisdiction
-from nanbyo.content_rules import Content, clean_patient, content_problems, parse_date, patient_fields
+from nanbyo.content_rules import (Content, clean_patient, content_problems, doctor_kind_problem,  # noqa: F401
+                                  doctor_kinds_for, parse_date, patient_fields)
 from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KINDS, DRAFT, EXPLANATION_LABELS, FINALIZED,
-                                   INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, KIND_LABELS, NEW, PATIENT_FIELDS,
-                                   RECEIVED, RENEWAL, SEX_LABELS, SHOMAN, application_kind_label)
+                                   INSURANCE_KIND_LABELS, KEY_LOOKUP_STATUSES, KIND_LABELS, PATIENT_FIELDS,
+                                   RECEIVED, SEX_LABELS, application_kind_label)
 from nanbyo.exports import JST
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF, OPERATOR_ROLES
@@ -112,13 +113,6 @@ def patient_display(patient: dict, fields=PATIENT_FIELDS) -> list[tuple[str, str
 
 # --- who may write what ------------------------------------------------------------------------------------------
 
-def doctor_kinds_for(kind: str, application_kind: str) -> set[str]:
-    """Designations that allow writing this document. 協力難病指定医: 更新 臨個票 only."""
-    if kind == SHOMAN:
-        return {"shoman"}
-    return {"nanbyo", "nanbyo_kyoryoku"} if application_kind == RENEWAL else {"nanbyo"}
-
-
 def designation_problem(author, kind, application_kind, on: date) -> str | None:
     """Why the author holds no 指定 valid on `on` that allows this document (None when one does)."""
     needed = [d for d in author.designations if d.kind in doctor_kinds_for(kind, application_kind)]
@@ -141,13 +135,9 @@ def authoring_problems(user, kind, application_kind, author, institution, on: da
     if application_kind not in APPLICATION_KINDS[kind]:
         allowed = "・".join(application_kind_label(kind, k) for k in APPLICATION_KINDS[kind])
         problems.append(f"{KIND_LABELS[kind]}の申請区分は {allowed} のいずれかです。")
-    if not doctor_kinds_for(kind, application_kind) & author.doctor_kinds:
-        if kind == SHOMAN:
-            problems.append("小慢の医療意見書は小慢指定医だけが作成できます。")
-        elif application_kind == NEW and "nanbyo_kyoryoku" in author.doctor_kinds:
-            problems.append("協力難病指定医は更新の臨床調査個人票だけを作成できます（新規・変更は難病指定医）。")
-        else:
-            problems.append("臨床調査個人票は難病指定医（更新は協力難病指定医も）だけが作成できます。")
+    kind_problem = doctor_kind_problem(kind, application_kind, author.doctor_kinds)
+    if kind_problem:
+        problems.append(kind_problem)
     else:
         expired = designation_problem(author, kind, application_kind, on or today_jst())
         if expired:

@@ -18,7 +18,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from nanbyo import formdefs, master_files
-from nanbyo.content_rules import NO_DISEASE, Content, clean_patient, content_problems, patient_fields
+from nanbyo.content_rules import (NO_DISEASE, Content, clean_patient, content_problems, doctor_kind_problem,
+                                  patient_fields)
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KINDS, KIND_LABELS, NANBYO, SHOMAN,
                                    application_kind_label)
 from nanbyo.xmlio import archive, reader
@@ -28,7 +29,8 @@ LABELS = {
     "documents": "書類ファイル", "document": "書類", "kind": "書類の種類", "application_kind": "申請区分",
     "disease": "疾病（告示番号／疾病コード）", "written_on": "作成年月日", "diagnosed_on": "診断年月日",
     "explanation": "説明（DB登録）", "explanation/@answer": "説明への回答", "explanation/@on": "説明日",
-    "doctor": "指定医", "doctor/@number": "指定医番号", "doctor/@name": "指定医氏名", "institution": "医療機関",
+    "doctor": "指定医", "doctor/@number": "指定医番号", "doctor/@name": "指定医氏名",
+    "doctor/@designation": "指定医の区分", "institution": "医療機関",
     "institution/@code": "医療機関コード", "patient": "患者", "items": "疾病別の項目", "items/@form": "様式コード",
     "items/@version": "様式の版", "documents/@version": "XMLの版",
     **{f"patient/{key}": label for key, label in ALL_PATIENT_FIELDS.items()},
@@ -66,6 +68,7 @@ class DocumentCheck:
     problems: list = field(default_factory=list)
     content: Content | None = None  # what the document says, when it could be read
     doctor: tuple = ("", "")  # (指定医番号, 氏名)
+    designation: str | None = None  # the 指定's kind, when the file names it
     institution_code: str = ""
 
     @property
@@ -231,7 +234,13 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
             reported.add((f"{prefix}/{path}", message))
             problem(path, label, message, "", node)
     doctor = at("doctor")
+    designation = doctor.get("designation")
+    kind_problem = designation and doctor_kind_problem(kind, application_kind, {designation})
+    if kind_problem:
+        problem("doctor/@designation", LABELS["doctor/@designation"], kind_problem,
+                "指定医番号と区分を、この書類を作成できる指定のものにしてください。", doctor)
     result.doctor = (doctor.get("number"), doctor.get("name"))
+    result.designation = designation
     result.institution_code = at("institution").get("code")
     return result
 

@@ -18,7 +18,7 @@ from nanbyo.xmlio.contract import VERSION
 DISTRIBUTION = "nanbyo-check"
 # What `python -m nanbyo.check` imports, and nothing else: no Flask, no database, no WTForms.
 MODULES = ("nanbyo/__init__.py", "nanbyo/check.py", "nanbyo/codes.py", "nanbyo/content_rules.py",
-           "nanbyo/document_codes.py", "nanbyo/formdefs.py", "nanbyo/master_files.py", "nanbyo/resources.py",
+           "nanbyo/document_codes.py", "nanbyo/formdefs.py", "nanbyo/master_files.py", "nanbyo/resources.py", "nanbyo/roles.py",
            "nanbyo/safe_files.py", "nanbyo/xmlio/__init__.py", "nanbyo/xmlio/archive.py", "nanbyo/xmlio/check.py",
            "nanbyo/xmlio/cli.py", "nanbyo/xmlio/contract.py", "nanbyo/xmlio/reader.py")
 DATA = ("formdefs", "xsd", "data/masters")

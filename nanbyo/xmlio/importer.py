@@ -78,6 +78,8 @@ def _author(checked, user, institution, known):
     content = checked.content
     number, name = checked.doctor
     needed = documents.doctor_kinds_for(content.kind, content.application_kind)
+    if checked.designation:
+        needed &= {checked.designation}  # the file says which 指定 the number is: it must be that one
     key = ("author", number, name, frozenset(needed))
     if key not in known:
         known[key] = _find_author(number, name, needed, user, institution)

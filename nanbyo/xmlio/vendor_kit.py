@@ -31,6 +31,7 @@ from nanbyo.content_rules import Content, patient_fields
 from nanbyo.document_codes import (ALL_PATIENT_FIELDS, APPLICATION_KINDS,
                                    EXPLANATION_LABELS, INSURANCE_FIELDS, INSURANCE_KIND_LABELS, KIND_LABELS, NANBYO,
                                    PATIENT_REQUIRED, SEX_LABELS, SHOMAN, application_kind_label)
+from nanbyo.roles import DOCTOR_KIND_LABELS
 from nanbyo.xmlio import archive, check, contract, reader
 from nanbyo.xmlio.writer import document_element, file_bytes
 
@@ -79,7 +80,7 @@ def sample_content(kind, code, on=SAMPLE_DAY) -> Content:
 
 def sample_element(kind, code, content=None):
     return document_element(content or sample_content(kind, code), disease_code=code, doctor_number="13-N-0101",
-                            doctor_name="見本 太郎", institution_code="1310000017")
+                            doctor_name="見本 太郎", institution_code="1310000017", doctor_designation=kind)
 
 
 def _changed(change, kind=NANBYO, code="6", **fields):
@@ -116,6 +117,8 @@ def invalid_samples():
         ("kana.xml", "カナがカタカナでない", _changed(_set("patient/family_kana", "yamada"))),
         ("application-kind.xml", "小慢に軽症者登録", _changed(_set("application_kind", "mild"), SHOMAN, "01_01_001")),
         ("doctor-number.xml", "指定医番号の形式", _changed(_set("doctor", number="13 N 0101"))),
+        ("kyoryoku-new.xml", "協力難病指定医の新規の臨床調査個人票",
+         _changed(_set("doctor", designation="nanbyo_kyoryoku"), application_kind="new")),
         ("future-date.xml", "未来の作成年月日", _changed(_set("written_on", "2099-01-01"))),
         ("version.xml", "対応していない版", _changed(None).replace(b'version="1"', b'version="9"', 1)),
         ("doctype.xml", "DOCTYPE（実体宣言）", b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE documents [<!ENTITY x '
@@ -142,6 +145,8 @@ def _envelope_rows():
         ("document/explanation/@on", "説明日", "日付（YYYY-MM-DD）", "必須", "", ""),
         ("document/doctor/@number", "指定医番号", "英数字とハイフン 20文字以内", "必須", "", ""),
         ("document/doctor/@name", "指定医氏名", f"文字 {contract.TEXT_MAX}文字以内", "必須", "", ""),
+        ("document/doctor/@designation", "指定医の区分", "コード", "任意", "doctor_kinds",
+         "指定医番号の指定の区分。書くと、その区分で作成できる書類か検査する（協力難病指定医は更新の臨床調査個人票だけ）"),
         ("document/institution/@code", "医療機関コード", "数字10桁", "必須", "", ""),
         ("document/patient", "患者", "要素", "必須", "", "次の要素を任意の順で"),
     ]
@@ -204,6 +209,7 @@ def code_tables():
         "sex": (["コード", "名称"], list(SEX_LABELS.items())),
         "insurance_kinds": (["コード", "名称"], list(INSURANCE_KIND_LABELS.items())),
         "explanation_answers": (["コード", "名称"], list(EXPLANATION_LABELS.items())),
+        "doctor_kinds": (["コード", "名称"], list(DOCTOR_KIND_LABELS.items())),
         "nanbyo_diseases": (["告示番号", "名称", "指定難病となった日"],
                             sorted(((int(code), d.name_ja, d.since.isoformat() if d.since else "")
                                     for (kind, code), d in diseases.items() if kind == NANBYO))),
@@ -307,6 +313,8 @@ def rules_md() -> str:
 7. 日付: 作成年月日・説明日は未来でない、診断年月日は作成年月日以前で生年月日以後、様式が求めるときは診断年月日があること。
 8. 説明（DB登録）への回答が「説明済・同意」であること（同意しない場合は紙の様式を使います）。
 9. 小慢: 新規は作成年月日に18歳未満、継続・変更は20歳未満。
+10. 指定医の区分（doctor/@designation）を書いたときは、その区分で作成できる書類であること（小慢の医療意見書は小慢指定医、
+   臨床調査個人票は難病指定医、更新は協力難病指定医も）。サーバへの取込では、指定医番号がその区分の指定であることも照合します。
 """
 
 

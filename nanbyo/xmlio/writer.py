@@ -6,9 +6,9 @@ from nanbyo.content_rules import patient_fields
 from nanbyo.xmlio.contract import VERSION
 
 
-def document_element(content, *, disease_code, doctor_number, doctor_name, institution_code):
-    """One <document> of `content` (content_rules.Content) with who wrote it where: the patient fields its form has,
-    in the schema's order; the items as nanbyo.formdefs writes them."""
+def document_element(content, *, disease_code, doctor_number, doctor_name, institution_code, doctor_designation=None):
+    """One <document> of `content` (content_rules.Content) with who wrote it where (the 指定医番号's designation kind
+    when given): the patient fields its form has, in the schema's order; the items as nanbyo.formdefs writes them."""
     document = etree.Element("document")
     for name, value in (("kind", content.kind), ("application_kind", content.application_kind),
                         ("disease", disease_code), ("written_on", content.written_on),
@@ -18,7 +18,9 @@ def document_element(content, *, disease_code, doctor_number, doctor_name, insti
     explanation = etree.SubElement(document, "explanation", answer=content.explanation or "")
     if content.explained_on:
         explanation.set("on", content.explained_on.isoformat())
-    etree.SubElement(document, "doctor", number=doctor_number, name=doctor_name)
+    doctor = etree.SubElement(document, "doctor", number=doctor_number, name=doctor_name)
+    if doctor_designation:
+        doctor.set("designation", doctor_designation)
     etree.SubElement(document, "institution", code=institution_code)
     patient = etree.SubElement(document, "patient")
     for key in patient_fields(content.definition):

@@ -14,6 +14,7 @@ from lxml import etree
 
 from nanbyo.xmlio import check
 from tests.data.hostile.make import FILES
+from tests.data.violations.make import HERE as VIOLATIONS_DIR, VIOLATIONS, edited
 from tests.xmlio import samples
 
 TODAY = date(2026, 12, 6)
@@ -39,79 +40,16 @@ def test_every_forms_valid_document_passes(kind, code):
     assert result.documents[0].content.items == samples.content(kind, code).items
 
 
-def edited(change, kind="nanbyo", code="6", **content):
-    """A valid document changed by `change(document element)`, as file bytes."""
-    document = samples.element(kind, code, **content)
-    change(document)
-    return samples.xml(document)
+def test_the_violations_on_disk_are_what_make_py_writes():
+    on_disk = {p.name for p in VIOLATIONS_DIR.glob("*.xml")}
+    assert on_disk == {v[0] for v in VIOLATIONS} and len(on_disk) >= 20
+    for name, data, *_expected in VIOLATIONS:
+        assert (VIOLATIONS_DIR / name).read_bytes() == data, name
 
 
-def set_text(path, text):
-    return lambda d: setattr(d.find(path), "text", text)
-
-
-def set_attr(path, name, value):
-    return lambda d: d.find(path).set(name, value)
-
-
-def drop(path):
-    return lambda d: d.find(path).getparent().remove(d.find(path))
-
-
-# (what, file bytes, XPath ending, item label, message fragment)
-VIOLATIONS = [
-    ("unknown kind", edited(set_text("kind", "other")), "/kind", "書類の種類", "選択肢にない値です"),
-    ("unknown 申請区分", edited(set_text("application_kind", "renew")), "/application_kind", "申請区分", "選択肢にない"),
-    ("軽症者登録 for 小慢", edited(set_text("application_kind", "mild"), "shoman", "01_01_001"), "/application_kind",
-     "申請区分", "小児慢性特定疾病 医療意見書の申請区分は"),
-    ("unknown 告示番号", edited(set_text("disease", "999")), "/disease", "疾病（告示番号／疾病コード）",
-     "告示番号 999 はマスタにありません"),
-    ("bad disease shape", edited(set_text("disease", "6a")), "/disease", "疾病（告示番号／疾病コード）", "形式が正しくありません"),
-    ("date format", edited(set_text("written_on", "2026/11/02")), "/written_on", "作成年月日", "YYYY-MM-DD"),
-    ("date with a time zone", edited(set_text("written_on", "2026-11-02+09:00")), "/written_on", "作成年月日",
-     "形式が正しくありません"),
-    ("written in the future", edited(set_text("written_on", "2027-01-01")), "/written_on", "作成年月日", "未来"),
-    ("diagnosed after written", edited(set_text("diagnosed_on", "2026-11-03")), "/diagnosed_on", "診断年月日",
-     "作成年月日以前"),
-    ("explanation declined", edited(set_attr("explanation", "answer", "declined")), "/explanation/@answer",
-     "説明への回答", "紙の臨床調査個人票"),
-    ("no explanation date", edited(lambda d: d.find("explanation").attrib.pop("on")), "/explanation", "説明（DB登録）",
-     "属性 on がありません"),
-    ("doctor number shape", edited(set_attr("doctor", "number", "13 N 0101")), "/doctor/@number", "指定医番号",
-     "形式が正しくありません"),
-    ("institution code shape", edited(set_attr("institution", "code", "131000001")), "/institution/@code",
-     "医療機関コード", "形式が正しくありません"),
-    ("sex", edited(set_text("patient/sex", "F")), "/patient/sex", "性別", "選択肢にない値です"),
-    ("birth date", edited(set_text("patient/birth_date", "1980-13-01")), "/patient/birth_date", "生年月日", "YYYY-MM-DD"),
-    ("kana", edited(set_text("patient/family_kana", "yamada")), "/patient/family_kana", "カナ（姓）", "カタカナ"),
-    ("missing family name", edited(drop("patient/family_name")), "/patient/family_name", "氏名（姓）", "を入力してください"),
-    ("postal code", edited(set_text("patient/postal_code", "160")), "/patient/postal_code", "郵便番号", "7桁"),
-    ("insurance on a form without it", edited(lambda d: d.find("patient").append(etree.fromstring(
-        "<insurance_kind>national</insurance_kind>"))), "/patient/insurance_kind", "保険の種別", "欄がありません"),
-    ("小慢 新規 at 18", edited(set_text("patient/birth_date", "2008-04-01"), "shoman", "01_01_001"),
-     "/patient/birth_date", "生年月日", "18歳未満"),
-    ("unknown form", edited(set_attr("items", "form", "nanbyo-999")), "/items/@form", "様式コード", "はありません"),
-    ("another disease's form", edited(lambda d: d.find("items").attrib.update({"form": "nanbyo-002", "version": "1"})),
-     "/items/@form",
-     "様式コード", "様式は nanbyo-006"),
-    ("a shoman form for nanbyo", edited(lambda d: d.find("items").attrib.update({"form": "shoman-general", "version": "1"})),
-     "/items/@form",
-     "様式コード", "医療意見書の様式"),
-    ("unknown item", edited(lambda d: d.find("items").append(etree.fromstring('<item id="zzz" type="text">x</item>'))),
-     "/items/item[@id='zzz']", "", "ありません"),
-    ("unknown element", edited(lambda d: d.insert(3, etree.fromstring("<comment>x</comment>"))), "/comment", "comment",
-     "ここに置けません"),
-    ("version 2", samples.xml(samples.element("nanbyo", "6")).replace(b'version="1"', b'version="2"', 1),
-     "/documents/@version", "XMLの版", "版 '2' のXMLには対応していません"),
-    ("no documents", b'<documents version="1"/>', "/documents", "書類ファイル", "1件もありません"),
-    ("another root", b"<root/>", "", "", "ルート要素は documents"),
-    ("a DOCTYPE", FILES["xxe_file.xml"], "/", "", "DOCTYPE"),
-]
-
-
-@pytest.mark.parametrize("what,data,xpath,label,message", VIOLATIONS, ids=[v[0] for v in VIOLATIONS])
-def test_each_violation_is_reported_where_it_is(what, data, xpath, label, message):
-    found = one(data)
+@pytest.mark.parametrize("what,xpath,label,message", [(v[0], *v[2:]) for v in VIOLATIONS], ids=[v[0] for v in VIOLATIONS])
+def test_each_violation_is_reported_where_it_is(what, xpath, label, message):
+    found = one((VIOLATIONS_DIR / what).read_bytes())
     match = [p for p in found if message in p.message]
     assert match, (what, [p.text("x") for p in found])
     problem = match[0]
@@ -257,3 +195,12 @@ def test_the_wheel_checks_on_its_own_with_lxml_alone(installed_wheel, folder, tm
     # The same messages as the server's check of the same folder.
     assert bad.returncode == 1 and "「性別」選択肢にない値です" in bad.stdout
     assert bad.stdout.split("data:")[0] == run_tool(str(folder), cwd=elsewhere).stdout
+
+
+def test_a_kyoryoku_doctor_may_write_a_renewal():
+    """協力難病指定医: the 更新 臨個票 passes; the same file as 新規 does not (doctor_kyoryoku_new.xml)."""
+    from tests.data.violations.make import set_attr
+    result = check.check_bytes("x.xml", edited(set_attr("doctor", "designation", "nanbyo_kyoryoku"),
+                                               application_kind="renewal"), today=TODAY)
+    assert result.ok, [p.text("x") for d in result.documents for p in d.problems]
+    assert result.documents[0].designation == "nanbyo_kyoryoku"

@@ -38,6 +38,7 @@ def test_documents_of_both_kinds_export_pass_the_check_and_read_back(app, client
         read = read_back(document_xml(doc))
         same_content(doc, read)
         assert read.doctor[0] == next(d.number for d in doctor.designations if d.kind == kind)
+        assert read.designation == kind  # the 指定 the number is, which the check then holds the document to
 
 
 def test_the_screen_exports_for_whoever_may_print_and_logs_it(app, client):

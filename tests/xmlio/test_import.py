@@ -176,6 +176,20 @@ def test_a_database_failure_keeps_the_documents_before_it(app, monkeypatch):
     assert count() == 3 and len(log_entries("document_import")) == 3
 
 
+def test_the_designation_a_file_names_must_be_the_doctors(app):
+    """The file says which 指定 its 指定医番号 is: a 協力難病指定医 number for a doctor whose 13-N-0101 is a 難病 and a 小慢
+    designation is not found, even on a 更新 the check lets a 協力難病指定医 write."""
+    w = world()
+    renewal = vendor_kit.sample_element("nanbyo", "6")
+    renewal.find("application_kind").text = "renewal"
+    renewal.find("doctor").set("designation", "nanbyo_kyoryoku")
+    (refused,) = import_uploads([("k.xml", file_bytes([renewal]))], w["doctor"], w["hospital"], today=DAY)
+    assert refused.result == REFUSED and "13-N-0101 の指定医がこの医療機関" in refused.messages[0] and count() == 0
+    renewal.find("doctor").set("designation", "nanbyo")
+    (created,) = import_uploads([("n.xml", file_bytes([renewal]))], w["doctor"], w["hospital"], today=DAY)
+    assert created.result == CREATED
+
+
 def test_a_zip_of_files_imports_each(app):
     w = world()
     data = zipped([("one.xml", file_bytes([vendor_kit.sample_element("nanbyo", "6")])),
@@ -186,9 +200,10 @@ def test_a_zip_of_files_imports_each(app):
                                                       ("batch.zip/note.txt", REFUSED)]
 
 
-def test_every_hostile_file_changes_no_document(app):
+def test_every_hostile_file_and_violation_changes_no_document(app):
+    from tests.data.violations.make import VIOLATIONS
     w = world()
-    for name, data in {**FILES, **ZIPS}.items():
+    for name, data in {**FILES, **ZIPS, **{v[0]: v[1] for v in VIOLATIONS}}.items():
         outcomes = import_uploads([(name, data)], w["doctor"], w["hospital"], today=DAY)
         assert outcomes and all(o.result == REFUSED for o in outcomes), name
     assert count() == 0 and log_entries("document_import") == []
