@@ -13,7 +13,6 @@ import pytest
 from lxml import etree
 
 from nanbyo.xmlio import check
-from tests.data.hostile.make import FILES
 from tests.data.violations.make import HERE as VIOLATIONS_DIR, VIOLATIONS, edited
 from tests.xmlio import samples
 
