@@ -209,6 +209,18 @@ def field_problems(doc: Document, today: date | None = None, *, authoring=True) 
     return problems
 
 
+def finalize_if_ready(doc: Document, user) -> list[tuple[str, str]]:
+    """Inside the caller's unit of work (database.begin_write, before `doc` was read): finalize the document when
+    everything holds (committed with its log entry) and return []; else change nothing (rolled back) and return
+    field_problems. The one rule of the 確定 button and of the list's mass 確定."""
+    problems = field_problems(doc)
+    if problems:
+        db.session.rollback()
+        return problems
+    finalize(doc, user)
+    return []
+
+
 def finalize(doc: Document, user):
     """Inside the caller's unit of work (database.begin_write); committed with its log entry."""
     doc.status = FINALIZED

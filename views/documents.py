@@ -372,17 +372,15 @@ class DocumentView(ScopedModelView):
 
     def _finalize(self, doc):
         database.begin_write()  # the checks and the change see the document as it is under the lock
-        problems = documents.field_problems(doc)
-        if problems:
-            db.session.rollback()
-            return self._render_content(doc, "write", problems=problems,
-                                        headline="確定できません（内容は保存されています）。次の点を修正してください。")
         try:
-            documents.finalize(doc, current_user)
+            problems = documents.finalize_if_ready(doc, current_user)
         except StaleDataError:
             db.session.rollback()
             flash(documents.STALE, "error")
             return redirect(url_for(".details_view", id=doc.id))
+        if problems:
+            return self._render_content(doc, "write", problems=problems,
+                                        headline="確定できません（内容は保存されています）。次の点を修正してください。")
         flash(f"確定しました。アクセスキー {doc.access_key} を印刷して患者に渡してください。", "success")
         return redirect(url_for(".details_view", id=doc.id))
 
@@ -395,13 +393,15 @@ class DocumentView(ScopedModelView):
         for doc_id in dict.fromkeys(str(i) for i in ids if str(i).isdigit()):
             database.begin_write()  # the checks and the change see the document as it is under the lock
             doc = self.scoped_query("finalize").filter(Document.id == int(doc_id)).one_or_none()
-            problems = documents.finalize_problems(doc) if doc is not None else ["確定できる下書きではありません。"]
-            if problems:
+            if doc is None:
                 db.session.rollback()
-                more = f"（ほか{len(problems) - 1}件）" if len(problems) > 1 else ""
-                refused.append(f"No.{doc_id}: {problems[0]}{more}")
+                refused.append(f"No.{doc_id}: 確定できる下書きではありません。")
                 continue
-            documents.finalize(doc, current_user)  # committed with its log entry
+            problems = documents.finalize_if_ready(doc, current_user)  # committed with its log entry, or nothing
+            if problems:
+                more = f"（ほか{len(problems) - 1}件）" if len(problems) > 1 else ""
+                refused.append(f"No.{doc_id}: {problems[0][1]}{more}")
+                continue
             done.append(doc_id)
         if done:
             flash(f"{len(done)}件を確定しました（No.{'、'.join(done)}）。アクセスキーを印刷して患者に渡してください。",

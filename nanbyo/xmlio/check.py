@@ -89,10 +89,14 @@ class FileCheck:
 
 # --- masters ------------------------------------------------------------------------------------------------------
 
+def diseases_in(directory=None) -> dict:
+    """{(kind, code text): disease} of the master files in `directory` (the server's NANBYO_MASTERS_DIR), or of the
+    masters the tool carries (top-level rows only)."""
+    return _diseases(str(directory or master_files.DIRECTORY))
+
+
 @lru_cache
-def _diseases(directory=None):
-    """{(kind, code text): disease} of the masters the tool carries (top-level rows only)."""
-    directory = directory or master_files.DIRECTORY
+def _diseases(directory):
     out = {}
     for row in master_files.nanbyo_diseases(directory):
         if not row["is_subtype"]:
@@ -103,7 +107,7 @@ def _diseases(directory=None):
     return out
 
 
-def _disease_key(kind, disease):
+def disease_key(kind, disease):
     return disease.notification_no if kind == NANBYO else disease.shoman_code
 
 
@@ -170,7 +174,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
         allowed = "・".join(application_kind_label(kind, k) for k in APPLICATION_KINDS[kind])
         problem("application_kind", LABELS["application_kind"], f"{KIND_LABELS[kind]}の申請区分は {allowed} です。",
                 "、".join(APPLICATION_KINDS[kind]) + " のいずれかを書きます。", at("application_kind"))
-    disease = (diseases or _diseases()).get((kind, code))
+    disease = (diseases or diseases_in()).get((kind, code))
     if disease is None:
         what = "告示番号" if kind == NANBYO else "小慢の疾病コード"
         problem("disease", LABELS["disease"], f"{what} {code} はマスタにありません。",
@@ -190,7 +194,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
     written_on = _date(at("written_on").text)
     if disease is not None:
         # The form the screen would give a new document of this disease on its 作成年月日.
-        expected = formdefs.definition_for(kind, _disease_key(kind, disease), on=written_on)
+        expected = formdefs.definition_for(kind, disease_key(kind, disease), on=written_on)
         if (expected.code, expected.version) != (form, version):
             problem("items/@form", LABELS["items/@form"],
                     f"{disease.name_ja}の作成年月日 {written_on.isoformat()} の様式は {expected.code} 版 "
@@ -315,11 +319,6 @@ def iter_archive(name, file, today=None, diseases=None):
                 yield check_bytes(label, entry.data, today, diseases)
     except reader.Refused as refused:
         yield FileCheck(name, [Problem(refused.line, "/", "", refused.message)])
-
-
-def diseases_in(directory) -> dict:
-    """The diseases of the master files in `directory` (the server's NANBYO_MASTERS_DIR)."""
-    return _diseases(str(directory))
 
 
 def _report_only(results) -> list[FileCheck]:

@@ -51,7 +51,7 @@ def sample_diseases():
         if not definition.general:
             out.append((definition.kind, str(definition.diseases[0])))
             mapped |= {(definition.kind, str(d)) for d in definition.diseases}
-    diseases = check._diseases()
+    diseases = check.diseases_in()
     for kind in formdefs.KINDS:
         out.append(next(key for key in sorted(diseases) if key[0] == kind and key not in mapped))
     return out
@@ -66,8 +66,8 @@ def _sample_values(definition):
 
 
 def sample_content(kind, code, on=SAMPLE_DAY) -> Content:
-    disease = check._diseases()[(kind, code)]
-    definition = formdefs.definition_for(kind, check._disease_key(kind, disease), on=on)
+    disease = check.diseases_in()[(kind, code)]
+    definition = formdefs.definition_for(kind, check.disease_key(kind, disease), on=on)
     patient = {"family_name": "山田", "given_name": "花子", "family_kana": "ヤマダ", "given_kana": "ハナコ", "sex": "2",
                "birth_date": "2015-04-01" if kind == SHOMAN else "1980-04-01", "postal_code": "1600023",
                "address": "東京都新宿区西新宿二丁目8番1号", "insurance_kind": "national", "insurer_number": "123456",
@@ -200,7 +200,7 @@ def _forms():
 
 def code_tables():
     """{name: (headings, rows)}."""
-    diseases = check._diseases()
+    diseases = check.diseases_in()
     return {
         "kinds": (["コード", "名称"], list(KIND_LABELS.items())),
         "application_kinds": (["書類の種類", "コード", "名称"],
