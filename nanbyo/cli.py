@@ -190,7 +190,7 @@ def import_xml_command(paths, institution_code, login_id, all_or_nothing):
     for path in map(Path, paths):
         found = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".xml", ".zip")) if path.is_dir() else [path]
         files += [p for p in found if p.is_file()]
-    total = sum(upload_file_count(p.read_bytes()) for p in files)
+    total = sum(upload_file_count(p) for p in files)
     last = [0.0]
 
     def progress(files_done, outcomes):
@@ -199,7 +199,7 @@ def import_xml_command(paths, institution_code, login_id, all_or_nothing):
                        err=True)
             last[0] = time.monotonic()
 
-    outcomes = import_uploads(((str(p), p.read_bytes()) for p in files), user, institution,
+    outcomes = import_uploads([(str(p), p) for p in files], user, institution,
                               all_or_nothing=all_or_nothing, progress=progress)
     for o in outcomes:
         where = f"{o.file}" + (f" 書類{o.number}" if o.number else "")

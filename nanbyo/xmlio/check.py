@@ -292,7 +292,19 @@ def check_upload(name, data, today=None, diseases=None) -> list[FileCheck]:
 
 
 def iter_upload(name, data, today=None, diseases=None):
-    """check_upload's FileChecks one at a time: a large ZIP's documents are not all held at once."""
+    """check_upload's FileChecks one at a time: a large ZIP's documents are not all held at once. `data`: the file's
+    bytes, or its path (a ZIP on disk is then read entry by entry, never whole)."""
+    if isinstance(data, Path):
+        with open(data, "rb") as file:
+            if archive.is_zip(file.read(4)):
+                file.seek(0)
+                yield from iter_archive(name, file, today, diseases)
+                return
+            if data.stat().st_size > reader.MAX_FILE_BYTES:
+                yield FileCheck(name, [Problem(None, "/", "", "ファイルが大きすぎます。")])
+                return
+            file.seek(0)
+            data = file.read()
     if not archive.is_zip(data):
         yield check_bytes(name, data, today, diseases)
         return
@@ -300,7 +312,11 @@ def iter_upload(name, data, today=None, diseases=None):
 
 
 def upload_file_count(data) -> int:
-    """How many FileChecks iter_upload will give for `data` (the files of a ZIP; 1 for a refused one)."""
+    """How many FileChecks iter_upload will give for `data` (bytes or a path: the files of a ZIP; 1 for a refused
+    one, or for a file that is not a ZIP)."""
+    if isinstance(data, Path):
+        with open(data, "rb") as file:
+            return archive.count_entries(file) if archive.is_zip(file.read(4)) else 1
     return archive.count_entries(io.BytesIO(data)) if archive.is_zip(data) else 1
 
 
@@ -344,13 +360,5 @@ def check_paths(paths, today=None, diseases=None) -> list[FileCheck]:
             results.append(FileCheck(str(path), [Problem(None, "/", "", "ファイルがありません。")]))
             continue
         for file in files:
-            with open(file, "rb") as opened:
-                if archive.is_zip(opened.read(4)):
-                    opened.seek(0)
-                    results.extend(_report_only(iter_archive(str(file), opened, today, diseases)))
-                elif file.stat().st_size > reader.MAX_FILE_BYTES:
-                    results.append(FileCheck(str(file), [Problem(None, "/", "", "ファイルが大きすぎます。")]))
-                else:
-                    opened.seek(0)
-                    results.extend(_report_only([check_bytes(str(file), opened.read(), today, diseases)]))
+            results.extend(_report_only(iter_upload(str(file), file, today, diseases)))
     return results

@@ -188,7 +188,7 @@ def _import_one(name, checked, user, institution, today, known, written):
 
 def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None, progress=None,
                    collect=None) -> list[Outcome]:
-    """Import the documents of `uploads` ([(file name, bytes)]: XML files or ZIPs of them) as `user` at
+    """Import the documents of `uploads` ([(file name, bytes or path)]: XML files or ZIPs of them) as `user` at
     `institution`. Returns one Outcome per document, and one per file refused as a whole.
 
     progress(files_done, outcomes), if given, is called as the import goes (after a file, after a group is
