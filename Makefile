@@ -18,7 +18,7 @@ setup: $(BIN)/.installed
 	$(FLASK) nanbyo load-masters
 	$(FLASK) nanbyo demo --if-empty
 
-# The task queue's consumer (background exports, nanbyo/tasks.py) runs beside the server and stops with it.
+# The task queue's consumer (background exports and XML imports, nanbyo/tasks.py) runs beside the server and stops with it.
 run: setup
 	$(BIN)/huey_consumer nanbyo.tasks.huey -w 2 -m 1 & consumer=$$!; \
 	trap 'kill $$consumer 2>/dev/null' EXIT INT TERM; \
