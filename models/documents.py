@@ -23,10 +23,16 @@ class Document(db.Model):
         Index("ix_document_municipality_written_on_id", "municipality_id", "written_on", "id", "status"),
         Index("ix_document_municipality_id_status", "municipality_id", "id", "status"),
         Index("ix_document_municipality_status_id", "municipality_id", "status", "id"),
-        # Doctors, drafters and 責任者: their own rows (few, found through these and sorted).
+        # Doctors, drafters and 責任者: their own rows (few: gathered through these, then sorted; see
+        # access.gathers_rows). The 種類 and 状態 filters have their own, so that a doctor's filtered list does not
+        # AND its few rows with the whole table's entries of one kind or status.
         Index("ix_document_institution_id_id", "institution_id", "id"),
         Index("ix_document_author_id_id", "author_id", "id"),
         Index("ix_document_created_by_id_id", "created_by_id", "id"),
+        Index("ix_document_author_id_kind_id", "author_id", "kind", "id"),
+        Index("ix_document_created_by_id_kind_id", "created_by_id", "kind", "id"),
+        Index("ix_document_author_id_status_id", "author_id", "status", "id"),
+        Index("ix_document_created_by_id_status_id", "created_by_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

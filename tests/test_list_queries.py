@@ -134,7 +134,7 @@ def test_document_pages_are_the_plain_query_pages_for_every_sort_and_scope(app, 
     assert_same_pages(app, view, user, scoped(user).order_by(*order), **args)
 
 
-@pytest.mark.parametrize("who", ["operator", "clerk", "manager"])
+@pytest.mark.parametrize("who", ["operator", "clerk", "manager", "doctor", "staff"])
 def test_document_pages_under_filters(app, world, who):
     view, user, today = admin_view(app, "document"), world[who], world["today"]
     newest = (Document.written_on.desc(), Document.id.desc())
@@ -148,7 +148,7 @@ def test_document_pages_under_filters(app, world, who):
     for args, criteria in cases:
         assert_same_pages(app, view, user, scoped(user, *criteria).order_by(*newest), min_pages=1, **args)
     # 状態 of one status, sorted by No.: as Flask-Admin's own query gives it.
-    status = {"clerk": "completed", "manager": "draft"}.get(who, "finalized")
+    status = {"clerk": "completed", "manager": "draft", "staff": "draft"}.get(who, "finalized")
     args = {filter_arg(view, "状態", "FilterEqual"): status, "sort": sort_arg(view, "id")}
     expected = db.session.execute(scoped(user, Document.status == status).order_by(Document.id)).scalars().all()
     assert expected and listed(app, view, user, page_size=50, **args) == expected
@@ -297,12 +297,13 @@ def test_user_list_loads_designations_for_the_page_at_once(app, client, statemen
 
 @pytest.fixture
 def many_documents(app, world):
-    """50,000 more documents (copies of one, over two years and both municipalities, by the three doctors), vacuumed
-    and analyzed as autovacuum keeps a table."""
+    """50,000 more documents (copies of one, over two years and both municipalities), vacuumed and analyzed as
+    autovacuum keeps a table: the 責任者 and the Osaka doctor write nearly all; the doctor one in 250 (200, spread
+    over the table, as a doctor's among everyone's)."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("plans are PostgreSQL's")
     template = world["docs"][0]
-    authors = [world[k].id for k in ("manager", "doctor", "osaka_doctor")]
+    authors = [world[k].id for k in ("manager", "osaka_doctor", "doctor")]
     fixed = [c.name for c in Document.__table__.columns
              if c.name not in ("id", "uid", "access_key", "written_on", "municipality_id", "author_id",
                                "created_by_id", "status", "institution_id")]
@@ -310,8 +311,9 @@ def many_documents(app, world):
         f"INSERT INTO document ({', '.join(fixed)}, uid, written_on, municipality_id, author_id, created_by_id, "
         f"status, institution_id) "
         f"SELECT {', '.join('d.' + c for c in fixed)}, md5(g::text), d.written_on - (g % 730), "
-        f"CASE WHEN g % 3 = 0 THEN :osaka ELSE :tokyo END, (ARRAY[:a0, :a1, :a2])[1 + g % 3], "
-        f"(ARRAY[:a0, :a1, :a2])[1 + g % 3], (ARRAY['draft','finalized','received','reviewed','completed'])[1 + g % 5], "
+        f"CASE WHEN g % 3 = 0 THEN :osaka ELSE :tokyo END, "
+        f"CASE WHEN g % 250 = 0 THEN :a2 ELSE (ARRAY[:a0, :a1])[1 + g % 2] END, "
+        f"CASE WHEN g % 250 = 0 THEN :a2 ELSE (ARRAY[:a0, :a1])[1 + g % 2] END, (ARRAY['draft','finalized','received','reviewed','completed'])[1 + g % 5], "
         f"d.institution_id FROM document d, generate_series(1, 50000) g WHERE d.id = :template"),
         {"osaka": world["osaka"].id, "tokyo": world["tokyo"].id, "a0": authors[0], "a1": authors[1],
          "a2": authors[2], "template": template.id})
@@ -326,8 +328,8 @@ def ids_plan(app, view, user, page=0, **args):
         login_user(user)
         view_args = view._get_list_extra_args()
         sort = view._get_column_by_idx(view_args.sort)
-        _count, query = view.page_ids_query(sort[0] if sort else None, view_args.sort_desc, view_args.search,
-                                            view_args.filters)
+        _count, query = view.page_query(sort[0] if sort else None, view_args.sort_desc, view_args.search,
+                                        view_args.filters)
         statement = view._apply_pagination(query, page, view.page_size).statement
         sql = str(statement.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
     return db.session.execute(text("EXPLAIN " + sql)).scalars().all()
@@ -338,11 +340,32 @@ def test_scoped_document_lists_walk_an_index_on_postgresql(app, many_documents):
     range_arg = {filter_arg(view, "作成年月日", "DateBetweenFilter"):
                  f"{today - timedelta(days=400):%Y-%m-%d} to {today - timedelta(days=370):%Y-%m-%d}"}
     cases = [(world["clerk"], 0, range_arg), (world["clerk"], 0, {}), (world["clerk"], 60, {}),
-             (world["doctor"], 0, {}), (world["doctor"], 0, range_arg), (world["operator"], 0, {}),
-             (world["operator"], 300, {}), (world["operator"], 0, range_arg),
+             (world["operator"], 0, {}), (world["operator"], 300, {}), (world["operator"], 0, range_arg),
              (world["operator"], 0, {"sort": sort_arg(view, "status"), "desc": "1"})]
     for user, page, args in cases:
         plan = "\n".join(ids_plan(app, view, user, page, **args))
         assert "Seq Scan on document" not in plan, (user.role, page, args, plan)
         assert "Index Scan" in plan or "Index Only Scan" in plan, (user.role, page, args, plan)
-        assert " Sort " not in f" {plan} " or user.role == "designated_doctor", (user.role, args, plan)
+        assert " Sort " not in f" {plan} ", (user.role, args, plan)
+
+
+LIST_WIDE = ("pk_document", "ix_document_written_on_id", "ix_document_status_id", "ix_document_kind")
+
+
+def test_a_doctors_list_gathers_the_doctors_rows_on_postgresql(app, many_documents):
+    """A doctor's 200 documents among 50,000: every sort and filter reads them through the author / drafter indexes
+    and sorts them. The database must not walk a list-wide index in list order hoping to meet them (for a doctor
+    whose documents are old, such a walk reads most of the table), nor AND them with a whole kind or status."""
+    world, view, today = many_documents, admin_view(app, "document"), many_documents["today"]
+    doctor = world["doctor"]
+    cases = [{}, {"sort": sort_arg(view, "status"), "desc": "1"}, {"sort": sort_arg(view, "id")},
+             {filter_arg(view, "種類", "FilterEqual"): "shoman"},
+             {filter_arg(view, "状態", "FilterEqual"): "received"},
+             {filter_arg(view, "申請区分", "FilterEqual"): "new"},
+             {filter_arg(view, "作成年月日", "DateSmallerFilter"): f"{today - timedelta(days=30):%Y-%m-%d}"}]
+    for args in cases:
+        for page in (0, 3):
+            plan = "\n".join(ids_plan(app, view, doctor, page, **args))
+            assert "ix_document_author_id" in plan and "ix_document_created_by_id" in plan, (args, plan)
+            assert not [name for name in LIST_WIDE if f" {name} " in plan], (args, plan)
+            assert "BitmapAnd" not in plan, (args, plan)

@@ -260,10 +260,30 @@ class ScopedModelView(ModelView):
         return query, joins
 
     def page_ids(self, page, sort_column, sort_desc, search, filters, page_size):
-        count_query, query = self.page_ids_query(sort_column, sort_desc, search, filters)
+        count_query, query = self.page_query(sort_column, sort_desc, search, filters)
         count = count_query.scalar() if count_query is not None else None
         ids = [row_id for (row_id,) in self._apply_pagination(query, page, page_size)]
         return count, list(dict.fromkeys(ids))  # a join to many rows must not show a row twice
+
+    def page_query(self, sort_column, sort_desc, search, filters):
+        """page_ids_query as the list runs it: for a user whose rows are few (access.gathers_rows), sorted after
+        they are gathered."""
+        count_query, query = self.page_ids_query(sort_column, sort_desc, search, filters)
+        if access.gathers_rows(current_user, self.model):
+            query = self._sorted_after_gathering(query, sort_column, sort_desc)
+        return count_query, query
+
+    def _sorted_after_gathering(self, query, sort_column, sort_desc):
+        """The same ids in the same order, sorted outside a subquery that gathers the rows (OFFSET 0: the database
+        plans it on its own, by the scope's indexes, without the list's order and limit)."""
+        keys = [(getattr(self.model, attr) if isinstance(attr, str) else attr, desc)
+                for attr, _joins, desc in self._sort_keys(sort_column, sort_desc)]
+        if not keys or not self._is_row_key(*self._sort_keys(sort_column, sort_desc)[-1][:2]):
+            keys.append((self._pk_column(), keys[-1][1] if keys else False))
+        gathered = query.order_by(None).add_columns(
+            *(attr.label(f"sort_{n}") for n, (attr, _desc) in enumerate(keys))).offset(0).subquery()
+        return self.session.query(gathered.c[self._primary_key]).order_by(
+            *(gathered.c[f"sort_{n}"].desc() if desc else gathered.c[f"sort_{n}"] for n, (_attr, desc) in enumerate(keys)))
 
     def list_loads(self):
         """Loader options of a page's rows: Flask-Admin's joined related rows, and each collection the list shows
