@@ -74,6 +74,7 @@ class Bench:
     instance: str
     clerk: str = ""
     doctor: str = ""
+    manager: str = ""  # the 責任者 of the institution with the most documents
     operator: str = ""
     keys: dict = field(default_factory=dict)  # login ID -> key file bytes
     total: int = 0  # the operator's documents: every row
@@ -132,12 +133,17 @@ def setup_users(bench, db, text):
                                .order_by(User.id)).scalars().first()
     clerk.role = "municipality_admin"
     doctor = db.session.get(User, author_id)
+    manager = db.session.get(User, db.session.execute(text(
+        "SELECT m.user_id FROM membership m JOIN document d ON d.institution_id = m.institution_id "
+        "WHERE m.is_manager AND m.user_id <> :doctor GROUP BY m.user_id ORDER BY count(*) DESC LIMIT 1"),
+        {"doctor": author_id}).scalar())
     operator = db.session.execute(db.select(User).filter_by(role="operator_admin")).scalars().first()
-    for user in (clerk, doctor, operator):
+    for user in (clerk, doctor, manager, operator):
         user.password_hash = auth.hash_password(PASSWORD)
         user.must_change_password, user.email = False, f"{user.login_id}@example.jp"
         bench.keys[user.login_id] = auth.issue_key_file(user)
     bench.clerk, bench.doctor, bench.operator = clerk.login_id, doctor.login_id, operator.login_id
+    bench.manager = manager.login_id
     bench.institution = db.session.execute(text(
         "SELECT code, name FROM institution WHERE municipality_id = :m ORDER BY id LIMIT 1"), {"m": muni_id}).one()
     bench.total = db.session.execute(text("SELECT count(*) FROM document")).scalar()
@@ -388,6 +394,10 @@ def role_counts(bench):
                                              "NOT IN ('draft', 'finalized')"), {"m": clerk_muni}).scalar(),
                   "doctor": conn.execute(text("SELECT count(*) FROM document d JOIN user_account u ON u.id = "
                                               "d.author_id WHERE u.login_id = :l"), {"l": bench.doctor}).scalar(),
+                  "manager": conn.execute(text(
+                      "SELECT count(*) FROM document d, user_account u WHERE u.login_id = :l AND (d.author_id = u.id "
+                      "OR d.created_by_id = u.id OR d.institution_id IN (SELECT institution_id FROM membership "
+                      "WHERE user_id = u.id AND is_manager))"), {"l": bench.manager}).scalar(),
                   "operator": bench.total}
         # Enough log entries for the operation log's deeper pages.
         entries = conn.execute(text("SELECT count(*) FROM operation_log")).scalar()
@@ -398,7 +408,8 @@ def role_counts(bench):
 def measure_lists(server, bench, args):
     counts, _ = role_counts(bench)
     results = {}
-    for role, login_id in (("clerk", bench.clerk), ("doctor", bench.doctor), ("operator", bench.operator)):
+    for role, login_id in (("clerk", bench.clerk), ("doctor", bench.doctor), ("manager", bench.manager),
+                           ("operator", bench.operator)):
         client = Client(server.port).login(login_id, bench.keys[login_id])
         for label, path in list_paths(bench, role, counts[role]):
             try:
@@ -511,9 +522,9 @@ def flag(ok):
 
 def report_size(bench, ours, stock):
     print(f"\n== {bench.size:,} documents (operator sees {bench.total:,})")
-    (lists, counts), (stock_lists, _) = ours["lists"], stock["lists"]
+    (lists, counts), (stock_lists, _) = ours["lists"], (stock["lists"] if stock else ({}, None))
     print(f"  lists (ms; rows the role sees: clerk {counts['clerk']:,}, doctor {counts['doctor']:,}, "
-          f"operator {counts['operator']:,})")
+          f"責任者 {counts['manager']:,}, operator {counts['operator']:,})")
     print(f"    {'role':9} {'list':58} {'p50':>7} {'p95':>7} {'stock p95':>10} {'stock/ours':>10}")
     for (role, label), figures in lists.items():
         if figures is None:
@@ -523,16 +534,17 @@ def report_size(bench, ours, stock):
         ratio = f"{s[1] / figures[1]:9.1f}x" if s else "         -"
         print(f"    {role:9} {label[:58]:58} {figures[0]:7.1f} {figures[1]:7.1f} "
               f"{(f'{s[1]:10.1f}' if s else '         -')} {ratio}{flag(figures[1] <= LIST_P95_MS)}")
-    for role in ("clerk", "doctor", "operator"):
+    for role in ("clerk", "doctor", "manager", "operator"):
         first = lists.get((role, "documents page 1"))
         deep = next((v for (r, label), v in lists.items() if r == role and label.startswith("documents page ")
                      and label != "documents page 1"), None)
         if first and deep:
             print(f"    {role}: deepest page / page 1 = {deep[1] / first[1]:.2f} (p95){flag(deep[1] / first[1] <= DEPTH_RATIO)}")
     for fmt, limit in (("csv", CSV_ROWS_S), ("xlsx", XLSX_ROWS_S)):
-        for name, figures in (("nanbyo", ours[fmt]), ("stock", stock[fmt])):
+        for name, figures in (("nanbyo", ours[fmt]), ("stock", stock[fmt] if stock else None)):
             if figures is None:
-                print(f"  export {fmt:5} {name:7} failed (no file)")
+                if name == "nanbyo" or stock:
+                    print(f"  export {fmt:5} {name:7} {'not measured' if fmt in ours.get('skipped', ()) else 'failed (no file)'}")
                 continue
             seconds, rows, rise = figures
             complete = rows == bench.total
@@ -564,19 +576,22 @@ def run_size(args, size):
     bench = generate(args, size)
     figures = {}
     try:
-        for name, factory in (("nanbyo", "app:create_app()"), ("stock", "bench.stock_app:create_app()")):
+        apps = [("nanbyo", "app:create_app()")] + ([] if args.skip_stock else
+                                                    [("stock", "bench.stock_app:create_app()")])
+        for name, factory in apps:
             server = Server(bench, factory, args.workers)
             try:
                 print(f"  measuring {name}", flush=True)
                 out = {"lists": measure_lists(server, bench, args)}
                 for fmt in ("csv", "xlsx"):
                     out[fmt] = None if args.skip_exports else measure_export(server, bench, fmt)
+                out["skipped"] = ("csv", "xlsx") if args.skip_exports else ()
                 if name == "nanbyo" and not args.skip_import:
                     out["import"] = measure_import(server, bench, IMPORT_ROWS)
                 figures[name] = out
             finally:
                 server.stop()
-        report_size(bench, figures["nanbyo"], figures["stock"])
+        report_size(bench, figures["nanbyo"], figures.get("stock"))
         figures["nanbyo"]["size"] = size
         return figures["nanbyo"]
     finally:
@@ -599,6 +614,7 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-exports", action="store_true")
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-stock", action="store_true", help="measure nanbyo alone (no stock Flask-Admin app)")
     parser.add_argument("--keep", action="store_true", help="keep the databases and instance folders")
     parser.add_argument("--database-url", default=DEFAULT_URL)
     args = parser.parse_args()
