@@ -111,8 +111,7 @@ def _same_document(content, author, institution, disease) -> tuple:
 
 def _existing(content, author, institution, disease, known):
     """The same document, already in the database or written earlier in this import's open unit of work (not yet
-    flushed: the query must not flush it, so the group is inserted at once when committed). What _Run.prefetch
-    found for the file answers without a query."""
+    flushed: known holds it). What _Run.prefetch found for the file answers without a query."""
     key = ("document", *_same_document(content, author, institution, disease))
     if key in known:
         return known[key]
@@ -120,11 +119,10 @@ def _existing(content, author, institution, disease, known):
     if ("fetched", kana, birth) in known:
         return None
     column = Document.nanbyo_disease_id if kind == NANBYO else Document.shoman_disease_id
-    with db.session.no_autoflush:
-        return db.session.execute(select(Document).where(
-            Document.institution_id == institution_id, Document.author_id == author_id, column == disease_id,
-            Document.written_on == written_on, Document.kind == kind,
-            documents.patient_criterion(kana, date.fromisoformat(birth))).order_by(Document.id)).scalars().first()
+    return db.session.execute(select(Document).where(
+        Document.institution_id == institution_id, Document.author_id == author_id, column == disease_id,
+        Document.written_on == written_on, Document.kind == kind,
+        documents.patient_criterion(kana, date.fromisoformat(birth))).order_by(Document.id)).scalars().first()
 
 
 def _apply(doc, content, user, author):
@@ -158,14 +156,16 @@ def _import_one(name, checked, user, institution, today, known, written):
     if checked.institution_code != institution.code:
         outcome.messages = [f"医療機関コード {checked.institution_code} は取込先の医療機関（{institution.code}）と違います。"]
         return outcome
-    author, problems = _author(checked, user, institution, known)
-    problems = problems or documents.authoring_problems(user, content.kind, content.application_kind, author,
-                                                         institution, today)
-    if problems:
-        outcome.messages = problems
-        return outcome
-    disease = content.disease
-    existing = _existing(content, author, institution, disease, known)
+    with db.session.no_autoflush:  # the group's documents are inserted together when it is committed
+        author, problems = _author(checked, user, institution, known)
+        problems = problems or documents.authoring_problems(user, content.kind, content.application_kind, author,
+                                                             institution, today)
+        if problems:
+            outcome.messages = problems
+            return outcome
+        disease = content.disease
+        existing = _existing(content, author, institution, disease, known)
+        authority_id = _authority_id(content, institution, known) if existing is None else None
     if existing is not None and existing.status != DRAFT:
         outcome.result, outcome.document_id = KEPT, existing.id
         outcome.messages = ["同じ書類が既に確定・受付されているため、変更していません。"]
@@ -173,7 +173,7 @@ def _import_one(name, checked, user, institution, today, known, written):
     doc = existing
     if doc is None:
         doc = Document(kind=content.kind, author=author, created_by_id=user.id, institution=institution,
-                       municipality_id=_authority_id(content, institution, known), status=DRAFT, explanation=None)
+                       municipality_id=authority_id, status=DRAFT, explanation=None)
         if content.kind == SHOMAN:
             doc.shoman_disease_id = disease.id
         else:
@@ -290,7 +290,16 @@ class _Run:
         return outcome
 
     def commit(self):
-        """Insert the group's documents (one statement per table), then their log entries; commit."""
+        """Insert the group's documents (one statement per table), then their log entries; commit. When the
+        database refuses the group, its documents are imported again one by one (the one it refuses raises)."""
+        try:
+            self._commit_group()
+        except Exception:
+            if self.all_or_nothing or len(self.group) <= 1:
+                raise
+            self._again_one_by_one()
+
+    def _commit_group(self):
         if self.written:
             db.session.flush()
             entries = []
@@ -304,7 +313,8 @@ class _Run:
         self.group, self.written = [], []
 
     def _again_one_by_one(self):
-        """The database failed inside the group: its documents before the failure, each in a unit of its own."""
+        """The database failed inside the group: its documents, each in a unit of its own, up to the one it fails
+        on again."""
         db.session.rollback()
         group, written = self.group, self.written
         self.group, self.written = [], []

@@ -190,6 +190,28 @@ def test_the_designation_a_file_names_must_be_the_doctors(app):
     assert created.result == CREATED
 
 
+def test_a_group_the_database_refuses_is_done_again_one_by_one(app, monkeypatch):
+    """The documents of a group are inserted when it is committed: when the database refuses one of them there,
+    the others before it are imported each in a unit of their own, and the refusal goes on."""
+    from sqlalchemy.exc import IntegrityError
+    w = world()
+    real = importer._apply
+
+    def breaks_the_fourth(doc, content, *args):
+        real(doc, content, *args)
+        if content.patient["given_kana"] == "ハナコアアア":
+            doc.form_code = None  # NOT NULL: refused when the group is flushed
+
+    monkeypatch.setattr(importer, "_apply", breaks_the_fourth)
+    elements = [shoman(f"東京都新宿区西新宿{n}丁目1番1号") for n in "一二三四五"]
+    for n, element in enumerate(elements):
+        element.find("patient/given_kana").text = "ハナコ" + "ア" * n
+    with pytest.raises(IntegrityError):
+        import_uploads([("five.xml", file_bytes(elements))], w["doctor"], w["hospital"], today=DAY)
+    db.session.rollback()
+    assert count() == 3 and len(log_entries("document_import")) == 3
+
+
 def test_a_zip_of_files_imports_each(app):
     w = world()
     data = zipped([("one.xml", file_bytes([vendor_kit.sample_element("nanbyo", "6")])),
