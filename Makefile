@@ -46,7 +46,8 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/import_users.py $${BENCH_DATABASE_URL:+--database-url $$BENCH_DATABASE_URL}
 	@if [ -n "$$BENCH_DATABASE_URL" ]; then $(BIN)/python bench/documents.py --database-url "$$BENCH_DATABASE_URL"; else echo "bench/documents.py skipped: set BENCH_DATABASE_URL (1M documents need PostgreSQL)"; fi
 
-# The XML vendor package (schemas, record definitions, code tables, samples, check rules) as build/*.zip.
+# The XML vendor package (schemas, record definitions, code tables, samples, check rules) as build/*.zip, and its
+# texts in docs/xml/.
 vendor-kit: $(BIN)/.installed
 	$(BIN)/python -m nanbyo.xmlio.vendor_kit build
 

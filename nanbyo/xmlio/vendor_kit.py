@@ -371,13 +371,31 @@ def build() -> bytes:
 FILE_NAME = f"nanbyo-xml-kit-{contract.VERSION}.zip"
 
 
+DOCS = Path(__file__).resolve().parent.parent.parent / "docs" / "xml"
+
+
+def codes_md(tables) -> str:
+    return f"# コード表（XML 版 {contract.VERSION}）\n\n" + "".join(
+        f"## {name}\n\n{_md_table(headings, rows)}\n\n" for name, (headings, rows) in tables.items())
+
+
+def docs() -> dict[str, str]:
+    """The package's texts kept in the repository too (docs/xml/): {file name: text}."""
+    return {"record-definition.md": record_definition_md(), "codes.md": codes_md(code_tables()),
+            "rules.md": rules_md()}
+
+
 def main(argv=None) -> int:
+    """Write the package to build/ (or the folder given), and its texts to docs/xml/."""
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0] if argv else "build")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / FILE_NAME
     path.write_bytes(build())
     print(path)
+    for name, text in docs().items():
+        (DOCS / name).write_text(text, encoding="utf-8")
+        print(DOCS / name)
     return 0
 
 

@@ -84,3 +84,11 @@ def test_the_app_offers_the_package_to_those_who_write_documents(app, client):
 def test_make_target_writes_the_zip(tmp_path):
     assert vendor_kit.main([str(tmp_path)]) == 0
     assert (tmp_path / vendor_kit.FILE_NAME).read_bytes() == vendor_kit.build()
+
+
+def test_the_docs_in_the_repository_are_the_packages_texts():
+    """docs/xml/ holds the record definitions, code tables and rules as the package generates them (make vendor-kit
+    writes them again): a change to a form, a master or a rule shows there too."""
+    for name, text in vendor_kit.docs().items():
+        assert (vendor_kit.DOCS / name).read_text(encoding="utf-8") == text, f"docs/xml/{name}: run make vendor-kit"
+    assert "| nanbyo_kyoryoku | 協力難病指定医 |" in vendor_kit.docs()["codes.md"]
