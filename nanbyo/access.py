@@ -43,6 +43,8 @@ RULES = {
     # 出力ファイル: everyone sees their own export jobs only (views/exports.py).
     "exports": {role: frozenset({"use"}) for role in ROLES},
     "user_import": {MUNICIPALITY_ADMIN: frozenset({"use"})},
+    # 認定結果データ一括取込: the municipality's review work, for both its roles (as the 審査結果 screen).
+    "results_import": {MUNICIPALITY_ADMIN: frozenset({"use"}), MUNICIPALITY_USER: frozenset({"use"})},
     "institution_users": {INSTITUTION_MANAGER: frozenset({"use"})},
     # Documents: "finalize" the doctor's, "review" (key lookup, 行政記載欄, corrections, 審査結果) the municipality's.
     "documents": {
@@ -105,11 +107,12 @@ def row_filter(user, model, purpose: str = "read"):
 
 
 def gathers_rows(user, model) -> bool:
-    """Whether the rows of `model` `user` reads are few (a doctor's or drafter's own documents, a 責任者's
-    institutions'): a list then gathers them all through the scope's own indexes and sorts them, rather than let the
-    database walk a list-wide index in list order hoping to meet them soon (PostgreSQL does, and for a doctor whose
-    documents are old the walk reads most of the table)."""
-    return model is Document and user.role in (DESIGNATED_DOCTOR, INSTITUTION_STAFF)
+    """Whether the rows of `model` `user` reads are few (a doctor's or drafter's own documents): a list then gathers
+    them all through the scope's own indexes and sorts them, rather than let the database walk a list-wide index in
+    list order hoping to meet them soon (PostgreSQL does, and for a doctor whose documents are old the walk reads
+    most of the table). Not a 責任者's: the institutions' documents are many (21,000 for the busiest at 1M), and
+    dense enough that the walk meets a page of them soon."""
+    return model is Document and user.role in (DESIGNATED_DOCTOR, INSTITUTION_STAFF) and not _managed_ids(user)
 
 
 def _row_filter(user, model, purpose):

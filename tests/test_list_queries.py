@@ -341,7 +341,8 @@ def test_scoped_document_lists_walk_an_index_on_postgresql(app, many_documents):
                  f"{today - timedelta(days=400):%Y-%m-%d} to {today - timedelta(days=370):%Y-%m-%d}"}
     cases = [(world["clerk"], 0, range_arg), (world["clerk"], 0, {}), (world["clerk"], 60, {}),
              (world["operator"], 0, {}), (world["operator"], 300, {}), (world["operator"], 0, range_arg),
-             (world["operator"], 0, {"sort": sort_arg(view, "status"), "desc": "1"})]
+             (world["operator"], 0, {"sort": sort_arg(view, "status"), "desc": "1"}),
+             (world["manager"], 0, {}), (world["manager"], 60, {})]
     for user, page, args in cases:
         plan = "\n".join(ids_plan(app, view, user, page, **args))
         assert "Seq Scan on document" not in plan, (user.role, page, args, plan)
