@@ -38,7 +38,7 @@ ACTION_LABELS = {
     "document_import": "書類のXML取込", "document_import_batch": "XML取込（ファイル単位の結果）",
     "document_import_job": "XML取込の受付（バックグラウンド）", "document_import_job_failed": "XML取込の失敗（バックグラウンド）",
     "document_import_job_expire": "XML取込の結果の削除（保存期間の経過）",
-    "document_receive": "書類の受付",
+    "document_receive": "書類の受付", "results_import": "認定結果データ一括取込",
     "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
     "rotate_key": "暗号鍵のローテーション",
     "export_file": "出力ファイルの作成", "export_download": "出力ファイルのダウンロード",
@@ -75,7 +75,7 @@ DATA_KEY_LABELS = {
     "files": "読み込んだファイル（登録・更新件数）", "defects": "注意事項の件数", "accounts": "作成したアカウント",
     "documents": "書類", "corrections": "訂正履歴", "department": "部署",
     "query": "一覧の条件（絞り込み・検索・並び順）", "job": "出力ファイル番号", "jobs": "出力ファイル番号",
-    "bytes": "ファイルの大きさ（バイト）", "all_or_nothing": "すべて取り込むか何も取り込まない", "error": "エラー",
+    "bytes": "ファイルの大きさ（バイト）", "file": "ファイル", "number": "ファイル内の書類の番号", "all_or_nothing": "すべて取り込むか何も取り込まない", "error": "エラー",
     "updated": "更新件数", "kept": "変更なし件数", "refused": "取込不可件数",
 }
 
@@ -99,7 +99,7 @@ VALUE_LABELS = {
     "format": {"csv": "CSV（UTF-8）", "csv_cp932": "CSV（Shift_JIS）", "xlsx": "Excel（xlsx）"},
     "screen": {"edit": "編集", "correct": "訂正"},
     "sheet": {"document": "書類", "key": "アクセスキーの通知"},
-    "source": {"file": "ユーザデータファイル", "form": "個別登録（画面）"},
+    "source": {"file": "ユーザデータファイル", "form": "個別登録（画面）", "results_import": "認定結果データ一括取込"},
 }
 
 # Column names in `fields` that no screen labels (the screens' own column labels come first; views/audit.py).

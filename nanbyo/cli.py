@@ -164,6 +164,29 @@ def export_xml_command(document_id):
     sys.stdout.flush()
 
 
+@nanbyo_cli.command("import-results")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--municipality", "municipality_code", required=True, help="書類の提出先（受け付けた）自治体のコード")
+@click.option("--dry-run", is_flag=True, help="検査と変更内容の表示だけを行い、変更しない")
+def import_results_command(file, municipality_code, dry_run):
+    """認定事務システムの認定結果データ（CSV・xlsx・XML）を、その自治体が受け付けた書類に取り込む。1行でも問題があれば
+    何も変更しない（終了コード 1）。同じファイルをもう一度取り込んでも何も変わらない。"""
+    from pathlib import Path
+
+    from models.institutions import Municipality
+    from nanbyo.extensions import db
+    from nanbyo.results.importer import import_results, report_lines
+    municipality = db.session.execute(db.select(Municipality).filter_by(code=municipality_code)).scalar_one_or_none()
+    if municipality is None:
+        click.echo(f"自治体コード {municipality_code} の自治体は登録されていません。", err=True)
+        sys.exit(2)
+    report = import_results(Path(file).name, Path(file).read_bytes(), municipality, None, dry_run=dry_run)
+    for line in report_lines(report):
+        click.echo(line, err=not report.ok)
+    if not report.ok:
+        sys.exit(1)
+
+
 @nanbyo_cli.command("import-xml")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--institution", "institution_code", required=True, help="取込先の医療機関コード")

@@ -237,8 +237,10 @@ def _correction_aad(doc: Document, field: str) -> bytes:
 
 
 def record_correction(doc: Document, field: str, label: str, old, new, user):
+    """One changed field in the document's history; `user` None: a command on the server (user_role "cli")."""
     db.session.add(DocumentCorrection(
-        document=doc, field=field, label=label, user_id=user.id, user_role=user.role,
+        document=doc, field=field, label=label, user_id=user.id if user else None,
+        user_role=user.role if user else "cli",
         values_cipher=keyring().encrypt_json({"old": old, "new": new}, _correction_aad(doc, field))))
 
 

@@ -191,8 +191,11 @@ def has_gaiji(text: str) -> bool:
     return GAIJI.search(text) is not None
 
 
-def read_table(filename: str, data: bytes) -> list[tuple[int, list]]:
-    """Rows as (row number, raw cell values), header included. Raises FileRefused."""
+def read_table(filename: str, data: bytes, max_rows: int = MAX_ROWS, sheet: str | None = SHEET_NAME
+               ) -> list[tuple[int, list]]:
+    """Rows as (row number, raw cell values), header included; at most `max_rows` data rows; of an xlsx the sheet
+    named `sheet` (None: the first). Raises FileRefused. (Also the reader of other tables municipalities upload:
+    認定結果, nanbyo.results.)"""
     if len(data) > MAX_BYTES:
         raise FileRefused([f"ファイルが大きすぎます（{MAX_BYTES // 1024 // 1024}MB まで）。"])
     if not data:
@@ -201,10 +204,10 @@ def read_table(filename: str, data: bytes) -> list[tuple[int, list]]:
     is_zip = data.startswith(b"PK\x03\x04")
     if name.endswith(".xlsx") != is_zip or not (name.endswith(".xlsx") or name.endswith(".csv")):
         raise FileRefused(["ファイルの種類が正しくありません（.xlsx または .csv、中身と拡張子が一致すること）。"])
-    return _read_xlsx(data) if is_zip else _read_csv(data)
+    return _read_xlsx(data, max_rows, sheet) if is_zip else _read_csv(data, max_rows)
 
 
-def _read_csv(data: bytes):
+def _read_csv(data: bytes, max_rows=MAX_ROWS):
     if b"\x00" in data:
         raise FileRefused(["ファイルに NUL 文字が含まれています（テキストの CSV ではありません）。"])
     # Decoded and parsed as a stream, a line at a time: the whole file as one str (and StringIO's copy of it) made a
@@ -212,7 +215,7 @@ def _read_csv(data: bytes):
     # CP932; one with a UTF-8 BOM must be UTF-8.
     for encoding in ("utf-8-sig",) if data.startswith(b"\xef\xbb\xbf") else ("utf-8", "cp932"):
         try:
-            return _collect(_csv_rows(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")))
+            return _collect(_csv_rows(io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")), max_rows)
         except UnicodeDecodeError:
             continue
         except csv.Error:  # e.g. a quoted field over csv.field_size_limit() across several lines
@@ -240,18 +243,19 @@ def _csv_rows(text):
         yield number, cells
 
 
-def _collect(numbered_rows):
+def _collect(numbered_rows, max_rows=MAX_ROWS):
     """Row 1 and the non-blank rows. The limit counts data rows; blank ones (a spreadsheet's formatted but empty
-    rows, ",,,," lines) only up to MAX_SHEET_ROWS."""
+    rows, ",,,," lines) only up to 20 times as many."""
     rows, filled = [], 0
+    sheet_rows = 20 * max_rows
     for number, cells in numbered_rows:
-        if number > MAX_SHEET_ROWS:
-            raise FileRefused([f"行数が多すぎます（空白行を含めて{MAX_SHEET_ROWS}行まで）。不要な行を削除してください。"])
+        if number > sheet_rows:
+            raise FileRefused([f"行数が多すぎます（空白行を含めて{sheet_rows}行まで）。不要な行を削除してください。"])
         # count(None) first: an xlsx row of empty cells is blank without a call per cell
         if number == 1 or (cells.count(None) < len(cells) and any(normalise(c) for c in cells)):
             filled += 1
-            if filled > MAX_ROWS + 1:
-                raise FileRefused([f"データが{MAX_ROWS}行を超えています。ファイルを分けてください。"])
+            if filled > max_rows + 1:
+                raise FileRefused([f"データが{max_rows}行を超えています。ファイルを分けてください。"])
             rows.append((number, cells))
     return rows
 
@@ -295,7 +299,7 @@ def _workbook(archive: zipfile.ZipFile) -> _Workbook:
     return _Workbook(sheets, strings, date1904)
 
 
-def _read_xlsx(data: bytes):
+def _read_xlsx(data: bytes, max_rows=MAX_ROWS, sheet=SHEET_NAME):
     try:
         check_zip(data)
         # No part may have a DTD, in whatever encoding it is written: the parsers below then meet no entity.
@@ -306,16 +310,18 @@ def _read_xlsx(data: bytes):
         raise FileRefused([str(e) if isinstance(e, UnsafeFile) else "xlsx ファイルが壊れています。"])
     except Exception:  # lxml errors: a broken workbook part
         raise FileRefused(["xlsx ファイルが壊れています。"])
-    if SHEET_NAME not in workbook.sheets:
-        raise FileRefused([f"シート「{SHEET_NAME}」がありません（テンプレートのシートに入力してください）。"])
+    if sheet is None and workbook.sheets:
+        sheet = next(iter(workbook.sheets))
+    if sheet not in workbook.sheets:
+        raise FileRefused([f"シート「{sheet}」がありません（テンプレートのシートに入力してください）。"])
     try:
-        sheet_xml = archive.read(workbook.sheets[SHEET_NAME])
+        sheet_xml = archive.read(workbook.sheets[sheet])
     except Exception:  # a missing part
         raise FileRefused(["xlsx ファイルが壊れています。"])
     if MERGE_CELL.search(sheet_xml):
         raise FileRefused(["結合されたセルがあります。セルの結合を解除してください。"])
     try:
-        return _collect(_sheet_rows(archive, workbook, sheet_xml))
+        return _collect(_sheet_rows(archive, workbook, sheet_xml), max_rows)
     except FileRefused:
         raise
     except Exception:  # malformed XML (a NUL byte, a bad character, cut short), a bad cell reference or value

@@ -79,6 +79,8 @@ OTHER_ENDPOINTS = {
     # The new-document form's disease search: who may create documents (op_admin, op_user, doctor, staff, and a
     # 責任者 as doctor or staff); every role: tests/test_disease_search.py.
     "diseases.search": "document_creators",
+    # 認定結果データ一括取込: the municipality's roles; every other role: tests/results/test_results_import.py.
+    "results_import.index": "municipality", "results_import.sample": "municipality",
     # 出力ファイル: every logged-in user, their own jobs only (test_export_jobs_are_their_owners_alone below).
     "exports.index": "logged_in", "exports.status": "logged_in", "exports.download": "owner",
 }
