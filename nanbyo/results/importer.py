@@ -76,6 +76,11 @@ class Report:
     def changed(self):
         return [row for row in self.rows if row.changes]
 
+    @property
+    def told(self):
+        """The rows the report lists: those with a problem or a change."""
+        return [row for row in self.rows if row.problems or row.changes]
+
 
 # --- reading -----------------------------------------------------------------------------------------------------
 
