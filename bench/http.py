@@ -167,7 +167,9 @@ def list_filters(app, db):
             kind = type(flt).__name__
             value = None
             if flt.options:
-                value = list(flt.options)[0][0]
+                # The first option, but for 状態 受付: every role sees received documents (a clerk sees no draft,
+                # and an empty page would not measure the list).
+                value = "received" if str(flt.name) == "状態" else list(flt.options)[0][0]
             elif "DateBetween" in kind:
                 value = f"{middle - timedelta(days=30):%Y-%m-%d} to {middle:%Y-%m-%d}"
             elif "Date" in kind:
