@@ -6,3 +6,4 @@ from models.audit import OperationLog  # noqa: F401
 from models.documents import Document, DocumentCorrection  # noqa: F401
 from models.exports import ExportJob  # noqa: F401
 from models.xml_imports import XmlImportJob  # noqa: F401
+from models.scans import ScanFile  # noqa: F401

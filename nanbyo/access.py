@@ -12,6 +12,7 @@ from models.audit import OperationLog
 from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
+from models.scans import ScanFile
 from nanbyo.document_codes import DRAFT, EDITABLE_BY_AUTHOR, MUNICIPALITY_VISIBLE, UNDER_REVIEW
 from nanbyo.roles import (DESIGNATED_DOCTOR, INSTITUTION_MANAGER, INSTITUTION_STAFF, MUNICIPALITY_ADMIN,
                           MUNICIPALITY_ROLES, MUNICIPALITY_USER, OPERATOR_ADMIN, OPERATOR_ROLES, OPERATOR_USER,
@@ -43,6 +44,9 @@ RULES = {
     # 出力ファイル: everyone sees their own export jobs only (views/exports.py).
     "exports": {role: frozenset({"use"}) for role in ROLES},
     "user_import": {MUNICIPALITY_ADMIN: frozenset({"use"})},
+    # Scans of paper forms: the municipality uploads (its own), the operator takes them for its contractor.
+    "scans": {MUNICIPALITY_ADMIN: frozenset({"use", "upload"}), MUNICIPALITY_USER: frozenset({"use", "upload"}),
+              OPERATOR_ADMIN: frozenset({"use", "operate"}), OPERATOR_USER: frozenset({"use", "operate"})},
     # 認定結果データ一括取込: the municipality's review work, for both its roles (as the 審査結果 screen).
     "results_import": {MUNICIPALITY_ADMIN: frozenset({"use"}), MUNICIPALITY_USER: frozenset({"use"})},
     "institution_users": {INSTITUTION_MANAGER: frozenset({"use"})},
@@ -123,6 +127,11 @@ def _row_filter(user, model, purpose):
         return true() if purpose == "read" or OPERATOR_ADMIN in roles else false()
     if model is OperationLog:
         return true() if OPERATOR_ADMIN in roles and purpose == "read" else false()
+    if model is ScanFile:
+        # Scans: a municipality its own; the operator every municipality's (for its contractor).
+        if roles & set(OPERATOR_ROLES):
+            return true()
+        return ScanFile.municipality_id == user.municipality_id if roles & set(MUNICIPALITY_ROLES) else false()
     if model is Document:
         return _document_filter(user, roles, purpose)
     if roles & set(OPERATOR_ROLES):

@@ -39,6 +39,8 @@ ACTION_LABELS = {
     "document_import_job": "XML取込の受付（バックグラウンド）", "document_import_job_failed": "XML取込の失敗（バックグラウンド）",
     "document_import_job_expire": "XML取込の結果の削除（保存期間の経過）",
     "document_receive": "書類の受付", "results_import": "認定結果データ一括取込",
+    "scan_upload": "スキャンファイルのアップロード", "scan_download": "スキャンファイルのダウンロード",
+    "scan_return": "スキャンファイルの差戻し", "scan_delete": "スキャンファイルの削除",
     "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
     "rotate_key": "暗号鍵のローテーション",
     "export_file": "出力ファイルの作成", "export_download": "出力ファイルのダウンロード",
@@ -53,7 +55,7 @@ TARGET_LABELS = {
     "document_correction": "書類の訂正履歴", "operation_log": "操作ログ", "nanbyo_category": "指定難病の疾患群",
     "nanbyo_disease": "指定難病", "shoman_group": "小児慢性特定疾病の疾患群", "shoman_disease": "小児慢性特定疾病",
     "held_form": "再ログインまで保持した入力内容", "export_job": "出力ファイル",
-    "xml_import_job": "XML取込（バックグラウンド）",
+    "xml_import_job": "XML取込（バックグラウンド）", "scan_file": "スキャンファイル",
 }
 
 RESULT_LABELS = {"success": "成功", "failure": "失敗", "denied": "拒否", "throttled": "回数制限",

@@ -58,6 +58,9 @@ def load_config(app, test_config=None):
         # its report is kept NANBYO_IMPORT_KEEP (the environment gives hours).
         NANBYO_XML_INLINE_BYTES=int(os.environ.get("NANBYO_XML_INLINE_BYTES", str(1024 * 1024))),
         NANBYO_IMPORT_DIR=str(Path(app.instance_path) / "imports"),
+        # Scans of paper forms, encrypted (nanbyo.files.scans), and the largest one file may be.
+        NANBYO_SCAN_DIR=str(Path(app.instance_path) / "scans"),
+        NANBYO_SCAN_MAX_BYTES=int(os.environ.get("NANBYO_SCAN_MAX_BYTES", str(20 * 1024 * 1024))),
         NANBYO_IMPORT_KEEP=timedelta(hours=float(os.environ.get("NANBYO_IMPORT_KEEP", str(7 * 24)))),
     )
     app.config.from_pyfile("config.py", silent=True)

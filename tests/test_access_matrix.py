@@ -81,6 +81,9 @@ OTHER_ENDPOINTS = {
     "diseases.search": "document_creators",
     # 認定結果データ一括取込: the municipality's roles; every other role: tests/results/test_results_import.py.
     "results_import.index": "municipality", "results_import.sample": "municipality",
+    # スキャンファイル: a municipality its own, the operator all: tests/files/test_scans.py.
+    "scans.index": "scans", "scans.upload": "scans", "scans.download": "scans", "scans.zip": "scans",
+    "scans.send_back": "scans", "scans.delete": "scans",
     # 出力ファイル: every logged-in user, their own jobs only (test_export_jobs_are_their_owners_alone below).
     "exports.index": "logged_in", "exports.status": "logged_in", "exports.download": "owner",
 }

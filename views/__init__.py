@@ -23,6 +23,7 @@ def init_views(app):
     from views.masters import MASTER_VIEWS
     from views.organizations import InstitutionView, MunicipalityView
     from views.results import ResultsImportView
+    from views.scans import ScanView
     from views.institution_users import InstitutionUsersView
     from views.user_import import UserImportView
     from views.users import MembershipView, UserView
@@ -35,6 +36,7 @@ def init_views(app):
     admin.add_view(DocumentView(Document, db.session, name="書類", endpoint="document"))
     admin.add_view(DiseaseSearchView(name="疾病検索", endpoint="diseases", url="/admin/diseases"))
     admin.add_view(ResultsImportView(name="認定結果取込", endpoint="results_import", url="/admin/results-import"))
+    admin.add_view(ScanView(name="スキャンファイル", endpoint="scans", url="/admin/scans"))
     admin.add_view(MunicipalityView(Municipality, db.session, name="自治体", category=org, endpoint="municipality"))
     admin.add_view(InstitutionView(Institution, db.session, name="医療機関", category=org, endpoint="institution"))
     admin.add_view(UserView(User, db.session, name="ユーザ", category=acc, endpoint="user"))

@@ -1,0 +1,1 @@
+"""Files people upload and download: scans of paper forms."""
