@@ -86,7 +86,7 @@ class ScanView(ProtectedBaseView):
                            may_upload=self._may("upload"), may_operate=self._may("operate"),
                            selection=ScanSelectionForm(formdata=None), return_form=ScanReturnForm(formdata=None),
                            max_files=scans.MAX_FILES, max_mb=scans.max_bytes() // (1024 * 1024),
-                           kinds=KIND_LABELS), status
+                           kinds=KIND_LABELS, application_kind_label=application_kind_label), status
 
     @expose("/upload", methods=("POST",))
     def upload(self):

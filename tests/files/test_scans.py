@@ -68,7 +68,7 @@ def test_a_municipality_uploads_scans_kept_encrypted(app, world):
     assert oct(os.stat(os.path.join(*on_disk)).st_mode & 0o777) == "0o600"
     assert len(log_entries("scan_upload")) == 4
     page = clerk.get("/admin/scans/").get_data(as_text=True)
-    assert "申請書1.pdf" in page and "未ダウンロード" in page
+    assert "申請書1.pdf" in page and "未ダウンロード" in page and "臨床調査個人票・新規" in page
     own = clerk.get(f"/admin/scans/{scans[0].id}/download")
     assert own.data == PDF and own.headers["Content-Disposition"].startswith("attachment")
     assert own.headers["X-Content-Type-Options"] == "nosniff" and own.mimetype == "application/pdf"
