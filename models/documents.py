@@ -29,6 +29,12 @@ class Document(db.Model):
         Index("ix_document_institution_id_id", "institution_id", "id"),
         Index("ix_document_author_id_id", "author_id", "id"),
         Index("ix_document_created_by_id_id", "created_by_id", "id"),
+        # A 責任者's list: each branch (the institutions', their own as author, as drafter) walks one of these in
+        # list order (views/base.py page_query).
+        Index("ix_document_institution_id_written_on_id", "institution_id", "written_on", "id"),
+        Index("ix_document_institution_id_status_id", "institution_id", "status", "id"),
+        Index("ix_document_author_id_written_on_id", "author_id", "written_on", "id"),
+        Index("ix_document_created_by_id_written_on_id", "created_by_id", "written_on", "id"),
         Index("ix_document_author_id_kind_id", "author_id", "kind", "id"),
         Index("ix_document_created_by_id_kind_id", "created_by_id", "kind", "id"),
         Index("ix_document_author_id_status_id", "author_id", "status", "id"),

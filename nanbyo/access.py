@@ -180,6 +180,22 @@ def _row_filter(user, model, purpose):
     return false()
 
 
+def _own_documents(user):
+    """Who writes at an institution reads their own documents (as author or drafter); a 責任者 also every document of
+    the institutions they manage. The criteria whose OR that is."""
+    branches = [Document.author_id == user.id, Document.created_by_id == user.id]
+    managed = _managed_ids(user)
+    return branches + [Document.institution_id.in_(managed)] if managed else branches
+
+
+def read_branches(user, model) -> list:
+    """The rows of `model` `user` reads, as criteria whose OR they are (one for most users): a list whose scope is
+    several can take each branch's page along its own index and merge them (views/base.py)."""
+    if model is Document and user.role in (DESIGNATED_DOCTOR, INSTITUTION_STAFF) and principals(user):
+        return _own_documents(user)
+    return [row_filter(user, model, "read")]
+
+
 def _document_filter(user, roles, purpose):
     """Purposes: read; write (change content, delete); finalize; review (the municipality's work)."""
     if roles & set(OPERATOR_ROLES):
@@ -193,11 +209,8 @@ def _document_filter(user, roles, purpose):
             return and_(addressed, Document.status.in_(UNDER_REVIEW))
         return false()
     member_of = [m.institution_id for m in user.memberships]
-    managed = _managed_ids(user)
     if purpose == "read":
-        # Their own (as author or drafter); a 責任者 also every document of the institutions they manage.
-        mine = [Document.author_id == user.id, Document.created_by_id == user.id]
-        return or_(*mine, Document.institution_id.in_(managed)) if managed else or_(*mine)
+        return or_(*_own_documents(user))
     at_own_institution = Document.institution_id.in_(member_of)
     if DESIGNATED_DOCTOR in roles:
         mine = and_(Document.author_id == user.id, at_own_institution)

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select, union as union_
 from sqlalchemy.orm import ColumnProperty
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.utils import secure_filename
@@ -233,11 +234,13 @@ class ScopedModelView(ModelView):
         by_id = {getattr(row, self._primary_key): row for row in rows}
         return count, [by_id[i] for i in ids if i in by_id]
 
-    def page_ids_query(self, sort_column, sort_desc, search, filters):
-        """(count query or None, query of the ids in list order): the list's scope, search, filters and sort, with
-        the primary key as the last sort key so that every page is well defined."""
+    def page_ids_query(self, sort_column, sort_desc, search, filters, scope=None):
+        """(count query or None, query of the ids in list order): the list's scope (or `scope`, one of its
+        branches), search, filters and sort, with the primary key as the last sort key so that every page is well
+        defined."""
         joins, count_joins = {}, {}
-        query = self.get_query().with_entities(self._pk_column())
+        base = self.get_query() if scope is None else super().get_query().filter(scope)
+        query = base.with_entities(self._pk_column())
         count_query = None if self.simple_list_pager else self.get_count_query()
         if self._search_supported and search:
             query, count_query, joins, count_joins = self._apply_search(query, count_query, joins, count_joins,
@@ -260,30 +263,47 @@ class ScopedModelView(ModelView):
         return query, joins
 
     def page_ids(self, page, sort_column, sort_desc, search, filters, page_size):
-        count_query, query = self.page_query(sort_column, sort_desc, search, filters)
+        count_query, query = self.page_query(sort_column, sort_desc, search, filters, rows=((page or 0) + 1) *
+                                             (page_size or self.page_size))
         count = count_query.scalar() if count_query is not None else None
         ids = [row_id for (row_id,) in self._apply_pagination(query, page, page_size)]
         return count, list(dict.fromkeys(ids))  # a join to many rows must not show a row twice
 
-    def page_query(self, sort_column, sort_desc, search, filters):
-        """page_ids_query as the list runs it: for a user whose rows are few (access.gathers_rows), sorted after
-        they are gathered."""
+    def page_query(self, sort_column, sort_desc, search, filters, rows=None):
+        """page_ids_query as the list runs it, for pages up to `rows` rows deep: for a user whose rows are few
+        (access.gathers_rows), sorted after they are gathered; for a scope of several branches (a 責任者's: the
+        institutions', and their own elsewhere), each branch's first `rows` ids along its own index, merged."""
         count_query, query = self.page_ids_query(sort_column, sort_desc, search, filters)
         if access.gathers_rows(current_user, self.model):
-            query = self._sorted_after_gathering(query, sort_column, sort_desc)
+            return count_query, self._sorted_outside(query, sort_column, sort_desc)
+        branches = access.read_branches(current_user, self.model)
+        if len(branches) > 1 and rows:
+            parts = [self.page_ids_query(sort_column, sort_desc, search, filters, scope=branch)[1].limit(rows)
+                     for branch in branches]
+            return count_query, self._sorted_outside(parts[0], sort_column, sort_desc, union=parts[1:])
         return count_query, query
 
-    def _sorted_after_gathering(self, query, sort_column, sort_desc):
-        """The same ids in the same order, sorted outside a subquery that gathers the rows (OFFSET 0: the database
-        plans it on its own, by the scope's indexes, without the list's order and limit)."""
-        keys = [(getattr(self.model, attr) if isinstance(attr, str) else attr, desc)
-                for attr, _joins, desc in self._sort_keys(sort_column, sort_desc)]
-        if not keys or not self._is_row_key(*self._sort_keys(sort_column, sort_desc)[-1][:2]):
+    def _order_keys(self, sort_column, sort_desc):
+        """[(expression, desc)] the list is ordered by, the primary key last (as _apply_list_order orders it)."""
+        sort_keys = self._sort_keys(sort_column, sort_desc)
+        keys = [(getattr(self.model, attr) if isinstance(attr, str) else attr, desc) for attr, _joins, desc in sort_keys]
+        if not keys or not self._is_row_key(*sort_keys[-1][:2]):
             keys.append((self._pk_column(), keys[-1][1] if keys else False))
-        gathered = query.order_by(None).add_columns(
-            *(attr.label(f"sort_{n}") for n, (attr, _desc) in enumerate(keys))).offset(0).subquery()
-        return self.session.query(gathered.c[self._primary_key]).order_by(
-            *(gathered.c[f"sort_{n}"].desc() if desc else gathered.c[f"sort_{n}"] for n, (_attr, desc) in enumerate(keys)))
+        return keys
+
+    def _sorted_outside(self, query, sort_column, sort_desc, union=()):
+        """The same ids in the same order, sorted outside a subquery of the rows: OFFSET 0 makes the database plan
+        the subquery on its own (by the scope's indexes, without the list's order and limit); with `union`, the
+        subquery is the union of these queries' rows, each keeping its order and limit (a walk along its index)."""
+        keys = self._order_keys(sort_column, sort_desc)
+        labels = [attr.label(f"sort_{n}") for n, (attr, _desc) in enumerate(keys)]
+        if union:
+            parts = [q.add_columns(*labels).subquery() for q in (query, *union)]
+            rows = union_(*(select(part) for part in parts)).subquery()
+        else:
+            rows = query.order_by(None).add_columns(*labels).offset(0).subquery()
+        return self.session.query(rows.c[self._primary_key]).order_by(
+            *(rows.c[f"sort_{n}"].desc() if desc else rows.c[f"sort_{n}"] for n, (_attr, desc) in enumerate(keys)))
 
     def list_loads(self):
         """Loader options of a page's rows: Flask-Admin's joined related rows, and each collection the list shows

@@ -24,6 +24,7 @@ def test_a_clerk_imports_review_results(app, live_server, browser, tmp_path):
     for width in (1280, 1024):
         page = browser.new_page(viewport={"width": width, "height": 900})
         log_in(page, live_server, clerk, key_path(tmp_path, clerk))
+        page.get_by_role("link", name="取込").click()  # the menu
         page.get_by_role("link", name="認定結果取込").click()
         expect(page.get_by_role("heading", name="認定結果データ一括取込")).to_be_visible()
         page.set_input_files("input[name=file]", str(results))

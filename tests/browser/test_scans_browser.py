@@ -21,6 +21,7 @@ def test_scans_from_the_municipality_to_the_operator_and_back(app, live_server, 
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     log_in(page, live_server, clerk, key_path(tmp_path, clerk))
+    page.get_by_role("link", name="取込").click()  # the menu
     page.get_by_role("link", name="スキャンファイル").click()
     page.set_input_files("input[name=files]", [str(tmp_path / "申請書1.pdf"), str(tmp_path / "申請書2.png")])
     page.select_option("select[name=kind]", "nanbyo")
