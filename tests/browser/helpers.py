@@ -21,3 +21,12 @@ def log_in(page, base, user, key_file, password=PASSWORD):
     with page.expect_navigation():
         page.click("form button[type=submit]")
     assert "/login" not in page.url, page.content()
+
+
+def assert_fits(page, tmp_path, name):
+    """The menu bar is one line and nothing is wider than the window; a screenshot to look at."""
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    navbar = page.locator("nav.navbar").first.bounding_box()
+    assert navbar["height"] < 80, f"{name}: the menu bar wraps ({navbar['height']}px)"
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"{name}: {overflow}px wider than the window"

@@ -13,7 +13,7 @@ from models.accounts import User
 from models.documents import Document
 from nanbyo.demo import create_demo
 from nanbyo.extensions import db
-from tests.browser.helpers import DEMO_PASSWORD, log_in
+from tests.browser.helpers import DEMO_PASSWORD, assert_fits, log_in
 from tests.userfile_helpers import doctor_row, xlsx_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("width", [1280, 1024])]
@@ -38,15 +38,6 @@ def open_page(browser, live_server):
     yield opened
     for context in contexts:
         context.close()
-
-
-def assert_fits(page, tmp_path, name):
-    """The menu bar is one line and nothing is wider than the window; a screenshot to look at."""
-    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-    navbar = page.locator("nav.navbar").first.bounding_box()
-    assert navbar["height"] < 80, f"{name}: the menu bar wraps ({navbar['height']}px)"
-    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    assert overflow <= 1, f"{name}: {overflow}px wider than the window"
 
 
 def test_clerk_issues_ids_from_the_home_page(live_server, demo, open_page, tmp_path, width):

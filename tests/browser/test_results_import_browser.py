@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from nanbyo.extensions import db
-from tests.browser.helpers import key_path, log_in
+from tests.browser.helpers import assert_fits, key_path, log_in
 from tests.helpers import TOKYO, gen_document, gen_institution, gen_municipality, gen_user
 
 pytestmark = pytest.mark.browser
@@ -43,7 +43,7 @@ def test_a_clerk_imports_review_results(app, live_server, browser, tmp_path):
             with page.expect_navigation():
                 page.click("#results-submit")
             expect(page.locator("#results-applied")).to_contain_text("0件の書類を変更しました")
-        page.screenshot(path=str(tmp_path / f"results-import-{width}.png"), full_page=True)
+        assert_fits(page, tmp_path, f"results-import-{width}")
         page.close()
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})

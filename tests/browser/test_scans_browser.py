@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import key_path, log_in
+from tests.browser.helpers import assert_fits, key_path, log_in
 from tests.files.test_scans import PDF, PNG
 from tests.helpers import TOKYO, gen_municipality, gen_user
 
@@ -31,7 +31,7 @@ def test_scans_from_the_municipality_to_the_operator_and_back(app, live_server, 
         page.click("#scan-upload-submit")
     expect(page.locator(".alert-success")).to_contain_text("2 件をアップロードしました")
     expect(page.locator("#scans tr.scan-waiting")).to_have_count(2)
-    page.screenshot(path=str(tmp_path / "scans-municipality.png"), full_page=True)
+    assert_fits(page, tmp_path, "scans-municipality-1280")
     page.close()
 
     page = browser.new_page(viewport={"width": 1024, "height": 900})
@@ -52,7 +52,7 @@ def test_scans_from_the_municipality_to_the_operator_and_back(app, live_server, 
     with page.expect_navigation():
         page.locator(f"#return-{scan_id} button").click()
     expect(page.locator(".alert-success")).to_contain_text("差し戻しました")
-    page.screenshot(path=str(tmp_path / "scans-operator.png"), full_page=True)
+    assert_fits(page, tmp_path, "scans-operator-1024")
     page.close()
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})

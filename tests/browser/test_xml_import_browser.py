@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from nanbyo.extensions import db
 from nanbyo.xmlio import vendor_kit
 from nanbyo.xmlio.writer import file_bytes
-from tests.browser.helpers import key_path, log_in
+from tests.browser.helpers import assert_fits, key_path, log_in
 from tests.data.hostile.make import FILES
 from tests.helpers import TOKYO, gen_institution, gen_municipality, gen_user
 
@@ -88,7 +88,7 @@ def test_a_large_upload_is_imported_in_the_background(app, live_server, browser,
         expect(page.locator("#import-job-progress")).to_contain_text("書類 2 件")
         # The first upload creates both drafts; the second (same documents) updates them.
         expect(page.locator("#import-xml-report tr.import-created, #import-xml-report tr.import-updated")).to_have_count(2)
-        page.screenshot(path=str(tmp_path / f"xml-import-job-{width}.png"), full_page=True)
+        assert_fits(page, tmp_path, f"xml-import-job-{width}")
         with page.expect_download() as report:
             page.click("#import-job-xlsx")
         assert report.value.suggested_filename.endswith("_report.xlsx")
