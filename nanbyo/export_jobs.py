@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 
 from models._types import utcnow
 from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING, ExportJob
-from nanbyo import audit, database, exports
+from nanbyo import audit, database, exports, files
 from nanbyo.extensions import db
 
 SOURCE_BUILDER = "nanbyo_export_source"  # app.extensions key: (job, owner) -> ExportSource, or None if refused
@@ -131,7 +131,7 @@ def run(job_id):
             total = snapshot.count(source.statement)
             _update(job_id, status=JOB_RUNNING, started_at=utcnow(), total_rows=total, rows_written=0)
             progress = _Progress(job_id)
-            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            with files.open_private(partial) as out:
                 if fmt == "xlsx":
                     exports.write_xlsx(out, source.headers, exports.cell_chunks(source, snapshot, progress.add),
                                        rows=total)
@@ -140,14 +140,14 @@ def run(job_id):
                         out.write(data)
         os.replace(partial, folder / name)
         if not _finish(job_id, owner, result="success", rows_written=progress.written, file_name=name):
-            _remove(folder / name)  # given up as stalled while the file was being finished
+            files.remove(folder / name)  # given up as stalled while the file was being finished
     except JobGone:
         db.session.rollback()
-        _remove(partial)
+        files.remove(partial)
     except Exception:
         current_app.logger.exception("export job %s failed", job_id)
         db.session.rollback()
-        _remove(partial, folder / name)
+        files.remove(partial, folder / name)
         _finish(job_id, owner, result="failure", message=FAILED)
 
 
@@ -162,14 +162,6 @@ class _Progress:
         if time.monotonic() - self.reported >= PROGRESS_EVERY:
             _update(self.job_id, rows_written=self.written)
             self.reported = time.monotonic()
-
-
-def _remove(*paths):
-    for path in paths:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
 
 
 def fail_stalled(owner_id=None, now=None):
@@ -201,14 +193,11 @@ def delete_expired(now=None):
         ids = [job_id for job_id, _name in expired]
         db.session.execute(delete(ExportJob).where(ExportJob.id.in_(ids)))
         audit.record("export_expire", target_type="export_job", data={"jobs": ids})
-        _remove(*(folder / name for _id, name in expired if name))
+        files.remove(*(folder / name for _id, name in expired if name))
     else:
         db.session.rollback()
     if folder.is_dir():
         named = set(db.session.execute(select(ExportJob.file_name)
                                        .where(ExportJob.file_name.is_not(None))).scalars())
-        oldest_kept = (now - current_app.config["NANBYO_EXPORT_KEEP"]).timestamp()
-        for path in folder.iterdir():
-            if path.is_file() and path.name not in named and path.stat().st_mtime < oldest_kept:
-                _remove(path)
+        files.remove_strays(folder, named, before=now - current_app.config["NANBYO_EXPORT_KEEP"])
     return [job_id for job_id, _name in expired]

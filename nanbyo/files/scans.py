@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from models._types import utcnow
 from models.scans import SCAN_DOWNLOADED, SCAN_RETURNED, SCAN_WAITING, ScanFile
-from nanbyo import access, audit, crypto, database
+from nanbyo import access, audit, crypto, database, files
 from nanbyo.document_codes import APPLICATION_KINDS, KIND_LABELS, application_kind_label
 from nanbyo.extensions import db
 
@@ -106,7 +106,7 @@ def upload(user, uploads, meta) -> tuple[list[ScanFile], list[str]]:
     try:
         for name, data, kind in typed:
             stored = secrets.token_hex(16)
-            with os.fdopen(os.open(folder / stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            with files.open_private(folder / stored) as out:
                 out.write(ring.encrypt(data, _aad(stored)))
             written.append(folder / stored)
             scan = ScanFile(municipality_id=user.municipality_id, uploaded_by_id=user.id, uploaded_at=utcnow(),
@@ -125,7 +125,7 @@ def upload(user, uploads, meta) -> tuple[list[ScanFile], list[str]]:
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        _remove(*written)
+        files.remove(*written)
         raise
     return scans, []
 
@@ -197,13 +197,7 @@ def delete(user, scan) -> str | None:
     db.session.delete(scan)
     audit.record("scan_delete", target_type="scan_file", target_id=str(scan.id), actor=user,
                  data={"reception_no": scan.reception_no})
-    _remove(path)
+    files.remove(path)
     return None
 
 
-def _remove(*paths):
-    for path in paths:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass

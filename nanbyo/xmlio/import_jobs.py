@@ -11,7 +11,6 @@
   unit of work holds the write lock), so it is given ALL_OR_NOTHING_STALLED_AFTER;
 - delete_expired(): jobs past expires_at (their reports), and files no job names.
 """
-import os
 import secrets
 import time
 from dataclasses import asdict
@@ -24,7 +23,7 @@ from sqlalchemy import delete, func, or_, select
 from models._types import utcnow
 from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING
 from models.xml_imports import XmlImportJob
-from nanbyo import access, audit, crypto, database
+from nanbyo import access, audit, crypto, database, files
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, INSTITUTION_STAFF
 from nanbyo.xmlio import check, importer
@@ -75,7 +74,7 @@ def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
     try:
         for name, data in uploads:
             stored_name = secrets.token_hex(16)
-            with os.fdopen(os.open(folder / stored_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            with files.open_private(folder / stored_name) as out:
                 out.write(ring.encrypt(data, _aad(job.id, stored_name)))
             stored.append([name, stored_name, len(data)])
         job.files = stored
@@ -84,7 +83,7 @@ def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
             "bytes": sum(size for _name, _stored, size in stored), "all_or_nothing": all_or_nothing})
     except BaseException:
         db.session.rollback()
-        _remove(*(folder / stored_name for _name, stored_name, _size in stored))
+        files.remove(*(folder / stored_name for _name, stored_name, _size in stored))
         raise
     return job
 
@@ -127,13 +126,13 @@ def _finish(job_id, outcomes, message=""):
     job.documents_done = sum(o.number is not None for o in outcomes)
     job.report_cipher = crypto.keyring().encrypt_json([asdict(o) for o in outcomes], _aad(job.id, "report"))
     job.expires_at = now + current_app.config["NANBYO_IMPORT_KEEP"]
-    files = [import_dir() / stored_name for _name, stored_name, _size in job.files]
+    uploaded = [import_dir() / stored_name for _name, stored_name, _size in job.files]
     if message:
         audit.record("document_import_job_failed", target=job, actor=job.owner, result="failure",
                      data={"error": message[:100]} | job.counts)
     else:
         db.session.commit()
-    _remove(*files)
+    files.remove(*uploaded)
     return True
 
 
@@ -183,14 +182,6 @@ class _Progress:
             self.reported = time.monotonic()
 
 
-def _remove(*paths):
-    for path in paths:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-
-
 def fail_stalled(owner_id=None, now=None):
     """Running jobs (of `owner_id`, or all) silent for longer than they may be become 失敗. Returns their ids."""
     now = now or utcnow()
@@ -217,14 +208,11 @@ def delete_expired(now=None):
         ids = [job_id for job_id, _files in expired]
         db.session.execute(delete(XmlImportJob).where(XmlImportJob.id.in_(ids)))
         audit.record("document_import_job_expire", target_type="xml_import_job", data={"jobs": ids})
-        _remove(*(folder / stored for _id, files in expired for _name, stored, _size in files))
+        files.remove(*(folder / stored for _id, job_files in expired for _name, stored, _size in job_files))
     else:
         db.session.rollback()
     if folder.is_dir():
-        named = {stored for files in db.session.execute(select(XmlImportJob.files)).scalars()
-                 for _name, stored, _size in files}
-        oldest_kept = (now - current_app.config["NANBYO_IMPORT_KEEP"]).timestamp()
-        for path in folder.iterdir():
-            if path.is_file() and path.name not in named and path.stat().st_mtime < oldest_kept:
-                _remove(path)
+        named = {stored for job_files in db.session.execute(select(XmlImportJob.files)).scalars()
+                 for _name, stored, _size in job_files}
+        files.remove_strays(folder, named, before=now - current_app.config["NANBYO_IMPORT_KEEP"])
     return [job_id for job_id, _files in expired]
