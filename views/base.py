@@ -256,11 +256,18 @@ class ScopedModelView(ModelView):
         that one index serves both) unless the sort already orders every row: each row has one place, on every
         page and in the export."""
         query, joins = self._apply_sorting(query, joins, sort_column, sort_desc)
-        keys = self._sort_keys(sort_column, sort_desc)
-        if not keys or not self._is_row_key(*keys[-1][:2]):
-            last_desc = keys[-1][2] if keys else False
-            query = query.order_by(self._pk_column().desc() if last_desc else self._pk_column())
+        tiebreak = self._tiebreak(self._sort_keys(sort_column, sort_desc))
+        if tiebreak:
+            pk, desc = tiebreak
+            query = query.order_by(pk.desc() if desc else pk)
         return query, joins
+
+    def _tiebreak(self, sort_keys):
+        """(primary key, desc) the list is ordered by after `sort_keys`, in the last key's direction; None when the
+        last key alone orders every row."""
+        if sort_keys and self._is_row_key(*sort_keys[-1][:2]):
+            return None
+        return self._pk_column(), (sort_keys[-1][2] if sort_keys else False)
 
     def page_ids(self, page, sort_column, sort_desc, search, filters, page_size):
         count_query, query = self.page_query(sort_column, sort_desc, search, filters, rows=((page or 0) + 1) *
@@ -287,9 +294,8 @@ class ScopedModelView(ModelView):
         """[(expression, desc)] the list is ordered by, the primary key last (as _apply_list_order orders it)."""
         sort_keys = self._sort_keys(sort_column, sort_desc)
         keys = [(getattr(self.model, attr) if isinstance(attr, str) else attr, desc) for attr, _joins, desc in sort_keys]
-        if not keys or not self._is_row_key(*sort_keys[-1][:2]):
-            keys.append((self._pk_column(), keys[-1][1] if keys else False))
-        return keys
+        tiebreak = self._tiebreak(sort_keys)
+        return keys + [tiebreak] if tiebreak else keys
 
     def _sorted_outside(self, query, sort_column, sort_desc, union=()):
         """The same ids in the same order, sorted outside a subquery of the rows: OFFSET 0 makes the database plan
