@@ -203,7 +203,7 @@ def import_xml_command(paths, institution_code, login_id, all_or_nothing):
     from nanbyo.extensions import db
     from nanbyo.xmlio.check import upload_file_count
     from nanbyo.xmlio.import_jobs import may_import
-    from nanbyo.xmlio.importer import REFUSED, import_uploads
+    from nanbyo.xmlio.importer import REFUSED, documents_in, import_uploads
     user = db.session.execute(db.select(User).filter_by(login_id=login_id)).scalar_one_or_none()
     institution = db.session.execute(db.select(Institution).filter_by(code=institution_code)).scalar_one_or_none()
     if institution is None or not may_import(user, institution.id):
@@ -218,7 +218,7 @@ def import_xml_command(paths, institution_code, login_id, all_or_nothing):
 
     def progress(files_done, outcomes):
         if time.monotonic() - last[0] >= 2 or files_done == total:
-            click.echo(f"取込中: ファイル {files_done:,} / {total:,}・書類 {sum(o.number is not None for o in outcomes):,} 件",
+            click.echo(f"取込中: ファイル {files_done:,} / {total:,}・書類 {documents_in(outcomes):,} 件",
                        err=True)
             last[0] = time.monotonic()
 

@@ -75,9 +75,9 @@ def _disease_label(doc_or_disease):
 
 def _import_summary(outcomes):
     """(result label, count) of an import, in the importer's order, the results present only."""
-    from nanbyo.xmlio.importer import RESULT_LABELS
-    return [(label, n) for result, label in RESULT_LABELS.items()
-            if (n := sum(o.result == result for o in outcomes))]
+    from nanbyo.xmlio.importer import RESULT_LABELS, counts
+    found = counts(outcomes)
+    return [(label, found[result]) for result, label in RESULT_LABELS.items() if found[result]]
 
 
 class DocumentView(ScopedModelView):

@@ -123,7 +123,7 @@ def _finish(job_id, outcomes, message=""):
     now = utcnow()
     job.status, job.error, job.finished_at, job.progress_at = (JOB_FAILED if message else JOB_DONE), message, now, now
     job.counts = importer.counts(outcomes)
-    job.documents_done = sum(o.number is not None for o in outcomes)
+    job.documents_done = importer.documents_in(outcomes)
     job.report_cipher = crypto.keyring().encrypt_json([asdict(o) for o in outcomes], _aad(job.id, "report"))
     job.expires_at = now + current_app.config["NANBYO_IMPORT_KEEP"]
     uploaded = [import_dir() / stored_name for _name, stored_name, _size in job.files]
@@ -177,7 +177,7 @@ class _Progress:
 
     def __call__(self, files_done, outcomes):
         if time.monotonic() - self.reported >= PROGRESS_EVERY:
-            _update(self.job_id, files_done=files_done, documents_done=sum(o.number is not None for o in outcomes),
+            _update(self.job_id, files_done=files_done, documents_done=importer.documents_in(outcomes),
                     counts=importer.counts(outcomes))
             self.reported = time.monotonic()
 

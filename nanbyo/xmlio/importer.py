@@ -340,3 +340,8 @@ class _Run:
 def counts(outcomes) -> dict:
     """{result: number of outcomes} for every result, none left out."""
     return {result: sum(o.result == result for o in outcomes) for result in RESULT_LABELS}
+
+
+def documents_in(outcomes) -> int:
+    """How many of the outcomes are of documents (not of files refused as a whole)."""
+    return sum(o.number is not None for o in outcomes)
