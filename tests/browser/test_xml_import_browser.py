@@ -8,17 +8,13 @@ from nanbyo.xmlio import vendor_kit
 from nanbyo.xmlio.writer import file_bytes
 from tests.browser.helpers import assert_fits, key_path, log_in
 from tests.data.hostile.make import FILES
-from tests.helpers import TOKYO, gen_institution, gen_municipality, gen_user
+from tests.xmlio.test_import import world
 
 pytestmark = pytest.mark.browser
 
 
 def test_a_doctor_imports_xml_and_opens_the_draft(app, live_server, browser, tmp_path):
-    hospital = gen_institution(gen_municipality(TOKYO), code="1310000017", name="見本病院")
-    doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"), name="見本 太郎")
-    for designation in doctor.designations:
-        designation.number = "13-N-0101"
-    db.session.commit()
+    doctor = world()["doctor"]  # of 見本病院, 13-N-0101: the samples' 指定医
     good = tmp_path / "from-hospital.xml"
     good.write_bytes(file_bytes([vendor_kit.sample_element("nanbyo", "6"),
                                  vendor_kit.sample_element("shoman", "01_01_001")]))
@@ -66,11 +62,7 @@ def test_a_large_upload_is_imported_in_the_background(app, live_server, browser,
     """Above NANBYO_XML_INLINE_BYTES the upload becomes a job (run at once in the tests): its page shows the state,
     the counts, the report, and the report as xlsx."""
     app.config["NANBYO_XML_INLINE_BYTES"] = 1000
-    hospital = gen_institution(gen_municipality(TOKYO), code="1310000017", name="見本病院")
-    doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"), name="見本 太郎")
-    for designation in doctor.designations:
-        designation.number = "13-N-0101"
-    db.session.commit()
+    doctor = world()["doctor"]  # of 見本病院, 13-N-0101: the samples' 指定医
     batch = tmp_path / "from-hospital.xml"
     batch.write_bytes(file_bytes([vendor_kit.sample_element("nanbyo", "6"),
                                   vendor_kit.sample_element("shoman", "01_01_001")]))
@@ -106,11 +98,7 @@ def test_the_job_page_follows_a_waiting_import_until_it_is_done(app, live_server
     from nanbyo.xmlio import import_jobs
     monkeypatch.setattr(tasks, "run_xml_import", lambda job_id: None)
     app.config["NANBYO_XML_INLINE_BYTES"] = 1000
-    hospital = gen_institution(gen_municipality(TOKYO), code="1310000017", name="見本病院")
-    doctor = gen_user("designated_doctor", institution=hospital, designations=("nanbyo", "shoman"), name="見本 太郎")
-    for designation in doctor.designations:
-        designation.number = "13-N-0101"
-    db.session.commit()
+    doctor = world()["doctor"]  # of 見本病院, 13-N-0101: the samples' 指定医
     batch = tmp_path / "from-hospital.xml"
     batch.write_bytes(file_bytes([vendor_kit.sample_element("nanbyo", "6"),
                                   vendor_kit.sample_element("shoman", "01_01_001")]))

@@ -146,6 +146,14 @@ def test_the_same_document_twice_in_one_upload_is_one_draft(app, monkeypatch, gr
     assert [e.target_id for e in log_entries("document_import")] == [str(o.document_id) for o in outcomes]
 
 
+def five_patients():
+    """A file of five 小慢 documents of five patients (ハナコ, ハナコア, …), each at its own address."""
+    elements = [shoman(f"東京都新宿区西新宿{n}丁目1番1号") for n in "一二三四五"]
+    for n, element in enumerate(elements):
+        element.find("patient/given_kana").text = "ハナコ" + "ア" * n
+    return file_bytes(elements)
+
+
 def shoman(address=None):
     """The 小慢 sample, at another address when given (the same document, changed)."""
     element = vendor_kit.sample_element("shoman", "01_01_001")
@@ -167,11 +175,8 @@ def test_a_database_failure_keeps_the_documents_before_it(app, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(importer, "_import_one", fails_on_the_fourth)
-    elements = [shoman(f"東京都新宿区西新宿{n}丁目1番1号") for n in "一二三四五"]
-    for n, element in enumerate(elements):
-        element.find("patient/given_kana").text = "ハナコ" + "ア" * n
     with pytest.raises(RuntimeError):
-        import_uploads([("five.xml", file_bytes(elements))], w["doctor"], w["hospital"], today=DAY)
+        import_uploads([("five.xml", five_patients())], w["doctor"], w["hospital"], today=DAY)
     db.session.rollback()
     assert count() == 3 and len(log_entries("document_import")) == 3
 
@@ -203,11 +208,8 @@ def test_a_group_the_database_refuses_is_done_again_one_by_one(app, monkeypatch)
             doc.form_code = None  # NOT NULL: refused when the group is flushed
 
     monkeypatch.setattr(importer, "_apply", breaks_the_fourth)
-    elements = [shoman(f"東京都新宿区西新宿{n}丁目1番1号") for n in "一二三四五"]
-    for n, element in enumerate(elements):
-        element.find("patient/given_kana").text = "ハナコ" + "ア" * n
     with pytest.raises(IntegrityError):
-        import_uploads([("five.xml", file_bytes(elements))], w["doctor"], w["hospital"], today=DAY)
+        import_uploads([("five.xml", five_patients())], w["doctor"], w["hospital"], today=DAY)
     db.session.rollback()
     assert count() == 3 and len(log_entries("document_import")) == 3
 
