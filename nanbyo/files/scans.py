@@ -161,11 +161,10 @@ def visible(user, ids) -> list[ScanFile]:
 def record_downloads(user, scans, how):
     """Each downloaded scan logged (committed) before its bytes are sent; the operator's first download marks it
     ダウンロード済."""
-    database.begin_write()
-    now = utcnow()
+    database.begin_write()  # the scans are read again under the lock
+    now, taken = utcnow(), access.allowed(user, "scans", "operate")
     for scan in scans:
-        db.session.refresh(scan)
-        if access.allowed(user, "scans", "operate") and scan.status == SCAN_WAITING:
+        if taken and scan.status == SCAN_WAITING:
             scan.status, scan.downloaded_at = SCAN_DOWNLOADED, now
     audit.record_many([{"action": "scan_download", "target": scan, "data": {"method": how}} for scan in scans],
                       actor=user)
@@ -180,7 +179,6 @@ def send_back(user, scan, reason) -> str | None:
     if len(reason) > 500:
         return "差戻しの理由は500文字以内で入力してください。"
     database.begin_write()
-    db.session.refresh(scan)
     scan.status, scan.returned_reason, scan.returned_at = SCAN_RETURNED, reason, utcnow()
     audit.record("scan_return", target=scan, actor=user, data={"reason": reason[:100]})
     return None
@@ -188,8 +186,7 @@ def send_back(user, scan, reason) -> str | None:
 
 def delete(user, scan) -> str | None:
     """The municipality takes back a scan the operator has not taken: row and file go. A problem, or None."""
-    database.begin_write()
-    db.session.refresh(scan)
+    database.begin_write()  # the scan is read again under the lock
     if scan.status not in DELETABLE:
         db.session.rollback()
         return "運営主体がダウンロードしたスキャンファイルは削除できません。"
