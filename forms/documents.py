@@ -15,11 +15,14 @@ DATE_ATTRS = {"type": "date"}
 class NewDocumentForm(FlaskForm):
     application_kind = SelectField("申請区分", choices=list(APPLICATION_KIND_LABELS.items()))
     disease = SelectField("疾病", choices=[], validate_choice=False)
-    # A doctor or staff member picks one of their institutions; the operator types the code from the paper.
+    # A doctor or staff member picks one of their institutions; the operator types what the paper says.
     institution = SelectField("医療機関", choices=[], validate_choice=False)
-    institution_code = StringField("医療機関コード（10桁）")
     author = SelectField("作成者（指定医）", choices=[], validate_choice=False)
-    author_number = StringField("作成者の指定医番号またはログインID")
+    scans = StringField("スキャンファイル No.（複数はカンマ区切り）")
+    doctor_number = StringField("指定医番号")
+    doctor_name = StringField("指定医氏名")
+    institution_code = StringField("医療機関コード（10桁）")
+    institution_name = StringField("医療機関名（未登録の医療機関のとき）")
     municipality = SelectField("提出先（患者の住所地の実施主体）", choices=[], validate_choice=False)
     explanation = RadioField("DB登録についての説明と患者（保護者）の回答", choices=list(EXPLANATION_LABELS.items()),
                              validate_choice=False)

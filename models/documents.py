@@ -65,10 +65,17 @@ class Document(db.Model):
     explained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     items: Mapped[dict] = mapped_column(JSON, default=dict)
 
-    author_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    # A document written online (or imported from a hospital's system) has an author and an institution with
+    # accounts here. A paper form (nanbyo.paper) has neither: its 指定医 and 医療機関 are what the paper says, in the
+    # paper_* columns, since most paper comes from doctors without a login.
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     created_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
-    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
     municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"))
+    paper_doctor_number: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    paper_doctor_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    paper_institution_code: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    paper_institution_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     status: Mapped[str] = mapped_column(String(16), default=DRAFT)
     access_key: Mapped[str | None] = mapped_column(String(8), unique=True)
@@ -116,6 +123,22 @@ class Document(db.Model):
     @property
     def disease(self):
         return self.shoman_disease if self.kind == "shoman" else self.nanbyo_disease
+
+    @property
+    def is_paper(self) -> bool:
+        return bool(self.paper_doctor_number)
+
+    @property
+    def doctor_name(self) -> str:
+        return self.paper_doctor_name if self.is_paper else self.author.name
+
+    @property
+    def institution_name(self) -> str:
+        return self.paper_institution_name if self.is_paper else self.institution.name
+
+    @property
+    def institution_code(self) -> str:
+        return self.paper_institution_code if self.is_paper else self.institution.code
 
     @property
     def kind_label(self):

@@ -38,9 +38,12 @@ class ScanFile(db.Model):
     downloaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     returned_reason: Mapped[str] = mapped_column(String(500), default="")
     returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The document the contractor's data (or the operator's entry) made of it: データ化済.
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("document.id", ondelete="SET NULL"), index=True)
 
     municipality = relationship("Municipality")
     uploaded_by = relationship("User")
+    document = relationship("Document")
 
     _check_status = validates("status")(one_of(SCAN_STATUS_LABELS, "スキャンファイルの状態が正しくありません。"))
     _check_type = validates("file_type")(one_of(SCAN_TYPES, "スキャンファイルの形式が正しくありません。"))

@@ -21,7 +21,8 @@ class XmlImportJob(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
-    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"))
+    # None: the operator's import of its contractor's data from paper forms (nanbyo.xmlio.contractor).
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"))
     all_or_nothing: Mapped[bool] = mapped_column(Boolean, default=False)
     # [[name the user gave, stored name, size in bytes]]
     files: Mapped[list] = mapped_column(JSON, default=list)

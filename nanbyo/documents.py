@@ -17,6 +17,7 @@ from models.audit import OperationLog
 from models.documents import Document, DocumentCorrection
 from models.institutions import Municipality
 from models.masters import NanbyoDisease
+from models.scans import ScanFile
 from nanbyo import audit, database, formdefs, jurisdiction
 from nanbyo.content_rules import (Content, clean_patient, content_problems, doctor_kind_problem,  # noqa: F401
                                   doctor_kinds_for, parse_date, patient_fields)
@@ -203,7 +204,10 @@ def field_problems(doc: Document, today: date | None = None, *, authoring=True) 
     destination = destination_problem(doc, patient)
     if destination:
         problems.append(("municipality", destination))
-    if authoring:
+    if authoring and doc.is_paper:
+        from nanbyo import paper
+        problems += paper.writer_problems(paper.Writer.of(doc), doc.kind, doc.application_kind)[1]
+    elif authoring:
         problems += [("", p) for p in authoring_problems(doc.author, doc.kind, doc.application_kind, doc.author,
                                                           doc.institution, today)]
     return problems
@@ -212,11 +216,19 @@ def field_problems(doc: Document, today: date | None = None, *, authoring=True) 
 def finalize_if_ready(doc: Document, user) -> list[tuple[str, str]]:
     """Inside the caller's unit of work (database.begin_write, before `doc` was read): finalize the document when
     everything holds (committed with its log entry) and return []; else change nothing (rolled back) and return
-    field_problems. The one rule of the 確定 button and of the list's mass 確定."""
+    field_problems. The one rule of the 確定 button and of the list's mass 確定. A paper document is not given a key:
+    it arrives received at its municipality (nanbyo.paper.arrive)."""
     problems = field_problems(doc)
     if problems:
         db.session.rollback()
         return problems
+    if doc.is_paper:
+        from nanbyo import paper
+        scans = db.session.execute(select(ScanFile).where(ScanFile.document_id == doc.id)).scalars().all()
+        paper.arrive(doc, scans)
+        audit.record("document_paper_receive", target=doc, actor=user,
+                     data={"scans": [scan.id for scan in scans], "reception_no": doc.reception_no})
+        return []
     finalize(doc, user)
     return []
 

@@ -161,3 +161,27 @@ def gen_document(author, *, institution=None, municipality=None, kind="nanbyo", 
         doc.valid_from, doc.valid_until = today, today + timedelta(days=365)
     db.session.commit()
     return doc
+
+
+def scan_pdf(pages=1) -> bytes:
+    """A real PDF of A4 pages, as a scanner would send one (what the scan viewer renders)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+    out = BytesIO()
+    sheet = canvas.Canvas(out, pagesize=A4)
+    for page in range(pages):
+        sheet.rect(100, 400, 300, 300, fill=1)
+        sheet.drawString(100, 750, f"scanned page {page + 1}")
+        sheet.showPage()
+    sheet.save()
+    return out.getvalue()
+
+
+def gen_scan(uploader, *, kind="nanbyo", application_kind="new", reception_no=None, name="scan.pdf", data=None):
+    """A scan uploaded by a municipality user, as the upload screen stores it (encrypted under NANBYO_SCAN_DIR)."""
+    from nanbyo.files import scans
+    meta = {"kind": kind, "application_kind": application_kind,
+            "reception_no": reception_no or f"R-{next(_patients):05d}"}
+    saved, problems = scans.upload(uploader, [(name, data if data is not None else scan_pdf())], meta)
+    assert not problems, problems
+    return saved[0]

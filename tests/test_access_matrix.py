@@ -84,6 +84,9 @@ OTHER_ENDPOINTS = {
     # スキャンファイル: a municipality its own, the operator all: tests/files/test_scans.py.
     "scans.index": "scans", "scans.upload": "scans", "scans.download": "scans", "scans.zip": "scans",
     "scans.send_back": "scans", "scans.delete": "scans",
+    # 紙の書類のデータ取込: the operator's roles; every role and another operator's job: tests/xmlio/test_contractor.py.
+    "paper_import.index": "operator", "paper_import.import_job_view": "operator",
+    "paper_import.import_job_report_view": "operator",
     # 出力ファイル: every logged-in user, their own jobs only (test_export_jobs_are_their_owners_alone below).
     "exports.index": "logged_in", "exports.status": "logged_in", "exports.download": "owner",
 }

@@ -198,25 +198,87 @@ def test_doctor_cannot_write_as_another_doctor_or_at_a_foreign_institution(clien
     assert db.session.execute(select(db.func.count()).select_from(Document)).scalar() == 0
 
 
-def test_operator_digitizes_paper_by_codes(client, hospital, doctor):
+def paper_entry(**changes):
+    """What the operator's new-document form posts for a paper form."""
+    return {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "doctor_number": "13-N-5555",
+            "doctor_name": "紙山 一郎", "institution_code": "1310000555", "institution_name": "紙山医院",
+            "municipality": "", "explanation": "agreed", "scans": ""} | changes
+
+
+def test_operator_enters_a_paper_form_of_a_doctor_without_login(app, client, tokyo, clerk):
+    from models.scans import ScanFile
+    from tests.helpers import gen_scan
+    scan = gen_scan(clerk, reception_no="R-PAPER-1")
     operator = gen_user("operator_user")
     login(client, operator)
-    number = doctor.designations[0].number
-    r = post(client, "/admin/document/new/?kind=nanbyo",
-             {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": hospital.code,
-              "author_number": number, "municipality": str(hospital.municipality_id), "explanation": "agreed"})
-    assert r.status_code == 302
+    r = post(client, "/admin/document/new/?kind=nanbyo", paper_entry(scans=str(scan.id)))
+    assert r.status_code == 302, flashes(r)
     doc = db.session.execute(select(Document)).scalar_one()
-    assert (doc.author_id, doc.created_by_id, doc.institution_id) == (doctor.id, operator.id, hospital.id)
+    assert (doc.author_id, doc.institution_id, doc.created_by_id, doc.municipality_id, doc.status) == (
+        None, None, operator.id, tokyo.id, "draft")
+    assert (doc.paper_doctor_number, doc.paper_doctor_name, doc.paper_institution_code) == (
+        "13-N-5555", "紙山 一郎", "1310000555")
+    db.session.expire_all()
+    assert db.session.get(ScanFile, scan.id).document_id == doc.id  # reserved for it
+    # The municipality does not see a draft; the operator completes it and sends it to 受付.
+    assert login(app.test_client(), clerk).status_code == 302
+    page = client.get(f"/admin/document/edit/?id={doc.id}").get_data(as_text=True)
+    assert "保存して受付へ送る" in page
+    today = today_jst().isoformat()
+    r = post(client, f"/admin/document/edit/?id={doc.id}",
+             content_form(doc, gen_patient(), diagnosed_on=today, explained_on=today, finalize="1"))
+    assert r.status_code == 302, flashes(client.get(f"/admin/document/edit/?id={doc.id}"))
+    doc = fresh(doc.id)
+    assert (doc.status, doc.reception_no, doc.access_key) == ("received", "R-PAPER-1", None)
+    db.session.expire_all()
+    assert db.session.get(ScanFile, scan.id).status == "digitized"
+    entry = log_actions("document_paper_receive")[-1]
+    assert entry.data == {"scans": [scan.id], "reception_no": "R-PAPER-1"} and entry.actor_id == operator.id
+    town = app.test_client()
+    login(town, clerk)
+    details = town.get(f"/admin/document/details/?id={doc.id}").get_data(as_text=True)
+    assert "紙山 一郎（指定医番号 13-N-5555・紙の書類）" in details and 'id="review-document"' in details
+    assert town.get(f"/admin/document/review/?id={doc.id}").status_code == 200
+
+
+def test_operator_paper_entry_without_a_scan_goes_to_the_chosen_municipality(client, tokyo, clerk):
+    login(client, gen_user("operator_user"))
+    r = post(client, "/admin/document/new/?kind=nanbyo", paper_entry(municipality=str(tokyo.id)))
+    assert r.status_code == 302, flashes(r)
+    doc = db.session.execute(select(Document)).scalar_one()
+    today = today_jst().isoformat()
+    post(client, f"/admin/document/edit/?id={doc.id}",
+         content_form(doc, gen_patient(), diagnosed_on=today, explained_on=today, finalize="1"))
+    doc = fresh(doc.id)
+    assert doc.status == "received" and doc.reception_no == f"{documents.fiscal_year(today_jst())}-000001"
+
+
+def test_operator_paper_entry_checks_what_the_paper_says(client, hospital, doctor, clerk):
+    from tests.helpers import gen_scan
+    number = doctor.designations[0].number
+    shoman_scan = gen_scan(clerk, kind="shoman")
+    login(client, gen_user("operator_user"))
+    for changes, message in [
+        ({"doctor_number": number, "doctor_name": "別人 二郎"}, f"指定医番号 {number} の指定医は、登録では"),
+        ({"institution_code": hospital.code, "institution_name": "違う病院"}, "登録では「"),
+        ({"institution_name": ""}, "医療機関名を入力してください"),
+        ({"institution_code": "99"}, "医療機関コードは10桁"),
+        ({"doctor_number": "番号"}, "指定医番号は英数字"),
+        ({"scans": "999999"}, "No.999999 はありません"),
+        ({"scans": str(shoman_scan.id)}, "として受け付けられています"),
+        ({"scans": "x1"}, "数字で入力してください"),
+        ({"municipality": ""}, "提出先を"),
+    ]:
+        r = post(client, "/admin/document/new/?kind=nanbyo", paper_entry(**changes))
+        assert r.status_code == 200 and message in flashes(r), (changes, message)
+    assert db.session.execute(select(db.func.count()).select_from(Document)).scalar() == 0
+    # A registered doctor's number with the registered name is accepted, still as data.
     r = post(client, "/admin/document/new/?kind=nanbyo",
-             {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": "1399999999",
-              "author_number": number, "municipality": str(hospital.municipality_id), "explanation": "agreed"})
-    assert "医療機関は登録されていません" in r.get_data(as_text=True)
-    r = post(client, "/admin/document/new/?kind=nanbyo",
-             {"application_kind": "new", "disease": str(disease("nanbyo", 6).id), "institution_code": hospital.code,
-              "author_number": "13-N-9999", "municipality": str(hospital.municipality_id), "explanation": "agreed"})
-    assert "指定医が見つかりません" in r.get_data(as_text=True)
-    assert db.session.execute(select(db.func.count()).select_from(Document)).scalar() == 1
+             paper_entry(doctor_number=number, doctor_name=doctor.name, institution_code=hospital.code,
+                         institution_name="", municipality=str(hospital.municipality_id)))
+    assert r.status_code == 302, flashes(r)
+    doc = db.session.execute(select(Document)).scalar_one()
+    assert (doc.author_id, doc.institution_id, doc.paper_institution_name) == (None, None, hospital.name)
 
 
 # --- finalize checks ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ def init_views(app):
     from views.exports import ExportJobsView, source_for_job
     from views.masters import MASTER_VIEWS
     from views.organizations import InstitutionView, MunicipalityView
+    from views.paper_import import PaperImportView
     from views.results import ResultsImportView
     from views.scans import ScanView
     from views.institution_users import InstitutionUsersView
@@ -38,6 +39,8 @@ def init_views(app):
     # The paper path and the 認定事務システム's results, under one menu: the clerk's menu bar fits 1024 px.
     imports = "取込"
     admin.add_view(ScanView(name="スキャンファイル", category=imports, endpoint="scans", url="/admin/scans"))
+    admin.add_view(PaperImportView(name="紙の書類のデータ取込", category=imports, endpoint="paper_import",
+                                   url="/admin/paper-import"))
     admin.add_view(ResultsImportView(name="認定結果取込", category=imports, endpoint="results_import",
                                      url="/admin/results-import"))
     admin.add_view(MunicipalityView(Municipality, db.session, name="自治体", category=org, endpoint="municipality"))

@@ -1,23 +1,23 @@
 """Documents: list, write, finalize, print, key lookup, review, patient search — one view, every URL scoped."""
 from datetime import date
 
-from flask import Response, abort, current_app, flash, redirect, request, url_for
+from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual, IntEqualFilter
 from flask_login import current_user
-from sqlalchemy import String, case, cast, or_, select
+from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from forms.documents import (ConfirmForm, LookupForm, NewDocumentForm, PatientSearchForm, ReceiveForm, ReviewForm,
-                             XmlImportForm, content_form_class)
-from models.accounts import Designation, Membership, User
+                             content_form_class)
+from models.accounts import Membership, User
 from models.documents import Document, DocumentCorrection
-from models.institutions import Institution, Municipality
+from models.institutions import Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
 from models._types import today_jst, utcnow
-from nanbyo import access, audit, database, documents, exports, formdefs, held_forms, jurisdiction
+from nanbyo import access, audit, database, documents, formdefs, held_forms, jurisdiction
 from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS, APPLICATION_KINDS, CONSENT_LABELS,
                                    DECLINED, DECLINED_MESSAGE, DRAFT, EXPLANATION_LABELS, FINALIZED, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS,
@@ -27,6 +27,7 @@ from nanbyo.extensions import db
 from nanbyo.notices import both_dates
 from nanbyo.roles import DESIGNATED_DOCTOR, MUNICIPALITY_KIND_LABELS, OPERATOR_ROLES
 from views.base import ScopedModelView, label_formatter
+from views.xml_imports import XmlImportScreens
 
 SEARCH_LIMIT = 100
 # What a document's screens show of its related rows (header, print): loaded with it, not one statement each.
@@ -73,14 +74,7 @@ def _disease_label(doc_or_disease):
     return f"{disease.shoman_code} {disease.name_ja}"
 
 
-def _import_summary(outcomes):
-    """(result label, count) of an import, in the importer's order, the results present only."""
-    from nanbyo.xmlio.importer import RESULT_LABELS, counts
-    found = counts(outcomes)
-    return [(label, found[result]) for result, label in RESULT_LABELS.items() if found[result]]
-
-
-class DocumentView(ScopedModelView):
+class DocumentView(XmlImportScreens, ScopedModelView):
     area = "documents"
     list_template = "documents/list.html"
     column_list = ["id", "kind", "application_kind", "disease", "patient", "status", "written_on", "institution",
@@ -90,14 +84,15 @@ class DocumentView(ScopedModelView):
         "status": "状態", "written_on": "作成年月日", "diagnosed_on": "診断年月日", "institution": "医療機関",
         "author": "作成者", "municipality": "提出先", "access_key": "アクセスキー",
         "institution.code": "医療機関コード", "author.login_id": "作成者ID", "municipality.code": "提出先コード",
+        "paper_doctor_number": "指定医番号（紙の書類）",
         "disease_label": "疾病", **ADMIN_FIELDS,
     }
     column_formatters = {
         "kind": label_formatter(KIND_SHORT_LABELS, "kind"),
         "application_kind": label_formatter(APPLICATION_KIND_LABELS, "application_kind"),
         "status": label_formatter(STATUS_LABELS, "status"), "disease": lambda v, c, m, n: _disease_label(m),
-        "patient": _patient_name, "institution": lambda v, c, m, n: m.institution.name,
-        "author": lambda v, c, m, n: m.author.name, "municipality": lambda v, c, m, n: m.municipality.name,
+        "patient": _patient_name, "institution": lambda v, c, m, n: m.institution_name,
+        "author": lambda v, c, m, n: m.doctor_name, "municipality": lambda v, c, m, n: m.municipality.name,
     }
     # Every filter is on an indexed column of the document itself; no dropdown of a large table.
     column_filters = [FilterEqual(Document.status, "状態", options=list(STATUS_LABELS.items())),
@@ -117,7 +112,8 @@ class DocumentView(ScopedModelView):
     can_view_details = True
     # Exports carry no patient data: identifying data leaves the system only on the doctor's print.
     column_export_list = ["id", "kind", "application_kind", "disease_label", "status", "written_on", "diagnosed_on",
-                          "institution.code", "author.login_id", "municipality.code", "reception_no",
+                          "institution.code", "author.login_id", "paper_doctor_number", "municipality.code",
+                          "reception_no",
                           "recipient_no", "application_received_on", "research_consent", "review_result",
                           "valid_from", "valid_until", "severity"]
     export_columns = {
@@ -126,6 +122,10 @@ class DocumentView(ScopedModelView):
         "status": ExportColumn("status", format=coded(STATUS_LABELS, "")),
         "review_result": ExportColumn("review_result", format=coded(REVIEW_RESULT_LABELS, "")),
         "research_consent": ExportColumn("research_consent", format=_consent_text, sql=_consent_sql),
+        # A paper document's institution is the code the paper says (it has no institution account).
+        "institution.code": ExportColumn("institution.code", "paper_institution_code",
+                                         format=lambda code, paper_code: code or paper_code,
+                                         sql=lambda code, paper_code: func.coalesce(code, paper_code)),
         "disease_label": ExportColumn("kind", "nanbyo_disease.notification_no", "nanbyo_disease.name_ja",
                                       "shoman_disease.shoman_code", "shoman_disease.name_ja",
                                       format=_disease_text, sql=_disease_sql),
@@ -221,28 +221,50 @@ class DocumentView(ScopedModelView):
     def _new_document(self, form, kind):
         user = current_user
         if user.role in OPERATOR_ROLES:
-            institution = db.session.execute(select(Institution).filter_by(
-                code=(form.institution_code.data or "").strip())).scalar_one_or_none()
-            typed = (form.author_number.data or "").strip()
-            numbered = select(Designation.user_id).where(Designation.number == typed)
-            author = db.session.execute(select(User).where(
-                User.role == DESIGNATED_DOCTOR, or_(User.login_id == typed, User.id.in_(numbered)))
-                .limit(2)).scalars().all()
-            if institution is None:
-                return None, ["その医療機関コードの医療機関は登録されていません。"]
-            if len(author) != 1:
-                return None, ["その指定医番号・ログインIDの指定医が見つかりません（または特定できません）。"]
-            author = author[0]
-        else:
-            institution = next((m.institution for m in user.memberships if str(m.institution_id) ==
-                                form.institution.data), None)
-            author = db.session.get(User, int(form.author.data)) if (form.author.data or "").isdigit() else None
-            if author is not None and str(author.id) not in dict(form.author.choices):
-                author = None
-        today = today_jst()
+            return self._new_paper_document(form, kind)
+        institution = next((m.institution for m in user.memberships if str(m.institution_id) ==
+                            form.institution.data), None)
+        author = db.session.get(User, int(form.author.data)) if (form.author.data or "").isdigit() else None
+        if author is not None and str(author.id) not in dict(form.author.choices):
+            author = None
+        doc, problems = self._new_draft(form, kind)
+        problems += documents.authoring_problems(user, kind, form.application_kind.data, author, institution,
+                                                 today_jst())
+        if problems:
+            return None, problems
+        doc.author, doc.institution = author, institution
+        return doc, []
+
+    def _new_paper_document(self, form, kind):
+        """The operator enters a paper form: its 指定医 and 医療機関 as the paper says (nanbyo.paper), made of the
+        scans named (addressed to the municipality that uploaded them), or addressed as chosen."""
+        from nanbyo import paper
+        typed = [t for t in (form.scans.data or "").replace("、", ",").replace(" ", ",").split(",") if t]
+        problems = [f"スキャンファイル No. は数字で入力してください（「{t}」）。" for t in typed if not t.isdigit()]
+        scans, scan_problems = paper.scans_for([int(t) for t in typed if t.isdigit()], kind,
+                                               form.application_kind.data)
+        writer, writer_problems = paper.writer_problems(paper.Writer(
+            form.doctor_number.data, form.doctor_name.data, form.institution_code.data, form.institution_name.data),
+            kind, form.application_kind.data)
+        if form.application_kind.data not in APPLICATION_KINDS[kind]:
+            allowed = "・".join(application_kind_label(kind, k) for k in APPLICATION_KINDS[kind])
+            problems.append(f"{KIND_LABELS[kind]}の申請区分は {allowed} のいずれかです。")
+        doc, draft_problems = self._new_draft(form, kind, scans[0].municipality if scans else None)
+        problems += scan_problems + [message for _field, message in writer_problems] + draft_problems
+        if problems:
+            return None, problems
+        paper.set_writer(doc, writer)
+        for scan in scans:
+            scan.document = doc  # reserved for this document; データ化済 when it arrives
+        return doc, []
+
+    def _new_draft(self, form, kind, municipality=None):
+        """(the draft the form describes, without its author and institution; problems): disease, 提出先 (the
+        municipality given, else the one chosen), the answer to 説明."""
+        user, today = current_user, today_jst()
         disease = disease_by_choice(kind, form.disease.data, today)
-        municipality = db.session.get(Municipality, int(form.municipality.data)) \
-            if (form.municipality.data or "").isdigit() else None
+        if municipality is None and (form.municipality.data or "").isdigit():
+            municipality = db.session.get(Municipality, int(form.municipality.data))
         if form.explanation.data == DECLINED:
             return None, [DECLINED_MESSAGE.format(form=KIND_LABELS[kind])]
         problems = []
@@ -252,14 +274,13 @@ class DocumentView(ScopedModelView):
             problems.append("疾病を選択してください（作成年月日に指定されている疾病から）。")
         if not jurisdiction.is_authority(municipality, kind):
             problems.append(f"提出先を{jurisdiction.FAMILY_LABELS[kind]}の実施主体から選択してください。")
-        problems += documents.authoring_problems(user, kind, form.application_kind.data, author, institution, today)
         if problems:
             return None, problems
         definition = formdefs.definition_for(kind, disease, on=today)
         doc = Document(kind=kind, application_kind=form.application_kind.data, form_code=definition.code,
-                       form_version=definition.version, author=author, created_by_id=user.id,
-                       institution=institution, municipality=municipality, status=DRAFT, written_on=today, items={},
-                       explanation=AGREED, explained_by_id=user.id, explained_at=utcnow(), explained_on=today)
+                       form_version=definition.version, created_by_id=user.id, municipality=municipality,
+                       status=DRAFT, written_on=today, items={}, explanation=AGREED, explained_by_id=user.id,
+                       explained_at=utcnow(), explained_on=today)
         if kind == SHOMAN:
             doc.shoman_disease = disease
         else:
@@ -381,7 +402,10 @@ class DocumentView(ScopedModelView):
         if problems:
             return self._render_content(doc, "write", problems=problems,
                                         headline="確定できません（内容は保存されています）。次の点を修正してください。")
-        flash(f"確定しました。アクセスキー {doc.access_key} を印刷して患者に渡してください。", "success")
+        if doc.is_paper:
+            flash(f"{doc.municipality.name}に受付済みの書類として届けました（受付番号 {doc.reception_no}）。", "success")
+        else:
+            flash(f"確定しました。アクセスキー {doc.access_key} を印刷して患者に渡してください。", "success")
         return redirect(url_for(".details_view", id=doc.id))
 
     @action("finalize", "確定", "選択した下書きを確定しますか？確定するとアクセスキーが発行されます"
@@ -389,7 +413,7 @@ class DocumentView(ScopedModelView):
     def action_finalize(self, ids):
         """Finalize the selected drafts this user may finalize (imported ones, say), each its own unit of work
         with its log entry; those that cannot be are named with their first problem."""
-        done, refused = [], []
+        done, sent, refused = [], [], []
         for doc_id in dict.fromkeys(str(i) for i in ids if str(i).isdigit()):
             database.begin_write()  # the checks and the change see the document as it is under the lock
             doc = self.scoped_query("finalize").filter(Document.id == int(doc_id)).one_or_none()
@@ -402,10 +426,12 @@ class DocumentView(ScopedModelView):
                 more = f"（ほか{len(problems) - 1}件）" if len(problems) > 1 else ""
                 refused.append(f"No.{doc_id}: {problems[0][1]}{more}")
                 continue
-            done.append(doc_id)
+            (sent if doc.is_paper else done).append(doc_id)
         if done:
             flash(f"{len(done)}件を確定しました（No.{'、'.join(done)}）。アクセスキーを印刷して患者に渡してください。",
                   "success")
+        if sent:
+            flash(f"紙の書類 {len(sent)}件を自治体の受付へ送りました（No.{'、'.join(sent)}）。", "success")
         for message in refused:
             flash(f"確定できません: {message}", "error")
 
@@ -423,7 +449,7 @@ class DocumentView(ScopedModelView):
                                      ("review", "review")) if self._may(screen)]
         allowed = self.purposes(doc, *dict.fromkeys(asked)) if asked else set()
         return self.render(
-            "documents/details.html", doc=doc, header=self._header(doc),
+            "documents/details.html", doc=doc, header=self._header(doc), scan_pages=self._scan_pages(doc),
             patient_rows=self._patient_rows(doc),
             sections=formdefs.display_sections(definition, doc.items or {}),
             admin_rows=self._admin_rows(doc), corrections=corrections, confirm_form=ConfirmForm(),
@@ -446,8 +472,10 @@ class DocumentView(ScopedModelView):
             explained += f"（記録: {doc.explained_by.name}、{doc.explained_at.astimezone(JST):%Y-%m-%d %H:%M}）"
         return [("書類", f"{KIND_LABELS[doc.kind]}（{application_kind_label(doc.kind, doc.application_kind)}）"),
                 ("疾病", _disease_label(doc)), ("状態", STATUS_LABELS[doc.status]),
-                ("アクセスキー", doc.access_key or "（確定時に発行）"), ("作成者", f"{doc.author.name}"),
-                ("医療機関", f"{doc.institution.name}（{doc.institution.code}）"),
+                ("アクセスキー", doc.access_key or ("（紙の書類: 発行しません）" if doc.is_paper else "（確定時に発行）")),
+                ("作成者", f"{doc.doctor_name}（指定医番号 {doc.paper_doctor_number}・紙の書類）" if doc.is_paper
+                 else doc.author.name),
+                ("医療機関", f"{doc.institution_name}（{doc.institution_code}）"),
                 ("提出先", doc.municipality.name), ("作成年月日", d(doc.written_on)),
                 ("診断年月日", d(doc.diagnosed_on)), ("説明日（DB登録の説明）", d(doc.explained_on)),
                 ("説明への回答", explained), ("様式", f"{documents.definition_of(doc).title}（{doc.form_code} 第{doc.form_version}版）")]
@@ -467,16 +495,18 @@ class DocumentView(ScopedModelView):
     # --- print ---------------------------------------------------------------------------------------------------
     def _printable(self, doc):
         from nanbyo.document_print import PrintableDocument
-        designation = next((str(d) for d in doc.author.designations
-                            if d.kind in documents.doctor_kinds_for(doc.kind, doc.application_kind)), "")
+        designation = f"指定医番号 {doc.paper_doctor_number}" if doc.is_paper else next(
+            (str(d) for d in doc.author.designations
+             if d.kind in documents.doctor_kinds_for(doc.kind, doc.application_kind)), "")
         return PrintableDocument(
             form_title=KIND_LABELS[doc.kind], kind=doc.kind,
             application_kind_label=application_kind_label(doc.kind, doc.application_kind),
             disease_label=_disease_label(doc), access_key=doc.access_key or "", written_on=doc.written_on,
             diagnosed_on=doc.diagnosed_on, patient_rows=self._patient_rows(doc),
             sections=formdefs.display_sections(documents.definition_of(doc), doc.items or {}),
-            doctor_name=doc.author.name, doctor_designation=designation, institution_name=doc.institution.name,
-            institution_code=doc.institution.code, institution_address=doc.institution.address,
+            doctor_name=doc.doctor_name, doctor_designation=designation, institution_name=doc.institution_name,
+            institution_code=doc.institution_code,
+            institution_address="" if doc.is_paper else doc.institution.address,
             destination_name=doc.municipality.name, explained_on=doc.explained_on, document_uid=doc.uid)
 
     def _pdf(self, body, name):
@@ -513,93 +543,23 @@ class DocumentView(ScopedModelView):
     @expose("/import-xml/", methods=("GET", "POST"))
     def import_xml_view(self):
         """Documents from a hospital system's XML, as drafts: a designated doctor's own, or a staff member's for
-        their institution's doctors (nanbyo.xmlio.importer). The report lists every file and document. An upload
-        above NANBYO_XML_INLINE_BYTES is imported by the task queue; its page shows the progress, then the report."""
-        from nanbyo.xmlio.importer import import_uploads
-        if not self._may_import():
-            abort(403)
-        form = XmlImportForm()
+        their institution's doctors (nanbyo.xmlio.importer)."""
         memberships = {str(m.institution_id): m.institution for m in current_user.memberships}
-        form.institution.choices = [(key, f"{i.name}（{i.code}）") for key, i in memberships.items()]
-        outcomes = None
-        if form.validate_on_submit():
-            uploads = [(f.filename or "upload.xml", f.read()) for f in form.files.data or [] if f and f.filename]
-            institution = memberships.get(form.institution.data)
-            if not uploads or institution is None:
-                flash("取込先の医療機関とファイルを選んでください。", "error")
-            elif sum(len(data) for _name, data in uploads) > current_app.config["NANBYO_XML_INLINE_BYTES"]:
-                return self._import_job(uploads, institution, form.all_or_nothing.data)
-            else:
-                outcomes = import_uploads(uploads, current_user, institution,
-                                          all_or_nothing=form.all_or_nothing.data)
-                if form.report_xlsx.data:
-                    return self._import_report(outcomes)
-        return self.render("documents/import_xml.html", form=form, outcomes=outcomes, summary=_import_summary,
-                           jobs=self._import_jobs(), inline_bytes=current_app.config["NANBYO_XML_INLINE_BYTES"])
+        return self.import_screen("documents/import_xml.html", memberships,
+                                  [(key, f"{i.name}（{i.code}）") for key, i in memberships.items()])
 
     def _may_import(self):
         """XML取込 is for those who write documents at an institution: designated doctors and institution staff."""
         from nanbyo.xmlio.import_jobs import may_import
         return self._may("create") and may_import(current_user)
 
-    def _import_job(self, uploads, institution, all_or_nothing):
-        from nanbyo import tasks
-        from nanbyo.xmlio import import_jobs
-        job = import_jobs.create(current_user, institution, uploads, all_or_nothing)
-        try:
-            tasks.run_xml_import(job.id)
-        except Exception:
-            current_app.logger.exception("XML import job %s could not be queued", job.id)
-            import_jobs.not_queued(job.id)
-        flash(f"ファイルが大きいため、バックグラウンドで取り込みます（XML取込 No.{job.id}）。この画面で進み具合と結果を"
-              "確かめられます。", "info")
-        return redirect(url_for(".import_job_view", job_id=job.id))
-
-    def _import_jobs(self):
-        """The user's own background imports whose reports are kept."""
-        from models.xml_imports import XmlImportJob
-        from nanbyo.xmlio import import_jobs
-        import_jobs.fail_stalled(owner_id=current_user.id)  # told at once, not at the next clean-up
-        return db.session.execute(select(XmlImportJob).where(XmlImportJob.owner_id == current_user.id,
-                                                             XmlImportJob.expires_at > utcnow())
-                                  .order_by(XmlImportJob.id.desc()).limit(20)).scalars().all()
-
-    def _own_import_job(self, job_id):
-        """The user's own job, or 404 (another user's, an expired one and one that never was look the same)."""
-        from models.xml_imports import XmlImportJob
-        if not self._may_import():
-            abort(403)
-        job = db.session.get(XmlImportJob, job_id)
-        if job is None or job.owner_id != current_user.id or job.expires_at <= utcnow():
-            abort(404)
-        return job
-
     @expose("/import-xml/<int:job_id>/")
     def import_job_view(self, job_id):
-        from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING, JOB_WAITING
-        from nanbyo.xmlio import import_jobs
-        from nanbyo.xmlio.importer import RESULT_LABELS
-        import_jobs.fail_stalled(owner_id=current_user.id)
-        job = self._own_import_job(job_id)
-        outcomes = import_jobs.report(job) if job.status in (JOB_DONE, JOB_FAILED) else None
-        return self.render("documents/import_job.html", job=job, outcomes=outcomes, summary=_import_summary,
-                           pending=job.status in (JOB_WAITING, JOB_RUNNING), failed=JOB_FAILED,
-                           result_labels=RESULT_LABELS)
+        return self.job_screen(job_id, ".import_xml_view")
 
     @expose("/import-xml/<int:job_id>/report.xlsx")
     def import_job_report_view(self, job_id):
-        from nanbyo.xmlio import import_jobs
-        job = self._own_import_job(job_id)
-        if job.report_cipher is None:
-            abort(404)
-        return self._import_report(import_jobs.report(job), f"xml_import_{job.id}_report.xlsx")
-
-    def _import_report(self, outcomes, filename="xml_import_report.xlsx"):
-        headers = ["ファイル", "書類", "行", "結果", "No.", "内容"]
-        rows = [[o.file, o.number or "", o.line or "", o.label, o.document_id or "", "\n".join(o.messages)]
-                for o in outcomes]
-        return Response(exports.render("xlsx", headers, rows), mimetype=exports.FORMATS["xlsx"][0],
-                        headers={"Content-Disposition": f"attachment; filename={filename}", "Cache-Control": "no-store"})
+        return self.job_report(job_id)
 
     @expose("/xml-kit/")
     def xml_kit_view(self):
@@ -677,7 +637,14 @@ class DocumentView(ScopedModelView):
                 flash(documents.STALE, "error")
                 audit.record("document_review", target=doc, result="conflict")
                 return redirect(url_for(".review_view", id=doc.id))
-        return self.render("documents/review.html", doc=doc, form=form, header=self._header(doc))
+        return self.render("documents/review.html", doc=doc, form=form, header=self._header(doc),
+                           scan_pages=self._scan_pages(doc))
+
+    @staticmethod
+    def _scan_pages(doc):
+        """A paper document's scans, shown beside it to whoever may see them (its municipality, the operator)."""
+        from nanbyo.files import scans
+        return scans.pages_of(current_user, doc.id) if doc.is_paper else []
 
     def _review_data(self, doc):
         data = {"version": doc.version_id}

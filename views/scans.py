@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from forms.scans import ScanReturnForm, ScanSelectionForm, ScanUploadForm
 from models.scans import SCAN_STATUS_LABELS, SCAN_TYPES, ScanFile
-from nanbyo import access
+from nanbyo import access, audit
 from nanbyo.document_codes import APPLICATION_KINDS, KIND_LABELS, application_kind_label
 from nanbyo.extensions import db
-from nanbyo.files import scans
+from nanbyo.files import scan_pages, scans
 from views.base import ProtectedBaseView
 
 LISTED = 200  # newest first; older scans by their status filter
@@ -112,6 +112,19 @@ class ScanView(ProtectedBaseView):
         return Response(scans.content(scan), mimetype=SCAN_TYPES[scan.file_type], headers={
             "Content-Disposition": f"attachment; filename=scan_{scan.id}.{scan.file_type}",
             "Cache-Control": "no-store"})
+
+    @expose("/<int:scan_id>/page/<int:page>.png")
+    def page(self, scan_id, page):
+        """One page of the scan as a PNG made here (the uploaded bytes are never served inline), for the screen
+        that shows the scan beside its document. Logged like a download."""
+        scan = self._scan(scan_id)
+        try:
+            image = scan_pages.render_page(scans.content(scan), scan.file_type, page)
+        except scan_pages.ScanPageError as e:
+            return Response(str(e), status=404, mimetype="text/plain")
+        audit.record("scan_view", target=scan, data={"page": page})
+        return Response(image, mimetype="image/png", headers={
+            "Content-Disposition": f"inline; filename=scan_{scan.id}_{page}.png", "Cache-Control": "no-store"})
 
     @expose("/zip", methods=("POST",))
     def zip(self):

@@ -151,6 +151,19 @@ def scoped(user, purpose="read"):
     return select(ScanFile).where(access.row_filter(user, ScanFile, purpose))
 
 
+def pages_of(user, document_id) -> list[tuple[ScanFile, int, str]]:
+    """The scans a document was made of that the user may see: (scan, page count, why it cannot be shown)."""
+    from nanbyo.files import scan_pages
+    shown = []
+    for scan in db.session.execute(scoped(user).where(ScanFile.document_id == document_id)
+                                   .order_by(ScanFile.id)).scalars():
+        try:
+            shown.append((scan, scan_pages.page_count(content(scan), scan.file_type), ""))
+        except (scan_pages.ScanPageError, crypto.KeyRingError, OSError) as e:
+            shown.append((scan, 0, str(e) if isinstance(e, scan_pages.ScanPageError) else "スキャンファイルを読めません。"))
+    return shown
+
+
 def visible(user, ids) -> list[ScanFile]:
     """The scans of `ids` the user may see (in the order of ids); the others are simply not there."""
     pks = [int(i) for i in ids if str(i).isdigit()]
@@ -172,7 +185,10 @@ def record_downloads(user, scans, how):
 
 
 def send_back(user, scan, reason) -> str | None:
-    """The operator returns a scan to its municipality with a reason it reads; a problem, or None."""
+    """The operator returns a scan to its municipality with a reason it reads; a problem, or None. A scan that is
+    (or is being made) a document is not sent back."""
+    if scan.document_id is not None:
+        return f"スキャンファイル No.{scan.id} は書類 No.{scan.document_id} になっているため、差し戻せません。"
     reason = " ".join((reason or "").split())
     if not reason:
         return "差戻しの理由を入力してください。"

@@ -31,7 +31,8 @@ LABELS = {
     "explanation": "説明（DB登録）", "explanation/@answer": "説明への回答", "explanation/@on": "説明日",
     "doctor": "指定医", "doctor/@number": "指定医番号", "doctor/@name": "指定医氏名",
     "doctor/@designation": "指定医の区分", "institution": "医療機関",
-    "institution/@code": "医療機関コード", "patient": "患者", "items": "疾病別の項目", "items/@form": "様式コード",
+    "institution/@code": "医療機関コード", "institution/@name": "医療機関名", "scan": "スキャンファイル",
+    "scan/@id": "スキャンファイル No.", "patient": "患者", "items": "疾病別の項目", "items/@form": "様式コード",
     "items/@version": "様式の版", "documents/@version": "XMLの版",
     **{f"patient/{key}": label for key, label in ALL_PATIENT_FIELDS.items()},
 }
@@ -70,6 +71,8 @@ class DocumentCheck:
     doctor: tuple = ("", "")  # (指定医番号, 氏名)
     designation: str | None = None  # the 指定's kind, when the file names it
     institution_code: str = ""
+    institution_name: str = ""  # a paper form's: as the paper says
+    scans: list = field(default_factory=list)  # a paper form's: the scans (No.) it was digitized from
 
     @property
     def ok(self):
@@ -246,6 +249,8 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
     result.doctor = (doctor.get("number"), doctor.get("name"))
     result.designation = designation
     result.institution_code = at("institution").get("code")
+    result.institution_name = at("institution").get("name") or ""
+    result.scans = [int(scan.get("id")) for scan in element.findall("scan")]
     return result
 
 

@@ -9,6 +9,7 @@ read as nanbyo.formdefs writes them:
         <written_on>2026-12-01</written_on><diagnosed_on>2026-11-20</diagnosed_on>
         <explanation answer="agreed" on="2026-12-01"/>
         <doctor number="13-N-0101" name="見本 太郎"/><institution code="1310000017"/>
+        <scan id="123"/>  (a paper form digitized for the operator: the scan it was made of; institution/@name too)
         <patient><family_name>…</family_name>…</patient>
         <items form="nanbyo-006" version="2">…</items>
       </document>
@@ -35,6 +36,7 @@ VERSION = "1"
 VERSIONS = {"1": "documents-1.xsd"}  # contract version -> its schema
 MAX_DOCUMENTS = 10_000  # per file
 TEXT_MAX = 200  # the patient block's fields (documents.clean_patient)
+MAX_SCANS = 10  # scans of one paper document
 
 
 def _enumeration(name, labels, documentation):
@@ -74,6 +76,7 @@ def build_schema() -> str:
         _pattern("DoctorNumber", doctor_number, "指定医番号（英数字とハイフン、20文字以内）"),
         _enumeration("DoctorKind", DOCTOR_KIND_LABELS, "指定医番号の指定の区分（協力難病指定医は更新の臨床調査個人票だけ）"),
         _pattern("InstitutionCode", r"[0-9]{10}", "医療機関コード（10桁）"),
+        _pattern("ScanId", r"[1-9][0-9]{0,11}", "紙の書類: データ化したスキャンファイルの No.（運営主体の取込だけ）"),
         _pattern("ContractVersion", "|".join(re.escape(v) for v in VERSIONS), "この様式の版"),
     ])
     return f'''<?xml version="1.0" encoding="UTF-8"?>
@@ -103,6 +106,10 @@ def build_schema() -> str:
   </xs:complexType>
   <xs:complexType name="Institution">
     <xs:attribute name="code" type="InstitutionCode" use="required"/>
+    <xs:attribute name="name" type="Text" use="optional"/>
+  </xs:complexType>
+  <xs:complexType name="Scan">
+    <xs:attribute name="id" type="ScanId" use="required"/>
   </xs:complexType>
   <xs:complexType name="Patient">
     <xs:all>
@@ -120,6 +127,7 @@ def build_schema() -> str:
         <xs:element name="explanation" type="Explanation"/>
         <xs:element name="doctor" type="Doctor"/>
         <xs:element name="institution" type="Institution"/>
+        <xs:element name="scan" type="Scan" minOccurs="0" maxOccurs="{MAX_SCANS}"/>
         <xs:element name="patient" type="Patient"/>
         <xs:element ref="items"/>
       </xs:sequence>

@@ -7,7 +7,9 @@ from nanbyo.xmlio.writer import document_element, file_bytes
 
 
 def designation(doc):
-    """The author's 指定 the document is written under (None when the author holds none)."""
+    """The author's 指定 the document is written under (None when the author holds none, or it is a paper form)."""
+    if doc.is_paper:
+        return None
     needed = [d for d in doc.author.designations if d.kind in documents.doctor_kinds_for(doc.kind, doc.application_kind)]
     day = doc.written_on
     valid = [d for d in needed if day and (d.valid_from is None or d.valid_from <= day)
@@ -26,8 +28,9 @@ def disease_code(doc) -> str:
 def document_xml(doc) -> bytes:
     """The document as a file of the contract, one <document>."""
     chosen = designation(doc)
+    number = doc.paper_doctor_number if doc.is_paper else chosen.number if chosen else ""
     element = document_element(documents.content_of(doc), disease_code=disease_code(doc),
-                               doctor_number=chosen.number if chosen else "", doctor_name=doc.author.name,
-                               institution_code=doc.institution.code,
+                               doctor_number=number, doctor_name=doc.doctor_name,
+                               institution_code=doc.institution_code,
                                doctor_designation=chosen.kind if chosen else None)
     return file_bytes([element])

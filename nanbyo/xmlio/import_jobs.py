@@ -31,9 +31,10 @@ from nanbyo.xmlio import check, importer
 PROGRESS_EVERY = 1.0  # seconds between progress updates
 STALLED_AFTER = timedelta(minutes=5)
 ALL_OR_NOTHING_STALLED_AFTER = timedelta(hours=2)
-FAILED = "取込の途中で問題が起きたため、止めました。取り込めた書類は下書きになっています。同じファイルをもう一度取り込むと、残りを取り込みます（取り込めた書類は重ならず更新されます）。"
-STALLED = "取込が途中で止まりました。同じファイルをもう一度取り込んでください（取り込めた書類は重ならず更新されます）。"
+FAILED = "取込の途中で問題が起きたため、止めました。取り込めた書類は取り込まれています。同じファイルをもう一度取り込むと、残りを取り込みます（取り込めた書類は重なりません）。"
+STALLED = "取込が途中で止まりました。同じファイルをもう一度取り込んでください（取り込めた書類は重なりません）。"
 DENIED = "取込を始めるときに確認したところ、このアカウントではこの医療機関に取り込めなくなっていたため、取り込みませんでした。"
+DENIED_PAPER = "取込を始めるときに確認したところ、このアカウントでは紙の書類のデータを取り込めなくなっていたため、取り込みませんでした。"
 IMPORTERS = (DESIGNATED_DOCTOR, INSTITUTION_STAFF)
 
 
@@ -59,11 +60,18 @@ def may_import(user, institution_id=None) -> bool:
     return bool(institutions) if institution_id is None else institution_id in institutions
 
 
+def may_import_paper(user) -> bool:
+    """The one rule of who imports the contractor's data of paper forms: an active operator account."""
+    return user is not None and user.is_active and access.allowed(user, "paper_import", "use")
+
+
 def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
-    """Record the job with its files and its log entry, committed together (nothing is queued yet)."""
+    """Record the job with its files and its log entry, committed together (nothing is queued yet). `institution`
+    None: the contractor's data of paper forms."""
     database.begin_write()
     now = utcnow()
-    job = XmlImportJob(owner_id=owner.id, institution_id=institution.id, all_or_nothing=all_or_nothing,
+    job = XmlImportJob(owner_id=owner.id, institution_id=institution.id if institution is not None else None,
+                       all_or_nothing=all_or_nothing,
                        status=JOB_WAITING, files=[], counts={}, created_at=now,
                        expires_at=now + current_app.config["NANBYO_IMPORT_KEEP"])
     db.session.add(job)
@@ -79,7 +87,8 @@ def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
             stored.append([name, stored_name, len(data)])
         job.files = stored
         audit.record("document_import_job", target=job, actor=owner, data={
-            "files": [name for name, _stored, _size in stored][:50], "institution": institution.code,
+            "files": [name for name, _stored, _size in stored][:50],
+            **({"institution": institution.code} if institution is not None else {"paper": True}),
             "bytes": sum(size for _name, _stored, size in stored), "all_or_nothing": all_or_nothing})
     except BaseException:
         db.session.rollback()
@@ -149,9 +158,9 @@ def run(job_id):
     if job is None or job.status != JOB_WAITING:
         return  # deleted meanwhile, or already run
     owner, institution = job.owner, job.institution
-    if not may_import(owner, job.institution_id):
+    if not (may_import(owner, job.institution_id) if institution is not None else may_import_paper(owner)):
         db.session.rollback()
-        _finish(job_id, [], message=DENIED)
+        _finish(job_id, [], message=DENIED if institution is not None else DENIED_PAPER)
         return
     outcomes = []
     try:

@@ -15,7 +15,6 @@ check comes before the first change), so it never takes another with it; and whe
 the documents of its group before it are imported again one by one and committed before the error goes on: what
 was imported before a failure stays, as when each document was its own transaction.
 """
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from types import SimpleNamespace
@@ -30,13 +29,16 @@ from nanbyo import audit, database, documents, jurisdiction
 from nanbyo.document_codes import DRAFT, NANBYO, SHOMAN
 from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.extensions import db
+from nanbyo.paper import same_name
 from nanbyo.roles import DESIGNATED_DOCTOR
 from nanbyo.xmlio import check
 
 CREATED, UPDATED, KEPT, REFUSED = "created", "updated", "kept", "refused"
+ARRIVED = "received"  # a paper form, received at its municipality (nanbyo.xmlio.contractor)
+WRITTEN = (CREATED, UPDATED, ARRIVED)
 GROUP = 100  # documents committed together (one lock, one read of the log chain's tail)
-RESULT_LABELS = {CREATED: "作成（下書き）", UPDATED: "更新（下書き）", KEPT: "変更なし（確定・受付済み）",
-                 REFUSED: "取込不可"}
+RESULT_LABELS = {CREATED: "作成（下書き）", UPDATED: "更新（下書き）", ARRIVED: "受付（紙の書類）",
+                 KEPT: "変更なし（確定・受付済み）", REFUSED: "取込不可"}
 ALL_OR_NOTHING_REFUSED = "ほかの書類に問題があるため取り込んでいません（すべて取り込むか何も取り込まない指定）。"
 
 
@@ -68,11 +70,6 @@ def server_diseases() -> dict:
     return out
 
 
-def _same_name(a, b) -> bool:
-    plain = lambda s: "".join(unicodedata.normalize("NFKC", s or "").split())  # noqa: E731
-    return plain(a) == plain(b)
-
-
 def _author(checked, user, institution, known):
     """(author, problems) of a checked document at `institution`; `known` keeps the answers of this import."""
     content = checked.content
@@ -95,7 +92,7 @@ def _find_author(number, name, needed, user, institution):
         return None, [f"指定医番号 {number} の指定医がこの医療機関（{institution.name}）に見つかりません。"
                       "指定医番号と書類の種類を確認してください。"]
     author = candidates[0]
-    if not _same_name(author.name, name):
+    if not same_name(author.name, name):
         return None, [f"指定医番号 {number} の指定医の氏名は登録では「{author.name}」です（XMLは「{name}」）。"]
     if user.role == DESIGNATED_DOCTOR and author.id != user.id:
         return None, ["指定医は自分が作成者の書類だけを取り込めます。"]
@@ -125,12 +122,14 @@ def _existing(content, author, institution, disease, known):
         documents.patient_criterion(kana, date.fromisoformat(birth))).order_by(Document.id)).scalars().first()
 
 
-def _apply(doc, content, user, author):
+def apply(doc, content, author=None):
+    """What the XML says, onto the document (the answer to 説明 recorded as the author's: a paper form has none)."""
     doc.application_kind = content.application_kind
     doc.form_code, doc.form_version = content.definition.code, content.definition.version
     doc.written_on, doc.diagnosed_on, doc.explained_on = content.written_on, content.diagnosed_on, content.explained_on
     if doc.explanation != content.explanation:
-        doc.explanation, doc.explained_by_id, doc.explained_at = content.explanation, author.id, utcnow()
+        doc.explanation, doc.explained_at = content.explanation, utcnow()
+        doc.explained_by_id = author.id if author is not None else None
     doc.items = dict(content.items)
     documents.set_patient(doc, content.patient)
 
@@ -145,14 +144,22 @@ def _authority_id(content, institution, known):
     return known[key]
 
 
+def refused_unless_checked(name, checked) -> Outcome:
+    """A document's outcome to be: refused with the check's problems, or (checked ok) refused until it is written."""
+    return Outcome(name, checked.number, checked.line, REFUSED, messages=[p.text(name) for p in checked.problems])
+
+
 def _import_one(name, checked, user, institution, today, known, written):
     """The document's outcome; its changes are in the session (not flushed) and (outcome, document) in `written`.
     A refusal changes nothing."""
-    outcome = Outcome(name, checked.number, checked.line, REFUSED)
+    outcome = refused_unless_checked(name, checked)
     if not checked.ok:
-        outcome.messages = [p.text(name) for p in checked.problems]
         return outcome
     content = checked.content
+    if checked.scans:
+        outcome.messages = ["<scan> は紙の書類のデータ（運営主体が取り込む、外部委託事業者のXML）だけに書きます。"
+                            "院内システムのXMLからは外してください。"]
+        return outcome
     if checked.institution_code != institution.code:
         outcome.messages = [f"医療機関コード {checked.institution_code} は取込先の医療機関（{institution.code}）と違います。"]
         return outcome
@@ -180,7 +187,7 @@ def _import_one(name, checked, user, institution, today, known, written):
             doc.nanbyo_disease_id = disease.id
         db.session.add(doc)
         known[("document", *_same_document(content, author, institution, disease))] = doc
-    _apply(doc, content, user, author)
+    apply(doc, content, author)
     outcome.result = UPDATED if existing is not None else CREATED
     written.append((outcome, doc))
     return outcome
@@ -189,7 +196,8 @@ def _import_one(name, checked, user, institution, today, known, written):
 def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None, progress=None,
                    collect=None) -> list[Outcome]:
     """Import the documents of `uploads` ([(file name, bytes or path)]: XML files or ZIPs of them) as `user` at
-    `institution`. Returns one Outcome per document, and one per file refused as a whole.
+    `institution`, or (institution None) as the operator's contractor data of paper forms (nanbyo.xmlio.contractor).
+    Returns one Outcome per document, and one per file refused as a whole.
 
     progress(files_done, outcomes), if given, is called as the import goes (after a file, after a group is
     committed) with no unit of work of the import's open, except in all-or-nothing mode, where it is called after
@@ -217,9 +225,10 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
     run.finish()
     run.report()
     # What the upload came to, refusals included: one entry for the whole upload.
+    where = {"institution": institution.code} if institution is not None else {"paper": True}
     audit.record("document_import_batch", target_type="document", actor=user,
                  result="success" if not any(o.result == REFUSED for o in outcomes) else "failure",
-                 data={"files": names[:50], "institution": institution.code} | counts(outcomes))
+                 data={"files": names[:50]} | where | counts(outcomes))
     return outcomes
 
 
@@ -236,6 +245,8 @@ class _Run:
         """The file's documents already in the database, in one query rather than one per document (_existing):
         those of the institution with any of the file's patients. What was known of the file before goes, except
         the documents written in the open unit of work."""
+        if self.institution is None:
+            return  # a paper form is known by its scans (contractor.import_one)
         pending = {id(doc) for _outcome, doc in self.written}
         self.known = {key: value for key, value in self.known.items()
                       if key[0] not in ("document", "fetched") or (key[0] == "document" and id(value) in pending)}
@@ -269,6 +280,9 @@ class _Run:
 
     def _import(self, name, checked):
         database.begin_write()  # a no-op while the unit of work is open
+        if self.institution is None:
+            from nanbyo.xmlio import contractor
+            return contractor.import_one(name, checked, self.user, self.today, self.known, self.written)
         return _import_one(name, checked, self.user, self.institution, self.today, self.known, self.written)
 
     def document(self, name, checked) -> Outcome:
@@ -278,7 +292,7 @@ class _Run:
             if not self.all_or_nothing:
                 self._again_one_by_one()
             raise
-        if outcome.result in (CREATED, UPDATED):
+        if outcome.result in WRITTEN:
             self.group.append((name, checked))
             if not self.all_or_nothing and len(self.group) >= GROUP:
                 self.commit()
@@ -303,10 +317,12 @@ class _Run:
         if self.written:
             db.session.flush()
             entries = []
+            action = "document_import" if self.institution is not None else "document_paper_import"
             for (name, checked), (outcome, doc) in zip(self.group, self.written):
                 outcome.document_id = doc.id
-                entries.append({"action": "document_import", "target": doc,
-                                "data": {"file": name, "number": checked.number, "result": outcome.result}})
+                data = {"file": name, "number": checked.number, "result": outcome.result}
+                entries.append({"action": action, "target": doc,
+                                "data": data | ({"scans": checked.scans} if checked.scans else {})})
             audit.record_many(entries, actor=self.user)
         if database.is_write_locked():
             db.session.commit()
@@ -330,7 +346,7 @@ class _Run:
         if self.all_or_nothing and any(o.result == REFUSED for o in self.outcomes):
             db.session.rollback()
             for outcome in self.outcomes:
-                if outcome.result in (CREATED, UPDATED):
+                if outcome.result in WRITTEN:
                     outcome.result, outcome.document_id = REFUSED, None
                     outcome.messages = [ALL_OR_NOTHING_REFUSED]
             return

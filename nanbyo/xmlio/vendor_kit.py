@@ -148,6 +148,10 @@ def _envelope_rows():
         ("document/doctor/@designation", "指定医の区分", "コード", "任意", "doctor_kinds",
          "指定医番号の指定の区分。書くと、その区分で作成できる書類か検査する（協力難病指定医は更新の臨床調査個人票だけ）"),
         ("document/institution/@code", "医療機関コード", "数字10桁", "必須", "", ""),
+        ("document/institution/@name", "医療機関名", "文字 200文字以内", "任意", "",
+         "紙の書類のデータだけ: 未登録の医療機関の名称（院内システムのXMLには不要）"),
+        ("document/scan/@id", "スキャンファイル No.", "数字 12桁以内（要素は10個まで）", "任意", "",
+         "紙の書類のデータだけ（運営主体の取込）: データ化した元のスキャンファイルの No.。院内システムのXMLに書くと取り込めない"),
         ("document/patient", "患者", "要素", "必須", "", "次の要素を任意の順で"),
     ]
     codes = {"sex": "sex", "insurance_kind": "insurance_kinds"}

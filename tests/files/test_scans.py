@@ -190,5 +190,38 @@ def test_institutions_have_no_scans(app, world, role):
     token = csrf_token(client, "/admin/account/")
     assert client.get("/admin/scans/").status_code == 403
     assert client.get(f"/admin/scans/{scan.id}/download").status_code == 403
+    assert client.get(f"/admin/scans/{scan.id}/page/1.png").status_code == 403
     assert client.post("/admin/scans/zip", data={"csrf_token": token, "ids": [scan.id]}).status_code == 403
-    assert log_entries("scan_download") == []
+    assert log_entries("scan_download") == [] and log_entries("scan_view") == []
+
+
+def test_pages_are_shown_as_fresh_png_to_the_municipality_and_the_operator(app, world):
+    from PIL import Image
+    from tests.helpers import scan_pdf
+    clerk = client_of(app, world["clerk"])
+    upload(clerk, [("two.pdf", scan_pdf(pages=2)), ("fake.pdf", PDF)])
+    two, fake = db.session.execute(select(ScanFile).order_by(ScanFile.id)).scalars().all()
+    for user in ("clerk", "operator"):
+        client = clerk if user == "clerk" else client_of(app, world["operator"])
+        page = client.get(f"/admin/scans/{two.id}/page/2.png")
+        assert page.status_code == 200 and page.mimetype == "image/png" and page.data.startswith(b"\x89PNG")
+        assert page.headers["Cache-Control"] == "no-store" and page.headers["X-Content-Type-Options"] == "nosniff"
+        assert Image.open(io.BytesIO(page.data)).width <= 1400
+        assert client.get(f"/admin/scans/{two.id}/page/3.png").status_code == 404
+    unreadable = clerk.get(f"/admin/scans/{fake.id}/page/1.png")
+    assert unreadable.status_code == 404 and "表示できません" in unreadable.get_data(as_text=True)
+    assert client_of(app, world["osaka_clerk"]).get(f"/admin/scans/{two.id}/page/1.png").status_code == 404
+    assert [(e.target_id, e.data) for e in log_entries("scan_view")] == [(str(two.id), {"page": 2})] * 2
+
+
+def test_a_scan_made_a_document_is_not_sent_back(app, world):
+    from nanbyo import database
+    from nanbyo.files import scans
+    from tests.helpers import gen_document, gen_scan
+    doc, scan = gen_document(world["doctor"]), gen_scan(world["clerk"])
+    database.begin_write()
+    scan.document_id = doc.id
+    db.session.commit()
+    assert "差し戻せません" in scans.send_back(world["operator"], scan, "読めません")
+    db.session.rollback()
+    assert db.session.get(ScanFile, scan.id).status == "waiting" and log_entries("scan_return") == []

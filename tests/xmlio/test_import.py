@@ -200,14 +200,14 @@ def test_a_group_the_database_refuses_is_done_again_one_by_one(app, monkeypatch)
     the others before it are imported each in a unit of their own, and the refusal goes on."""
     from sqlalchemy.exc import IntegrityError
     w = world()
-    real = importer._apply
+    real = importer.apply
 
     def breaks_the_fourth(doc, content, *args):
         real(doc, content, *args)
         if content.patient["given_kana"] == "ハナコアアア":
             doc.form_code = None  # NOT NULL: refused when the group is flushed
 
-    monkeypatch.setattr(importer, "_apply", breaks_the_fourth)
+    monkeypatch.setattr(importer, "apply", breaks_the_fourth)
     with pytest.raises(IntegrityError):
         import_uploads([("five.xml", five_patients())], w["doctor"], w["hospital"], today=DAY)
     db.session.rollback()

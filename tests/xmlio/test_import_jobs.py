@@ -54,7 +54,7 @@ def test_a_large_upload_is_imported_in_the_background_and_reported_to_its_owner(
     job = only_job()
     assert response.status_code == 302 and response.location.endswith(f"/admin/document/import-xml/{job.id}/")
     assert job.status == JOB_DONE and job.files_total == 3 and job.documents_done == 6
-    assert job.counts == {"created": 6, "updated": 0, "kept": 0, "refused": 0} and count() == 6
+    assert job.counts == {"created": 6, "updated": 0, "received": 0, "kept": 0, "refused": 0} and count() == 6
     assert stored_files(app) == []  # the uploaded files go when the job ends
     page = client.get(response.location).get_data(as_text=True)
     assert "完了" in page and page.count('class="import-created"') == 6 and "ファイル 3 / 3" in page
@@ -156,7 +156,7 @@ def test_a_job_that_fails_half_way_keeps_what_it_imported_and_the_files_again_du
     monkeypatch.setattr(importer, "_import_one", real)
     upload(client, w["hospital"], [("batch.zip", a_zip(3))])
     again = db.session.execute(select(XmlImportJob).order_by(XmlImportJob.id.desc())).scalars().first()
-    assert again.status == JOB_DONE and again.counts == {"created": 4, "updated": 2, "kept": 0, "refused": 0}
+    assert again.status == JOB_DONE and again.counts == {"created": 4, "updated": 2, "received": 0, "kept": 0, "refused": 0}
     assert count() == 6
 
 
@@ -218,7 +218,7 @@ def test_all_or_nothing_in_the_background(app, client, w):
     upload(client, w["hospital"], [("a.xml", two_documents()), ("b.xml", file_bytes([bad]))], all_or_nothing=True)
     job = only_job()
     assert job.status == JOB_DONE and job.all_or_nothing and count() == 0
-    assert job.counts == {"created": 0, "updated": 0, "kept": 0, "refused": 3}
+    assert job.counts == {"created": 0, "updated": 0, "received": 0, "kept": 0, "refused": 3}
 
 
 def test_the_cli_shows_its_progress(app, runner, tmp_path, w):
