@@ -83,7 +83,7 @@ OTHER_ENDPOINTS = {
     "results_import.index": "municipality", "results_import.sample": "municipality",
     # スキャンファイル: a municipality its own, the operator all: tests/files/test_scans.py.
     "scans.index": "scans", "scans.upload": "scans", "scans.download": "scans", "scans.zip": "scans",
-    "scans.send_back": "scans", "scans.delete": "scans",
+    "scans.send_back": "scans", "scans.delete": "scans", "scans.page": "scans",
     # 紙の書類のデータ取込: the operator's roles; every role and another operator's job: tests/xmlio/test_contractor.py.
     "paper_import.index": "operator", "paper_import.import_job_view": "operator",
     "paper_import.import_job_report_view": "operator",
