@@ -189,11 +189,14 @@ def import_results_command(file, municipality_code, dry_run):
 
 @nanbyo_cli.command("import-xml")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--institution", "institution_code", required=True, help="取込先の医療機関コード")
-@click.option("--as", "login_id", required=True, help="取り込む人（指定医または医療機関の事務）のログインID")
+@click.option("--institution", "institution_code", help="取込先の医療機関コード（院内システムのXML）")
+@click.option("--paper", is_flag=True, help="紙の書類のデータ（外部委託事業者のXML。運営主体のアカウントで）")
+@click.option("--as", "login_id", required=True,
+              help="取り込む人のログインID（指定医・医療機関の事務、--paper では運営主体）")
 @click.option("--all-or-nothing", is_flag=True, help="1件でも取り込めなければ何も取り込まない")
-def import_xml_command(paths, institution_code, login_id, all_or_nothing):
-    """臨個票・意見書の XML（ファイル・フォルダ・ZIP）を下書きとして取り込む。画面の取込と同じ検査・規則。
+def import_xml_command(paths, institution_code, paper, login_id, all_or_nothing):
+    """臨個票・意見書の XML（ファイル・フォルダ・ZIP）を取り込む: 医療機関の下書きとして（--institution）、または
+    紙の書類のデータとしてスキャンファイルの自治体の受付へ（--paper）。画面の取込と同じ検査・規則。
     進み具合を標準エラーに表示する。すべて取り込めたら終了コード 0、取り込めない書類があれば 1。"""
     import time
     from pathlib import Path
@@ -202,13 +205,21 @@ def import_xml_command(paths, institution_code, login_id, all_or_nothing):
     from models.institutions import Institution
     from nanbyo.extensions import db
     from nanbyo.xmlio.check import upload_file_count
-    from nanbyo.xmlio.import_jobs import may_import
+    from nanbyo.xmlio.import_jobs import may_import, may_import_paper
     from nanbyo.xmlio.importer import REFUSED, documents_in, import_uploads
+    if bool(paper) == bool(institution_code):
+        click.echo("--institution（院内システムのXML）か --paper（紙の書類のデータ）のどちらかを指定してください。", err=True)
+        sys.exit(2)
     user = db.session.execute(db.select(User).filter_by(login_id=login_id)).scalar_one_or_none()
-    institution = db.session.execute(db.select(Institution).filter_by(code=institution_code)).scalar_one_or_none()
-    if institution is None or not may_import(user, institution.id):
-        click.echo("そのログインIDの利用者（指定医または医療機関の事務）が、その医療機関に所属していません。", err=True)
+    institution = None
+    if paper and not may_import_paper(user):
+        click.echo("紙の書類のデータを取り込めるのは、運営主体の有効なアカウントだけです。", err=True)
         sys.exit(1)
+    if not paper:
+        institution = db.session.execute(db.select(Institution).filter_by(code=institution_code)).scalar_one_or_none()
+        if institution is None or not may_import(user, institution.id):
+            click.echo("そのログインIDの利用者（指定医または医療機関の事務）が、その医療機関に所属していません。", err=True)
+            sys.exit(1)
     files = []
     for path in map(Path, paths):
         found = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".xml", ".zip")) if path.is_dir() else [path]

@@ -94,6 +94,8 @@ def create_demo(keys_dir, password=DEFAULT_PASSWORD):
     create_demo_documents(db.session.execute(select(User).filter_by(login_id="doctor")).scalar_one(),
                           insts["1310000017"], munis["130001"],
                           db.session.execute(select(User).filter_by(login_id="muni-tokyo")).scalar_one())
+    create_demo_paper(db.session.execute(select(User).filter_by(login_id="muni-tokyo")).scalar_one(),
+                      db.session.execute(select(User).filter_by(login_id="operator")).scalar_one())
     return written
 
 
@@ -190,3 +192,52 @@ def create_demo_documents(doctor, institution, municipality, clerk):
                                             "severity": "重症度分類 該当", "recipient_no": f"{doc.id:07d}"},
                                       clerk, complete=status == COMPLETED)
             db.session.commit()
+
+
+# --- paper forms -------------------------------------------------------------------------------------------------
+
+def demo_scan_pdf(title) -> bytes:
+    """A one-page A4 PDF standing for a scanned paper form (reportlab's built-in Japanese font: nothing downloaded)."""
+    import io
+
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+    pdfmetrics.registerFont(UnicodeCIDFont("HeiseiKakuGo-W5"))
+    out = io.BytesIO()
+    sheet = canvas.Canvas(out, pagesize=A4)
+    sheet.setFont("HeiseiKakuGo-W5", 16)
+    sheet.drawString(60, 780, title)
+    sheet.setFont("HeiseiKakuGo-W5", 11)
+    for n, line in enumerate(("（見本のスキャンファイル: デモデータ）", "指定医: 紙野 一郎（13-N-0999）",
+                              "医療機関: 見本診療所（1310000999）", "患者: 見本の患者（架空）")):
+        sheet.drawString(60, 740 - 22 * n, line)
+    sheet.rect(60, 300, 475, 320)
+    sheet.showPage()
+    sheet.save()
+    return out.getvalue()
+
+
+def create_demo_paper(clerk, operator):
+    """Two scans from 東京都: one waiting for the operator, one the contractor's data made a received document."""
+    from nanbyo.files import scans
+    from nanbyo.xmlio import vendor_kit
+    from nanbyo.xmlio.contractor import paper_element
+    from nanbyo.xmlio.importer import import_uploads
+    from nanbyo.xmlio.writer import file_bytes
+    saved = []
+    for n, kind in enumerate((NANBYO, NANBYO), start=1):
+        found, problems = scans.upload(clerk, [(f"paper-{n}.pdf", demo_scan_pdf("臨床調査個人票（紙）"))],
+                                       {"kind": kind, "application_kind": NEW, "reception_no": f"P2026-{n:05d}"})
+        if problems:
+            raise DemoRefused(f"見本のスキャンファイルを保存できません: {problems}")
+        saved += found
+    # A doctor and an institution without accounts here: what most paper comes from.
+    element = vendor_kit.sample_element(NANBYO, "6")
+    element.find("doctor").attrib.update({"number": "13-N-0999", "name": "紙野 一郎"})
+    element.find("institution").set("code", "1310000999")
+    data = file_bytes([paper_element(element, [saved[1].id], "見本診療所")])
+    outcomes = import_uploads([("demo-contractor.xml", data)], operator, None, today=vendor_kit.SAMPLE_DAY)
+    if any(o.result != "received" for o in outcomes):
+        raise DemoRefused(f"見本の紙の書類を取り込めません: {[o.messages for o in outcomes]}")

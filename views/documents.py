@@ -112,10 +112,11 @@ class DocumentView(XmlImportScreens, ScopedModelView):
     can_view_details = True
     # Exports carry no patient data: identifying data leaves the system only on the doctor's print.
     column_export_list = ["id", "kind", "application_kind", "disease_label", "status", "written_on", "diagnosed_on",
-                          "institution.code", "author.login_id", "paper_doctor_number", "municipality.code",
-                          "reception_no",
+                          "institution.code", "author.login_id", "municipality.code", "reception_no",
                           "recipient_no", "application_received_on", "research_consent", "review_result",
-                          "valid_from", "valid_until", "severity"]
+                          "valid_from", "valid_until", "severity",
+                          # Added last: a municipality's own macros read the earlier columns by position.
+                          "paper_doctor_number"]
     export_columns = {
         "kind": ExportColumn("kind", format=coded(KIND_SHORT_LABELS, "")),
         "application_kind": ExportColumn("application_kind", format=coded(APPLICATION_KIND_LABELS, "")),
@@ -336,6 +337,7 @@ class DocumentView(XmlImportScreens, ScopedModelView):
                 field.errors = [*field.errors, message]
             summary.append((name if field is not None else "", message))
         return self.render("documents/edit.html", doc=doc, form=form, definition=definition, purpose=purpose,
+                           scan_pages=self._scan_pages(doc),
                            may_finalize=self._may_finalize(doc, purpose), header=self._header(doc),
                            error_summary=summary, error_headline=headline,
                            action=url_for(".edit_view" if purpose == "write" else ".correct_view", id=doc.id),

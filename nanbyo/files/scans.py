@@ -206,6 +206,9 @@ def delete(user, scan) -> str | None:
     if scan.status not in DELETABLE:
         db.session.rollback()
         return "運営主体がダウンロードしたスキャンファイルは削除できません。"
+    if scan.document_id is not None:
+        db.session.rollback()
+        return f"スキャンファイル No.{scan.id} は運営主体が書類 No.{scan.document_id} に入力しているため、削除できません。"
     path = scan_dir() / scan.stored_name
     db.session.delete(scan)
     audit.record("scan_delete", target_type="scan_file", target_id=str(scan.id), actor=user,

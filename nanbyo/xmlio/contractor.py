@@ -10,6 +10,7 @@ not say another). It arrives received (受付) there, with the scans' 受付番�
 The same data imported again changes nothing: a document whose scans are already one document is reported as kept.
 Groups, all-or-nothing, background jobs and the report are the hospital import's (nanbyo.xmlio.importer).
 """
+from lxml import etree
 from sqlalchemy import select
 
 from models.documents import Document
@@ -71,6 +72,16 @@ def import_one(name, checked, user, today, known, written) -> Outcome:
     outcome.result = ARRIVED
     written.append((outcome, doc))
     return outcome
+
+
+def paper_element(element, scan_ids, institution_name=""):
+    """A hospital-shaped <document> made the contractor's: naming its scans (and the institution's name)."""
+    institution = element.find("institution")
+    if institution_name:
+        institution.set("name", institution_name)
+    for scan_id in reversed(list(scan_ids)):
+        institution.addnext(etree.Element("scan", id=str(scan_id)))
+    return element
 
 
 def _already(scan_ids, known):

@@ -104,3 +104,9 @@ def test_scans_to_received_documents_and_a_completed_review(app, live_server, br
     page.goto(f"{live_server}/admin/document/details/?id={ids[1]}")
     expect(page.locator("#document-header")).to_contain_text("受付")
     expect(page.locator("#scan-beside img.scan-page")).to_have_count(1)
+    page.click("#correct-document")  # the correction form, the scan beside it to read from
+    expect(page.locator("#scan-beside img.scan-page")).to_have_count(1)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                           arg=page.locator("#scan-beside img.scan-page").element_handle())
+    expect(page.locator("#document-form")).to_be_visible()
+    assert_fits(page, tmp_path, "paper-correct-1280")

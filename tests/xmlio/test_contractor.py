@@ -5,7 +5,6 @@ data again changes nothing; only the operator imports."""
 import io
 
 import pytest
-from lxml import etree
 from sqlalchemy import func, select
 
 from models.documents import Document
@@ -15,6 +14,7 @@ from nanbyo import documents
 from nanbyo.extensions import db
 from nanbyo.files import scans as scan_files
 from nanbyo.xmlio import importer, vendor_kit
+from nanbyo.xmlio.contractor import paper_element
 from nanbyo.xmlio.importer import ARRIVED, KEPT, REFUSED, import_uploads
 from nanbyo.xmlio.writer import file_bytes
 from tests.helpers import (OSAKA, TOKYO, csrf_token, gen_institution, gen_municipality, gen_scan, gen_user,
@@ -39,12 +39,7 @@ def paper(scan_ids, kind="nanbyo", code="6", institution_name="見本診療所",
     element = vendor_kit.sample_element(kind, code)
     element.find("doctor").set("number", doctor[0])
     element.find("doctor").set("name", doctor[1])
-    institution = element.find("institution")
-    if institution_name:
-        institution.set("name", institution_name)
-    for scan_id in reversed(scan_ids):
-        institution.addnext(etree.Element("scan", id=str(scan_id)))
-    return element
+    return paper_element(element, scan_ids, institution_name)
 
 
 def count():
@@ -243,3 +238,56 @@ def test_the_job_refuses_an_owner_who_may_no_longer_import(app, w):
 
 def test_report_counts_cover_the_paper_result():
     assert importer.counts([]) == {"created": 0, "updated": 0, "received": 0, "kept": 0, "refused": 0}
+
+
+def test_hostile_files_are_refused_as_in_the_hospital_import(app, w):
+    from tests.data.hostile.make import FILES
+    names = ["xxe_file.xml", "billion_laughs.xml"]
+    outcomes = import_uploads([(name, FILES[name]) for name in names if name in FILES], w["operator"], None,
+                              today=DAY)
+    assert outcomes and {o.result for o in outcomes} == {REFUSED} and count() == 0
+    assert db.session.get(ScanFile, w["scan"].id).status == SCAN_WAITING
+
+
+def test_the_command_line_imports_paper_data_as_an_operator_only(app, w, tmp_path):
+    (tmp_path / "paper.xml").write_bytes(file_bytes([paper([w["scan"].id])]))
+    runner = app.test_cli_runner()
+    args = ["nanbyo", "import-xml", str(tmp_path / "paper.xml"), "--paper", "--as"]
+    denied = runner.invoke(args=args + [w["clerk"].login_id])
+    assert denied.exit_code == 1 and "運営主体" in denied.output and count() == 0
+    both = runner.invoke(args=args + [w["operator"].login_id, "--institution", "1310000017"])
+    assert both.exit_code == 2 and count() == 0
+    result = runner.invoke(args=args + [w["operator"].login_id])
+    assert result.exit_code == 0, result.output
+    assert "受付（紙の書類）" in result.output and count() == 1
+    again = runner.invoke(args=args + [w["operator"].login_id])
+    assert again.exit_code == 0 and "変更なし" in again.output and count() == 1
+
+
+def test_a_paper_document_prints_and_exports_with_what_the_paper_says(app, w):
+    import csv
+    outcomes = import_uploads([("p.xml", file_bytes([paper([w["scan"].id])]))], w["operator"], None, today=DAY)
+    doc_id = outcomes[0].document_id
+    clerk = app.test_client()
+    login(clerk, w["clerk"])
+    pdf = clerk.get(f"/admin/document/print/?id={doc_id}")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    xml = clerk.get(f"/admin/document/xml/?id={doc_id}")
+    assert xml.status_code == 200 and b'number="13-N-0101"' in xml.data and b'code="1310000017"' in xml.data
+    exported = clerk.get("/admin/document/export/csv/")
+    rows = list(csv.reader(io.StringIO(exported.get_data(as_text=True).lstrip("\ufeff"))))
+    header, row = rows[0], rows[1]
+    assert row[header.index("医療機関コード")] == "1310000017"
+    assert row[header.index("指定医番号（紙の書類）")] == "13-N-0101"
+
+
+def test_a_scan_being_entered_is_not_deleted_by_its_municipality(app, w):
+    from nanbyo import database
+    from tests.helpers import gen_document
+    doctor = gen_user("designated_doctor", institution=gen_institution(w["tokyo"]))
+    doc = gen_document(doctor)
+    database.begin_write()
+    db.session.get(ScanFile, w["scan"].id).document_id = doc.id
+    db.session.commit()
+    assert "削除できません" in scan_files.delete(w["clerk"], db.session.get(ScanFile, w["scan"].id))
+    assert db.session.get(ScanFile, w["scan"].id) is not None
