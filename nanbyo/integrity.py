@@ -5,6 +5,7 @@ from sqlalchemy import func, or_, select
 from models.accounts import ImportBatch, Membership, User
 from models.documents import Document, DocumentCorrection
 from models.institutions import Institution, Municipality
+from models.scans import ScanFile
 from nanbyo.extensions import db
 
 # model -> [(what refers to it, the referring table, criterion)]
@@ -19,6 +20,7 @@ REFERENCES = {
         ("ユーザ", User, lambda o: or_(User.municipality_id == o.id, User.issuing_municipality_id == o.id)),
         ("書類", Document, lambda o: Document.municipality_id == o.id),
         ("ユーザデータファイルの取込履歴", ImportBatch, lambda o: ImportBatch.municipality_id == o.id),
+        ("スキャンファイル", ScanFile, lambda o: ScanFile.municipality_id == o.id),
     ],
     User: [
         ("書類", Document, lambda o: or_(Document.author_id == o.id, Document.created_by_id == o.id,

@@ -25,9 +25,6 @@ from nanbyo.document_codes import KIND_LABELS, RECEIVED, application_kind_label
 from nanbyo.extensions import db
 from nanbyo.roles import DESIGNATED_DOCTOR, DOCTOR_KIND_LABELS
 
-FIELD_LABELS = {"doctor_number": "指定医番号", "doctor_name": "指定医氏名", "institution_code": "医療機関コード",
-                "institution_name": "医療機関名"}
-
 
 @dataclass(frozen=True)
 class Writer:

@@ -154,3 +154,14 @@ def test_a_delete_that_fails_in_the_database_changes_nothing_and_logs_nothing(ap
     assert db.session.get(Institution, institution.id) is not None
     assert count(Membership) == 1
     assert not [e for e in log_entries("delete") if e.target_type == "institution"]
+
+
+def test_a_municipality_with_scans_is_not_deleted(app, client):
+    from tests.helpers import gen_scan
+    osaka = gen_municipality(OSAKA)
+    gen_scan(gen_user("municipality_user", municipality=osaka))
+    login(client, gen_user("operator_admin"))
+    post_form(client, "/admin/municipality/delete/", {"id": osaka.id})
+    db.session.expire_all()
+    assert db.session.get(Municipality, osaka.id) is not None
+    assert "スキャンファイル 1件" in flashed(client, "/admin/municipality/")
