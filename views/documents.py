@@ -557,7 +557,7 @@ class DocumentView(XmlImportScreens, ScopedModelView):
 
     @expose("/import-xml/<int:job_id>/")
     def import_job_view(self, job_id):
-        return self.job_screen(job_id, ".import_xml_view")
+        return self.job_screen(job_id, ".import_xml_view", "XML取込の画面へ戻る")
 
     @expose("/import-xml/<int:job_id>/report.xlsx")
     def import_job_report_view(self, job_id):

@@ -22,7 +22,7 @@ class PaperImportView(XmlImportScreens, ProtectedBaseView):
 
     @expose("/<int:job_id>/")
     def import_job_view(self, job_id):
-        return self.job_screen(job_id, ".index")
+        return self.job_screen(job_id, ".index", "紙の書類のデータ取込の画面へ戻る")
 
     @expose("/<int:job_id>/report.xlsx")
     def import_job_report_view(self, job_id):

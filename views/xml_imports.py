@@ -87,13 +87,13 @@ class XmlImportScreens:
         column = XmlImportJob.institution_id
         return column.is_(None) if self.paper else column.is_not(None)
 
-    def job_screen(self, job_id, back_endpoint):
+    def job_screen(self, job_id, back_endpoint, back_label):
         import_jobs.fail_stalled(owner_id=current_user.id)
         job = self._own_import_job(job_id)
         outcomes = import_jobs.report(job) if job.status in (JOB_DONE, JOB_FAILED) else None
         return self.render("documents/import_job.html", job=job, outcomes=outcomes, summary=import_summary,
                            pending=job.status in (JOB_WAITING, JOB_RUNNING), failed=JOB_FAILED,
-                           result_labels=RESULT_LABELS, back_endpoint=back_endpoint)
+                           result_labels=RESULT_LABELS, back_endpoint=back_endpoint, back_label=back_label)
 
     def job_report(self, job_id):
         job = self._own_import_job(job_id)
