@@ -89,7 +89,8 @@ DOC_COLUMNS = ("id", "uid", "kind", "application_kind", "form_code", "nanbyo_dis
                "created_by_id", "institution_id", "municipality_id", "status", "access_key", "created_at",
                "updated_at", "finalized_at", "received_at", "received_by_id", "reviewed_at", "completed_at",
                "reception_no", "recipient_no", "application_received_on", "research_consent", "review_result",
-               "valid_from", "valid_until", "severity", "review_note", "version_id")
+               "valid_from", "valid_until", "severity", "review_note", "version_id", "patient_sex", "patient_age",
+               "patient_key")
 
 
 # --- database -----------------------------------------------------------------------------------------------------
@@ -248,8 +249,9 @@ def generate_documents(conn, app, rng, world, ref, n, samples, chunk=50_000, pro
     from sqlalchemy import select
     from models.masters import NanbyoDisease, ShomanDisease
     from nanbyo import formdefs
+    from nanbyo.content_rules import age_on
     from nanbyo.crypto import keyring, patient_search_value
-    from nanbyo.documents import ACCESS_KEY_ALPHABET, ACCESS_KEY_LENGTH
+    from nanbyo.documents import ACCESS_KEY_ALPHABET, ACCESS_KEY_LENGTH, patient_key
     from nanbyo.extensions import db
 
     ring = keyring(app)
@@ -374,7 +376,8 @@ def generate_documents(conn, app, rng, world, ref, n, samples, chunk=50_000, pro
                     completed_at or reviewed_at or received_at or finalized_at or created,
                     finalized_at, received_at, received_by, reviewed_at, completed_at,
                     "", "", app_received, None if received_at is None else rng.random() < 0.8, review_result,
-                    valid_from, valid_until, "", "", 1))
+                    valid_from, valid_until, "", "", 1, GIVEN[patients[pid][1]][2],
+                    age_on(date.fromordinal(patients[pid][2]), written), patient_key(indexes[pid])))
                 if i % sample_every == 0:
                     if key is not None:
                         world.keys.append((key, muni[i]))

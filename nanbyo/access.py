@@ -49,6 +49,9 @@ RULES = {
               OPERATOR_ADMIN: frozenset({"use", "operate"}), OPERATOR_USER: frozenset({"use", "operate"})},
     # 外部委託事業者が作成したデータ一括取込: paper forms digitized for the operator (nanbyo.xmlio.contractor).
     "paper_import": {OPERATOR_ADMIN: frozenset({"use"}), OPERATOR_USER: frozenset({"use"})},
+    # 統計情報: the operator's administrators count every document, a municipality the documents it received.
+    "stats": {OPERATOR_ADMIN: frozenset({"use"}), MUNICIPALITY_ADMIN: frozenset({"use"}),
+              MUNICIPALITY_USER: frozenset({"use"})},
     # 認定結果データ一括取込: the municipality's review work, for both its roles (as the 審査結果 screen).
     "results_import": {MUNICIPALITY_ADMIN: frozenset({"use"}), MUNICIPALITY_USER: frozenset({"use"})},
     "institution_users": {INSTITUTION_MANAGER: frozenset({"use"})},

@@ -44,7 +44,7 @@ ACTION_LABELS = {
     "scan_view": "スキャンファイルの表示（書類の横）",
     "scan_return": "スキャンファイルの差戻し", "scan_delete": "スキャンファイルの削除",
     "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
-    "rotate_key": "暗号鍵のローテーション",
+    "rotate_key": "暗号鍵のローテーション", "stats_view": "統計情報の表示", "stats_export": "統計情報の出力",
     "export_file": "出力ファイルの作成", "export_download": "出力ファイルのダウンロード",
     "export_expire": "出力ファイルの削除（保存期間の経過）",
 }
@@ -58,6 +58,7 @@ TARGET_LABELS = {
     "nanbyo_disease": "指定難病", "shoman_group": "小児慢性特定疾病の疾患群", "shoman_disease": "小児慢性特定疾病",
     "held_form": "再ログインまで保持した入力内容", "export_job": "出力ファイル",
     "xml_import_job": "XML取込（バックグラウンド）", "scan_file": "スキャンファイル",
+    "audit_checkpoint": "操作ログの検証・アーカイブの記録", "statistics": "統計情報",
 }
 
 RESULT_LABELS = {"success": "成功", "failure": "失敗", "denied": "拒否", "throttled": "回数制限",

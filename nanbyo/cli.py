@@ -243,5 +243,47 @@ def import_xml_command(paths, institution_code, paper, login_id, all_or_nothing)
     sys.exit(1 if any(o.result == REFUSED for o in outcomes) else 0)
 
 
+@nanbyo_cli.command("stats")
+@click.option("--by", required=True, help="集計項目（カンマ区切り、3つまで）: kind, disease_group, disease, municipality, "
+              "prefecture, institution, sex, age_band, application_kind, status, review_result, month, quarter, "
+              "fiscal_year")
+@click.option("--fiscal-year", type=int, help="年度（4月〜翌年3月、作成年月日）。指定しなければ全期間")
+@click.option("--format", "fmt", type=click.Choice(["csv", "csv_cp932", "xlsx", "json"]), default="csv",
+              help="出力形式（既定: csv = UTF-8 BOM付き）")
+@click.option("--output", type=click.Path(dir_okay=False), help="出力先のファイル（xlsx では必須）")
+@click.option("--mask", is_flag=True, help="患者数が10未満の行を秘匿する（外部に出すとき）")
+@click.option("--research", is_flag=True, help="研究利用同意が「同意あり」の書類だけを数える")
+def stats_command(by, fiscal_year, fmt, output, mask, research):
+    """統計情報（書類数・患者数）をすべての書類について出力する。画面の統計と同じ集計。"""
+    from nanbyo import audit
+    from nanbyo.stats import counts, output as stats_output
+    if fmt == "xlsx" and not output:
+        click.echo("xlsx は --output でファイルを指定してください。", err=True)
+        sys.exit(2)
+    wanted = counts.Request(by=[key.strip() for key in by.split(",") if key.strip()], fiscal_year=fiscal_year,
+                            mask=mask, research=research)
+    try:
+        table = counts.count(None, wanted)
+    except counts.StatsProblem as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    body = stats_output.render(table, fmt)
+    audit.record("stats_export", target_type="statistics", data={
+        "by": wanted.by, "fiscal_year": fiscal_year, "format": fmt, "masked": mask, "research": research})
+    if output:
+        with open(output, "wb") as out:
+            out.write(body)
+    else:
+        sys.stdout.buffer.write(body) if hasattr(sys.stdout, "buffer") else click.echo(body.decode(), nl=False)
+
+
+@nanbyo_cli.command("stats-refresh")
+def stats_refresh_command():
+    """統計の集計列（性別・年齢）を、暗号化した患者情報から書き直す（移行 0018 の後に1回。何度実行してもよい）。"""
+    from nanbyo.stats.refresh import refresh
+    done = refresh(progress=lambda n: click.echo(f"書類 {n:,} 件", err=True))
+    click.echo(f"書類 {done:,} 件の集計列を書き直しました。")
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)

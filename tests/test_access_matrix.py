@@ -87,6 +87,8 @@ OTHER_ENDPOINTS = {
     # 紙の書類のデータ取込: the operator's roles; every role and another operator's job: tests/xmlio/test_contractor.py.
     "paper_import.index": "operator", "paper_import.import_job_view": "operator",
     "paper_import.import_job_report_view": "operator",
+    # 統計情報: operator_admin and the municipality's roles; every role: tests/stats/test_stats.py.
+    "stats.index": "stats",
     # 出力ファイル: every logged-in user, their own jobs only (test_export_jobs_are_their_owners_alone below).
     "exports.index": "logged_in", "exports.status": "logged_in", "exports.download": "owner",
 }

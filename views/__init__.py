@@ -25,6 +25,7 @@ def init_views(app):
     from views.paper_import import PaperImportView
     from views.results import ResultsImportView
     from views.scans import ScanView
+    from views.stats import StatsView
     from views.institution_users import InstitutionUsersView
     from views.user_import import UserImportView
     from views.users import MembershipView, UserView
@@ -35,6 +36,7 @@ def init_views(app):
                   index_view=HomeView(name="ホーム", url="/admin"), csp_nonce_generator=csp_nonce)
     org, acc, mst = "組織", "アカウント", "マスタ"
     admin.add_view(DocumentView(Document, db.session, name="書類", endpoint="document"))
+    admin.add_view(StatsView(name="統計", endpoint="stats", url="/admin/stats"))
     admin.add_view(DiseaseSearchView(name="疾病検索", endpoint="diseases", url="/admin/diseases"))
     # The paper path and the 認定事務システム's results, under one menu: the clerk's menu bar fits 1024 px.
     imports = "取込"

@@ -1,0 +1,298 @@
+"""Counting documents and distinct patients (by blind index) in one GROUP BY, by up to MAX_DIMENSIONS dimensions.
+
+- Scope: what the user may read (access.row_filter), so a municipality counts the documents it received and the
+  operator every document; the CLI (user None) counts everything.
+- Period: 作成年月日 (written_on), by month, fiscal quarter (第1四半期 = 4–6月) or 年度 (April–March); the filter is a
+  年度 or a range of dates.
+- 研究利用: research outputs count only the documents whose 研究利用同意 is 同意あり.
+- Small cells: a row of fewer than SMALL_CELL patients shows neither count (「10未満」) when masked; a municipality's
+  outputs are always masked, the operator's when asked.
+- Distinct patients (by patient_key, the blind index as a number) are counted in the database at the level asked (never summed from finer rows: a patient with two
+  documents of one 疾患群 is one patient of that 疾患群).
+"""
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import BigInteger, Integer, String, and_, case, cast, extract, func, literal, select, text, true
+
+from models.documents import Document
+from models.institutions import Institution, Municipality
+from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
+from nanbyo import access
+from nanbyo.document_codes import (APPLICATION_KIND_LABELS, KIND_SHORT_LABELS, NANBYO, REVIEW_RESULT_LABELS,
+                                   SEX_LABELS, SHOMAN, STATUS_LABELS)
+from nanbyo.extensions import db
+from nanbyo.roles import OPERATOR_ROLES
+
+SMALL_CELL = 10
+MASKED = f"{SMALL_CELL}未満"
+MAX_DIMENSIONS = 3
+UNKNOWN = "不明"
+WORK_MEM = "64MB"
+AGE_BANDS = [(0, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 79), (80, None)]
+
+
+def _age_band():
+    age = Document.patient_age
+    return case(*[((age >= low) & (age <= high) if high is not None else age >= low, literal(low))
+                  for low, high in AGE_BANDS], else_=literal(-1))
+
+
+def _month():
+    return cast(extract("month", Document.written_on), Integer)
+
+
+def _year():
+    return cast(extract("year", Document.written_on), Integer)
+
+
+def _fiscal_year():
+    return _year() - case((_month() < 4, 1), else_=0)
+
+
+def _fiscal_quarter():
+    return case((_month() < 4, 4), (_month() < 7, 1), (_month() < 10, 2), else_=3)
+
+
+def _disease_code():
+    return case((Document.kind == NANBYO, cast(NanbyoDisease.notification_no, String)),
+                else_=ShomanDisease.shoman_code)
+
+
+def _disease_group():
+    return case((Document.kind == NANBYO, cast(NanbyoDisease.category_id, String)),
+                else_=func.substr(ShomanDisease.group_id, 1, 2))
+
+
+def _institution_code():
+    return func.coalesce(Institution.code, Document.paper_institution_code)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    key: str
+    label: str
+    expressions: tuple  # the GROUP BY's columns (callables: SQL built per query)
+    joins: tuple = ()  # what the expressions need joined: "disease", "institution", "municipality"
+
+
+DIMENSIONS = {d.key: d for d in [
+    Dimension("kind", "種類", (lambda: Document.kind,)),
+    Dimension("disease_group", "疾患群", (lambda: Document.kind, _disease_group), ("disease",)),
+    Dimension("disease", "疾病（告示番号／小慢コード）", (lambda: Document.kind, _disease_code), ("disease",)),
+    Dimension("municipality", "実施主体", (lambda: Document.municipality_id,)),
+    Dimension("prefecture", "都道府県", (lambda: Municipality.prefecture_no,), ("municipality",)),
+    Dimension("institution", "医療機関", (_institution_code,), ("institution",)),
+    Dimension("sex", "性別", (lambda: Document.patient_sex,)),
+    Dimension("age_band", "年齢階級（作成年月日）", (_age_band,)),
+    Dimension("application_kind", "申請区分", (lambda: Document.application_kind,)),
+    Dimension("status", "状態", (lambda: Document.status,)),
+    Dimension("review_result", "審査結果", (lambda: Document.review_result,)),
+    Dimension("month", "月（作成年月日）", (_year, _month)),
+    Dimension("quarter", "四半期（年度）", (_fiscal_year, _fiscal_quarter)),
+    Dimension("fiscal_year", "年度", (_fiscal_year,)),
+]}
+
+
+class StatsProblem(ValueError):
+    """A request the statistics cannot answer; the message is for the user (Japanese)."""
+
+
+@dataclass
+class Request:
+    by: list
+    fiscal_year: int | None = None
+    written_from: date | None = None
+    written_until: date | None = None
+    kind: str = ""
+    application_kind: str = ""
+    status: str = ""
+    review_result: str = ""
+    municipality_id: int | None = None
+    research: bool = False  # 研究利用: only documents with 研究利用同意 = 同意あり
+    mask: bool = False
+
+
+@dataclass
+class Table:
+    headings: list
+    rows: list = field(default_factory=list)  # [labels..., documents, patients] (masked cells as MASKED)
+    masked: bool = False
+    total_documents: int = 0  # of the rows shown (masked rows left out)
+
+
+def check(request: Request):
+    if not request.by:
+        raise StatsProblem("集計項目を1つ以上選んでください。")
+    if len(request.by) > MAX_DIMENSIONS:
+        raise StatsProblem(f"集計項目は{MAX_DIMENSIONS}つまでです。")
+    unknown = [key for key in request.by if key not in DIMENSIONS]
+    if unknown:
+        raise StatsProblem(f"集計項目「{'・'.join(unknown)}」はありません。")
+    if len(set(request.by)) != len(request.by):
+        raise StatsProblem("同じ集計項目を2回選んでいます。")
+    if request.written_from and request.written_until and request.written_from > request.written_until:
+        raise StatsProblem("期間の開始は終了以前の日付にしてください。")
+
+
+def _criteria(user, request: Request) -> list:
+    criteria = [access.row_filter(user, Document, "read") if user is not None else true()]
+    if request.fiscal_year:
+        criteria += [Document.written_on >= date(request.fiscal_year, 4, 1),
+                     Document.written_on < date(request.fiscal_year + 1, 4, 1)]
+    if request.written_from:
+        criteria.append(Document.written_on >= request.written_from)
+    if request.written_until:
+        criteria.append(Document.written_on <= request.written_until)
+    for key in ("kind", "application_kind", "status", "review_result"):
+        if getattr(request, key):
+            criteria.append(getattr(Document, key) == getattr(request, key))
+    if request.municipality_id:
+        criteria.append(Document.municipality_id == request.municipality_id)
+    if request.research:
+        criteria.append(Document.research_consent.is_(True))
+    return criteria
+
+
+def masked_for(user, request: Request) -> bool:
+    """A municipality's outputs are always masked; the operator's (and the server's CLI) when asked."""
+    return request.mask or (user is not None and user.role not in OPERATOR_ROLES)
+
+
+def statement(user, request: Request):
+    """The GROUP BY of `request` within `user`'s scope: the dimensions' columns, documents, patients. Two levels: the
+    documents grouped by the dimensions and the patient, then those groups counted (a hash aggregate the database
+    can share among workers, where COUNT(DISTINCT) sorts every group's rows in one process)."""
+    check(request)
+    dimensions = [DIMENSIONS[key] for key in request.by]
+    keys = [expression().label(f"d{n}_{m}") for n, d in enumerate(dimensions)
+            for m, expression in enumerate(d.expressions)]
+    inner = select(*keys, Document.patient_key.label("patient"), func.count().label("n")).select_from(Document)
+    joins = {j for d in dimensions for j in d.joins}
+    if "disease" in joins:
+        inner = inner.outerjoin(NanbyoDisease, NanbyoDisease.id == Document.nanbyo_disease_id) \
+            .outerjoin(ShomanDisease, ShomanDisease.id == Document.shoman_disease_id)
+    if "institution" in joins:
+        inner = inner.outerjoin(Institution, Institution.id == Document.institution_id)
+    if "municipality" in joins:
+        inner = inner.join(Municipality, Municipality.id == Document.municipality_id)
+    groups = inner.where(and_(*_criteria(user, request))).group_by(*keys, Document.patient_key).subquery()
+    columns = [groups.c[key.name] for key in keys]
+    return (select(*columns, cast(func.sum(groups.c.n), BigInteger).label("documents"),
+                   func.count(groups.c.patient).label("patients")).group_by(*columns).order_by(*columns))
+
+
+def count(user, request: Request) -> Table:
+    """The table of `request` within `user`'s scope (None: the server's command line, everything)."""
+    query = statement(user, request)
+    dimensions = [DIMENSIONS[key] for key in request.by]
+    if db.session.get_bind().dialect.name == "postgresql":
+        # The groups of a million documents hashed in memory, not spilled to disk (this transaction only).
+        db.session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    masked = masked_for(user, request)
+    labels = _Labels()
+    table = Table(headings=[d.label for d in dimensions] + ["書類数", "患者数"], masked=masked)
+    for row in db.session.execute(query):
+        values, position = [], 0
+        for dimension in dimensions:
+            width = len(dimension.expressions)
+            values.append(labels.text(dimension.key, row[position:position + width]))
+            position += width
+        small = masked and row.patients < SMALL_CELL
+        table.total_documents += 0 if small else row.documents  # a total would give the masked rows away
+        table.rows.append(values + ([MASKED, MASKED] if small else [row.documents, row.patients]))
+    return table
+
+
+class _Labels:
+    """What people read for a group's values; the masters and organisations are read once, when first needed."""
+
+    def __init__(self):
+        self.loaded = {}
+
+    def _load(self, name, loader):
+        if name not in self.loaded:
+            self.loaded[name] = loader()
+        return self.loaded[name]
+
+    def text(self, key, values) -> str:
+        first = values[0]
+        if key == "kind":
+            return KIND_SHORT_LABELS.get(first, first)
+        if key == "application_kind":
+            return APPLICATION_KIND_LABELS.get(first, first)
+        if key == "status":
+            return STATUS_LABELS.get(first, first)
+        if key == "review_result":
+            return REVIEW_RESULT_LABELS.get(first, "未審査") if first else "未審査"
+        if key == "sex":
+            return SEX_LABELS.get(first, UNKNOWN)
+        if key == "age_band":
+            return UNKNOWN if first is None or first < 0 else (f"{first}歳以上" if first == AGE_BANDS[-1][0]
+                                                               else f"{first}〜{first + 9}歳")
+        if key == "month":
+            return f"{values[0]:04d}-{values[1]:02d}" if values[0] else UNKNOWN
+        if key == "quarter":
+            if not values[0]:
+                return UNKNOWN
+            months = {1: "4〜6月", 2: "7〜9月", 3: "10〜12月", 4: "1〜3月"}[values[1]]
+            return f"{values[0]}年度 第{values[1]}四半期（{months}）"
+        if key == "fiscal_year":
+            return f"{first}年度" if first else UNKNOWN
+        if key == "municipality":
+            names = self._load("municipality", lambda: dict(db.session.execute(
+                select(Municipality.id, Municipality.name)).all()))
+            return names.get(first, UNKNOWN)
+        if key == "prefecture":
+            names = self._load("prefecture", lambda: dict(db.session.execute(
+                select(Municipality.prefecture_no, Municipality.name).where(Municipality.kind == "prefecture")).all()))
+            return names.get(first, first or UNKNOWN)
+        if key == "institution":
+            names = self._load("institution", lambda: dict(db.session.execute(
+                select(Institution.code, Institution.name)).all()))
+            if first and first not in names:
+                names |= self._paper_institutions()
+            return f"{first} {names.get(first, '')}".strip() if first else UNKNOWN
+        kind, code = values
+        if code is None:
+            return f"{KIND_SHORT_LABELS.get(kind, kind)} {UNKNOWN}"
+        if key == "disease":
+            names = self._load("disease", self._disease_names)
+            return f"{KIND_SHORT_LABELS[kind]} {code} {names.get((kind, code), '')}".strip()
+        names = self._load("disease_group", self._group_names)
+        return f"{KIND_SHORT_LABELS[kind]} {names.get((kind, code), code)}"
+
+    @staticmethod
+    def _paper_institutions():
+        """The names paper forms give institutions that are not registered (read once, when one is met)."""
+        return dict(db.session.execute(select(Document.paper_institution_code, func.max(Document.paper_institution_name))
+                                       .where(Document.paper_institution_code != "")
+                                       .group_by(Document.paper_institution_code)).all())
+
+    @staticmethod
+    def _disease_names():
+        names = {(NANBYO, str(n)): name for n, name in db.session.execute(
+            select(NanbyoDisease.notification_no, NanbyoDisease.name_ja).where(NanbyoDisease.is_subtype.is_(False)))}
+        names |= {(SHOMAN, code): name for code, name in db.session.execute(
+            select(ShomanDisease.shoman_code, ShomanDisease.name_ja))}
+        return names
+
+    @staticmethod
+    def _group_names():
+        names = {(NANBYO, str(i)): name for i, name in db.session.execute(
+            select(NanbyoCategory.id, NanbyoCategory.name_ja))}
+        names |= {(SHOMAN, g): f"{g} {name}" for g, name in db.session.execute(
+            select(ShomanGroup.group_id, ShomanGroup.name_ja).where(~ShomanGroup.group_id.contains("-")))}
+        return names
+
+
+def fiscal_years(user) -> list[int]:
+    """The 年度 from the oldest to the newest 作成年月日 in the user's scope, newest first (the screen's choices):
+    two index reads, not a scan."""
+    scope = access.row_filter(user, Document, "read")
+    first, last = db.session.execute(select(func.min(Document.written_on), func.max(Document.written_on))
+                                     .where(scope)).one()
+    if first is None:
+        return []
+    fiscal = lambda day: day.year - (day.month < 4)  # noqa: E731
+    return list(range(fiscal(last), fiscal(first) - 1, -1))
