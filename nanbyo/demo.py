@@ -237,6 +237,8 @@ def create_demo_paper(clerk, operator):
     element = vendor_kit.sample_element(NANBYO, "6")
     element.find("doctor").attrib.update({"number": "13-N-0999", "name": "紙野 一郎"})
     element.find("institution").set("code", "1310000999")
+    for path, text in (("patient/family_name", "見本"), ("patient/family_kana", "ミホン")):  # as every demo patient
+        element.find(path).text = text
     data = file_bytes([paper_element(element, [saved[1].id], "見本診療所")])
     outcomes = import_uploads([("demo-contractor.xml", data)], operator, None, today=vendor_kit.SAMPLE_DAY)
     if any(o.result != "received" for o in outcomes):

@@ -547,13 +547,21 @@ def test_documents_of_a_doctor_who_moved_stay_readable(client, tokyo, hospital, 
 def test_demo_has_both_kinds_in_every_status(runner):
     result = runner.invoke(args=["nanbyo", "demo"])
     assert result.exit_code == 0, result.output
-    docs = db.session.execute(select(Document)).scalars().all()
+    everything = db.session.execute(select(Document)).scalars().all()
+    assert all(documents.patient_of(d)["family_kana"] == "ミホン" for d in everything)
+    docs = [d for d in everything if not d.is_paper]
     assert {(d.kind, d.status) for d in docs} == {(k, s) for k in ("shoman", "nanbyo")
                                                   for s in ("draft", "finalized", "received", "reviewed", "completed")}
-    assert all(documents.patient_of(d)["family_kana"] == "ミホン" for d in docs)
     assert {(d.author.login_id, d.institution.code, d.municipality.name) for d in docs} == {
         ("doctor", "1310000017", "東京都")}
     assert all(d.access_key for d in docs if d.status != "draft")
+    # And a paper form of a doctor without an account, received at 東京都 with its scan; another scan waits.
+    paper = [d for d in everything if d.is_paper]
+    assert [(d.status, d.access_key, d.paper_doctor_number, d.municipality.name) for d in paper] == [
+        ("received", None, "13-N-0999", "東京都")]
+    from models.scans import ScanFile
+    assert sorted((s.status, s.document_id) for s in db.session.execute(select(ScanFile)).scalars()) == [
+        ("digitized", paper[0].id), ("waiting", None)]
 
 
 def test_list_filters_by_status_and_key_within_the_scope(client, doctor):
