@@ -46,7 +46,7 @@ ACTION_LABELS = {
     "document_review": "行政記載欄・審査結果", "key_lookup": "アクセスキー照会", "patient_search": "患者検索",
     "rotate_key": "暗号鍵のローテーション", "stats_view": "統計情報の表示", "stats_export": "統計情報の出力",
     "export_file": "出力ファイルの作成", "export_download": "出力ファイルのダウンロード",
-    "export_expire": "出力ファイルの削除（保存期間の経過）",
+    "export_expire": "出力ファイルの削除（保存期間の経過）", "audit_archive": "操作ログのアーカイブ",
 }
 
 # target_type: a table name (a model's __tablename__) or a word a caller passes.
@@ -82,6 +82,7 @@ DATA_KEY_LABELS = {
     "query": "一覧の条件（絞り込み・検索・並び順）", "job": "出力ファイル番号", "jobs": "出力ファイル番号",
     "bytes": "ファイルの大きさ（バイト）", "file": "ファイル", "number": "ファイル内の書類の番号", "all_or_nothing": "すべて取り込むか何も取り込まない", "error": "エラー",
     "updated": "更新件数", "kept": "変更なし件数", "refused": "取込不可件数",
+    "before": "この日（JST）より前をアーカイブ", "first_seq": "最初の番号", "last_seq": "最後の番号",
 }
 
 # Keys that are a mark (True) rather than a value: shown as their label alone.
@@ -235,17 +236,64 @@ def record_many(entries, *, actor=None) -> list[dict]:
     return rows
 
 
-def verify(session=None):
-    """Walk the chain in order. Returns a list of problems (empty when intact), each naming the entry."""
-    session = session or db.session
-    problems = []
-    prev_hash, prev_seq = GENESIS, 0
-    for entry in session.execute(select(OperationLog).order_by(OperationLog.seq)).scalars():
-        if entry.seq != prev_seq + 1:
-            problems.append(f"エントリ seq={prev_seq + 1}〜{entry.seq - 1} が削除されています（id={entry.id} の直前）")
-        if entry.prev_hash != prev_hash:
-            problems.append(f"エントリ seq={entry.seq} (id={entry.id}) の前エントリハッシュが一致しません（直前のエントリが改ざんまたは削除されています）")
-        if compute_hash(entry) != entry.entry_hash:
-            problems.append(f"エントリ seq={entry.seq} (id={entry.id}) の内容がハッシュと一致しません（改ざん）")
-        prev_hash, prev_seq = entry.entry_hash, entry.seq
-    return problems, prev_seq, prev_hash
+VERIFY_BATCH = 10_000  # entries read per statement: memory stays flat at any length of the log
+MAX_PROBLEMS = 100  # problems kept by a check; the rest are counted
+
+
+def entries_after(connection, seq, batch_size=VERIFY_BATCH, until=None):
+    """The entries after `seq` (up to `until`), in chain order, as mappings of their columns: read by seq ranges
+    along the seq index (keyset), never all at once."""
+    table = OperationLog.__table__
+    columns = [table.c[name] for name in ("id", *HASHED_COLUMNS, "entry_hash")]
+    while True:
+        statement = select(*columns).where(table.c.seq > seq).order_by(table.c.seq).limit(batch_size)
+        if until is not None:
+            statement = statement.where(table.c.seq <= until)
+        rows = connection.execute(statement).mappings().all()
+        if not rows:
+            return
+        yield from rows
+        seq = rows[-1]["seq"]
+
+
+class ChainCheck:
+    """Entries handed in chain order, checked against the chain from (seq, entry_hash): numbering, links and
+    hashes. `problems` keeps the first MAX_PROBLEMS, `more` counts the rest."""
+
+    def __init__(self, seq=0, entry_hash=GENESIS):
+        self.seq, self.entry_hash = seq, entry_hash
+        self.entries, self.problems, self.more = 0, [], 0
+
+    def _problem(self, text):
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        else:
+            self.more += 1
+
+    def add(self, entry):
+        """entry: the columns of one entry by name (HASHED_COLUMNS, id and entry_hash)."""
+        seq, id_ = entry["seq"], entry["id"]
+        if seq != self.seq + 1:
+            self._problem(f"エントリ seq={self.seq + 1}〜{seq - 1} が削除されています（id={id_} の直前）")
+        if entry["prev_hash"] != self.entry_hash:
+            self._problem(f"エントリ seq={seq} (id={id_}) の前エントリハッシュが一致しません（直前のエントリが改ざんまたは"
+                          "削除されています）")
+        if _hash(entry) != entry["entry_hash"]:
+            self._problem(f"エントリ seq={seq} (id={id_}) の内容がハッシュと一致しません（改ざん）")
+        self.seq, self.entry_hash = seq, entry["entry_hash"]
+        self.entries += 1
+
+    @property
+    def intact(self):
+        return not self.problems
+
+
+def verify(session=None, start=(0, GENESIS)):
+    """Walk the chain from `start` (seq, entry_hash: the beginning, or a checkpoint) to the tail, in batches.
+    Returns (problems, last seq, last hash); problems is empty when the chain is intact. See nanbyo.audit_chain."""
+    connection = (session or db.session).connection()
+    check = ChainCheck(*start)
+    for entry in entries_after(connection, start[0]):
+        check.add(entry)
+    problems = check.problems + ([f"ほか {check.more} 件の問題"] if check.more else [])
+    return problems, check.seq, check.entry_hash

@@ -44,15 +44,74 @@ def load_masters_command(directory, strict):
 
 
 @nanbyo_cli.command("audit-verify")
-def audit_verify_command():
-    """操作ログのハッシュチェーンを検証する（改ざん・削除があれば終了コード 1）。"""
-    problems, last_seq, last_hash = audit.verify()
+@click.option("--full", is_flag=True, help="前回の検証の続きからではなく、最初（アーカイブの続き）から検証する")
+def audit_verify_command(full):
+    """操作ログのハッシュチェーンを検証する（改ざん・削除があれば終了コード 1）。
+
+    前回の検証の記録（署名付き）の続きから、その後のエントリだけを読む。結果を検証の記録として残す。"""
+    from nanbyo import audit_chain
+    result = audit_chain.verify_chain(full=full)
+    checkpoint = result.checkpoint
+    for p in result.problems:
+        click.echo(p, err=True)
+    scope = f"seq={result.start_seq + 1} から {checkpoint.entries} 件を検証"
+    if result.problems:
+        click.echo(f"操作ログの検証に失敗しました（{len(result.problems)} 件の問題; {scope}）。"
+                   f"末尾: {checkpoint.seq} 件目, ハッシュ {checkpoint.entry_hash}", err=True)
+        sys.exit(1)
+    click.echo(f"操作ログは正常です: {checkpoint.seq} 件, 末尾ハッシュ {checkpoint.entry_hash}（{scope}）")
+
+
+@nanbyo_cli.command("audit-archive")
+@click.option("--before", "before", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="この日（日本時間 0:00）より前のエントリをアーカイブする（YYYY-MM-DD）")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="アーカイブの保存先（既定: instance/audit-archive/）")
+def audit_archive_command(before, directory):
+    """古い操作ログを署名付きのアーカイブ（JSON Lines の gzip とマニフェスト）に移し、表から削除する。
+
+    残るエントリのチェーンはアーカイブの最後のエントリから続き、audit-verify で検証できる。"""
+    from pathlib import Path
+
+    from nanbyo import audit_chain
+    directory = directory or str(Path(current_app.instance_path) / "audit-archive")
+    try:
+        made = audit_chain.archive(before.date(), directory)
+    except audit_chain.ArchiveRefused as e:
+        click.echo(f"アーカイブしませんでした: {e}", err=True)
+        sys.exit(1)
+    if made is None:
+        click.echo(f"{before:%Y-%m-%d} より前のエントリで、まだアーカイブしていないものはありません。")
+        return
+    m = made.manifest
+    click.echo(f"seq={m['first_seq']}〜{m['last_seq']}（{m['count']} 件）をアーカイブしました: {made.data_path}")
+    click.echo(f"マニフェスト: {made.manifest_path}（SHA-256 {m['file_sha256']}）")
+    click.echo(f"検証用の公開鍵: {audit_chain.key_path().with_suffix('.pub')}（鍵 ID {m['key_id']}）")
+
+
+@nanbyo_cli.command("audit-verify-archive")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False),
+              help="署名を確かめる公開鍵（PEM; 既定: このサーバの instance/audit-signing.pub）")
+@click.option("--offline", is_flag=True, help="データベースのアーカイブの記録との照合をしない（ファイルだけを検証する）")
+def audit_verify_archive_command(file, public_key, offline):
+    """操作ログのアーカイブを検証する: 署名、ファイルのハッシュ、各エントリのハッシュとチェーン、残りのログとのつながり。"""
+    from nanbyo import audit_chain
+    from nanbyo.extensions import db
+    try:
+        manifest, problems = audit_chain.verify_archive(
+            file, audit_chain.load_public_key(public_key) if public_key else None,
+            session=None if offline else db.session)
+    except audit_chain.ArchiveRefused as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
     for p in problems:
         click.echo(p, err=True)
     if problems:
-        click.echo(f"操作ログの検証に失敗しました（{len(problems)} 件の問題）。", err=True)
+        click.echo(f"アーカイブの検証に失敗しました（{len(problems)} 件の問題）。", err=True)
         sys.exit(1)
-    click.echo(f"操作ログは正常です: {last_seq} 件, 末尾ハッシュ {last_hash}")
+    click.echo(f"アーカイブは正常です: seq={manifest['first_seq']}〜{manifest['last_seq']}（{manifest['count']} 件）, "
+               f"最後のハッシュ {manifest['last_entry_hash']}")
 
 
 @nanbyo_cli.command("demo")
