@@ -28,7 +28,7 @@ SMALL_CELL = 10
 MASKED = f"{SMALL_CELL}未満"
 MAX_DIMENSIONS = 3
 UNKNOWN = "不明"
-WORK_MEM = "64MB"
+WORK_MEM = "128MB"  # the groups of 1M documents (and their patients) hash in ~160 MB: in memory, not on disk
 AGE_BANDS = [(0, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 79), (80, None)]
 
 
