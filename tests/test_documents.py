@@ -600,3 +600,17 @@ def test_home_offers_the_document_work_of_the_role(client, hospital, tokyo, role
                                                                                                 institution=hospital)
     login(client, user)
     assert (shortcut in client.get("/admin/").get_data(as_text=True)) == present
+
+
+def test_deleting_a_paper_draft_frees_its_scan(app, client, clerk):
+    from models.scans import ScanFile
+    from tests.helpers import gen_scan
+    scan = gen_scan(clerk)
+    login(client, gen_user("operator_user"))
+    assert post(client, "/admin/document/new/?kind=nanbyo", paper_entry(scans=str(scan.id))).status_code == 302
+    doc_id = db.session.execute(select(Document.id)).scalar_one()
+    assert post(client, "/admin/document/delete/", {"id": doc_id}, "/admin/account/").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Document, doc_id) is None
+    assert (db.session.get(ScanFile, scan.id).document_id, db.session.get(ScanFile, scan.id).status) == (
+        None, "waiting")
