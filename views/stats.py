@@ -1,14 +1,13 @@
 """統計情報: counts of documents and patients within the user's scope (nanbyo.stats.counts), as a table and a chart
 on screen, or as CSV (UTF-8 with BOM, or Shift_JIS) and xlsx with formulas neutralised (nanbyo.exports). Each
 output is logged with what was asked, never with counts or patient data."""
-from datetime import date
-
 from flask import Response, request
 from flask_admin import expose
 from flask_login import current_user
 
 from forms.stats import StatsForm
 from nanbyo import audit, jurisdiction
+from nanbyo.content_rules import parse_date
 from nanbyo.document_codes import SHOMAN
 from nanbyo.roles import OPERATOR_ROLES
 from nanbyo.stats import counts, output
@@ -17,16 +16,6 @@ from views.base import ProtectedBaseView
 DOWNLOADS = {"csv": "CSV（UTF-8）", "csv_cp932": "CSV（Shift_JIS）", "xlsx": "Excel（xlsx）"}
 CHART_ROWS = 30  # bars; the table has every row
 SCREEN_ROWS = 2000  # a table of more rows is downloaded whole, shown in part
-
-
-def _date(text, label, problems):
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        problems.append(f"{label}は YYYY-MM-DD の日付で入力してください。")
-        return None
 
 
 class StatsView(ProtectedBaseView):
@@ -76,10 +65,13 @@ class StatsView(ProtectedBaseView):
         if fiscal and not fiscal.isdigit():
             problems.append("年度を選び直してください。")
         municipality = form.municipality.data or "" if operator else ""
+        dates = []
+        written_from = parse_date(form.written_from.data, "作成年月日（から）", dates)
+        written_until = parse_date(form.written_until.data, "作成年月日（まで）", dates)
+        problems += [message for _label, message in dates]
         return counts.Request(
             by=by, fiscal_year=int(fiscal) if fiscal.isdigit() else None,
-            written_from=_date(form.written_from.data, "作成年月日（から）", problems),
-            written_until=_date(form.written_until.data, "作成年月日（まで）", problems),
+            written_from=written_from, written_until=written_until,
             kind=form.kind.data or "", application_kind=form.application_kind.data or "",
             status=form.status.data or "", review_result=form.review_result.data or "",
             municipality_id=int(municipality) if municipality.isdigit() else None,

@@ -160,7 +160,7 @@ def test_the_screen_shows_a_table_and_a_chart_and_logs_what_was_asked(app, clien
     entry = log_entries("stats_view")[-1]
     assert entry.data == {"by": ["kind"], "research": False, "masked": False}
     bad = client.get("/admin/stats/?by1=kind&written_from=2026-13-01")
-    assert bad.status_code == 400 and "YYYY-MM-DD" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "正しい日付ではありません" in bad.get_data(as_text=True)
     assert client.get("/admin/stats/").status_code == 200  # the form alone
 
 
