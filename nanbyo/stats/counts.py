@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from sqlalchemy import BigInteger, Integer, String, and_, case, cast, extract, func, literal, select, text, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from models.documents import Document
 from models.institutions import Institution, Municipality
@@ -59,9 +61,27 @@ def _disease_code():
                 else_=ShomanDisease.shoman_code)
 
 
+class top_group(FunctionElement):
+    """The 疾患群 of a 小慢 group ID: '9' of '9-1', '13' of '13-2' (the part before the first hyphen)."""
+    type = String()
+    name = "top_group"
+    inherit_cache = True
+
+
+@compiles(top_group, "sqlite")
+def _top_group_sqlite(element, compiler, **kw):
+    group_id = compiler.process(element.clauses, **kw)
+    return f"substr({group_id}, 1, instr({group_id} || '-', '-') - 1)"
+
+
+@compiles(top_group, "postgresql")
+def _top_group_postgresql(element, compiler, **kw):
+    return f"split_part({compiler.process(element.clauses, **kw)}, '-', 1)"
+
+
 def _disease_group():
     return case((Document.kind == NANBYO, cast(NanbyoDisease.category_id, String)),
-                else_=func.substr(ShomanDisease.group_id, 1, 2))
+                else_=top_group(ShomanDisease.group_id))
 
 
 def _institution_code():

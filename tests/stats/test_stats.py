@@ -10,6 +10,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from models.documents import Document
+from models.masters import NanbyoCategory, ShomanGroup
 from nanbyo import database, documents
 from nanbyo.extensions import db
 from nanbyo.stats import counts
@@ -123,7 +124,14 @@ def test_diseases_and_groups_are_named_from_the_masters(app, w):
     assert any(key[0].startswith("難病 臨個票 1 ") for key in rows), rows
     assert any(key[0].startswith("小慢 意見書 01_01_001") for key in rows), rows
     groups = table_of(w["operator"], by=["disease_group"])
-    assert len(groups) == 2 and all(not key[0].endswith("不明") for key in groups), groups
+    shoman = db.session.get(Document, db.session.execute(select(Document.id).where(Document.kind == "shoman"))
+                            .scalar()).shoman_disease
+    top = shoman.group_id.split("-")[0]
+    name = db.session.execute(select(ShomanGroup.name_ja).where(ShomanGroup.group_id == top)).scalar_one()
+    assert (f"小慢 意見書 {top} {name}",) in groups, groups
+    nanbyo = db.session.execute(select(Document).where(Document.kind == "nanbyo")).scalar().nanbyo_disease
+    category = db.session.get(NanbyoCategory, nanbyo.category_id)
+    assert (f"難病 臨個票 {category.name_ja}",) in groups and len(groups) == 2, groups
 
 
 def test_paper_documents_count_under_the_institution_the_paper_names(app, w):
