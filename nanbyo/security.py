@@ -28,7 +28,28 @@ def csp_nonce():
     return g.csp_nonce
 
 
+# libxml2 parses every XML and XSD upload. The oldest releases with the 2025 fixes of its parser and schema code
+# (CVE-2025-6021, CVE-2025-6170, CVE-2025-49794, CVE-2025-49795, CVE-2025-49796, CVE-2025-32414, CVE-2025-32415):
+# 2.13.9 on the 2.13 branch, 2.14.5 from 2.14 on.
+LIBXML2_FIXED = ((2, 13, 9), (2, 14, 5))
+
+
+def libxml2_problem(version) -> str | None:
+    """Why the libxml2 lxml runs on (a version tuple) must not parse uploads; None when it may."""
+    branch_fix, newest_fix = LIBXML2_FIXED
+    if version >= newest_fix or (branch_fix <= version < (2, 14, 0)):
+        return None
+    shown = ".".join(map(str, version))
+    return (f"libxml2 {shown} には修正済みの脆弱性があるため起動しません（2.13.9 以上の 2.13 系、または 2.14.5 以上が必要）。"
+            f" libxml2 {shown} has known vulnerabilities fixed in 2.13.9 / 2.14.5: upgrade lxml (pip) or the system "
+            "libxml2.")
+
+
 def init_app(app):
+    from lxml import etree
+    problem = libxml2_problem(etree.LIBXML_VERSION)
+    if problem:
+        raise RuntimeError(problem)
     login_manager.user_loader(sessions.load_user)
 
     @app.before_request

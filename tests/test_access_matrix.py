@@ -65,6 +65,7 @@ MODEL_ENDPOINTS = {"index_view", "details_view", "edit_view", "create_view", "de
 # Endpoints outside the model views, and what each principal gets.
 OTHER_ENDPOINTS = {
     "static": "public", "admin.static": "public", "auth.login": "public", "auth.index": "redirect",
+    "health.healthz": "public",  # tests/test_health.py
     "auth.logout": "logged_in", "auth.first_login": "logged_in", "auth.first_login_key": "logged_in",
     "admin.index": "logged_in", "account.index": "logged_in", "account.profile": "logged_in",
     "account.password": "logged_in", "account.key": "logged_in", "account.add_concurrent": "logged_in",

@@ -18,6 +18,7 @@ def init_views(app):
     from views.auth import bp as auth_bp
     from views.base import HomeView
     from views.diseases import DiseaseSearchView
+    from views.health import bp as health_bp
     from views.documents import DocumentView
     from views.exports import ExportJobsView, source_for_job
     from views.masters import MASTER_VIEWS
@@ -31,6 +32,7 @@ def init_views(app):
     from views.users import MembershipView, UserView
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(health_bp)
     app.jinja_env.filters["jst"] = lambda dt: dt.astimezone(JST).strftime("%Y-%m-%d %H:%M") if dt else ""
     admin = Admin(app, name="難病・小慢データベース", theme=Bootstrap4Theme(base_template="admin/nanbyo_base.html", fluid=True),
                   index_view=HomeView(name="ホーム", url="/admin"), csp_nonce_generator=csp_nonce)
