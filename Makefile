@@ -6,7 +6,7 @@ FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run setup test test-postgres browser bench vendor-kit checktool clean
+.PHONY: run serve setup test test-postgres browser bench vendor-kit checktool clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ run: setup
 	$(BIN)/huey_consumer nanbyo.tasks.huey -w 2 -m 1 & consumer=$$!; \
 	trap 'kill $$consumer 2>/dev/null' EXIT INT TERM; \
 	$(FLASK) run --host $(HOST) --port $(PORT)
+
+# Production on one server: the schema upgraded, gunicorn with WORKERS workers on BIND and the task-queue consumer,
+# on the PostgreSQL of NANBYO_DATABASE_URL (masters loaded once: `flask --app app nanbyo load-masters`). Behind a
+# TLS proxy (deploy/nginx.conf; systemd units in deploy/ do the same as services).
+WORKERS ?= 4
+BIND ?= 127.0.0.1:8000
+serve: $(BIN)/.installed
+	@case "$$NANBYO_DATABASE_URL" in postgresql*) ;; \
+	  *) echo "make serve: set NANBYO_DATABASE_URL=postgresql+psycopg://... (production runs on PostgreSQL; make run is the SQLite demo)"; exit 2;; esac
+	$(FLASK) db upgrade
+	$(BIN)/huey_consumer nanbyo.tasks.huey -w 2 -m 1 & consumer=$$!; \
+	trap 'kill $$consumer 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/gunicorn -w $(WORKERS) --timeout 120 -b $(BIND) 'app:create_app()'
 
 # Debian's Chromium for the browser tests (Playwright drives it; no browser download), a Japanese font so the
 # pages render in Japanese rather than as empty boxes, poppler (pdftotext) to read the PDFs back and zbar to scan

@@ -35,6 +35,9 @@ def load_config(app, test_config=None):
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         MAX_CONTENT_LENGTH=32 * 1024 * 1024,
         NANBYO_TLS=os.environ.get("NANBYO_TLS") == "1",
+        # Reverse proxies in front of the app that set X-Forwarded-For / -Proto / -Host (0: none; the headers are
+        # then ignored, so that a client cannot choose the address the operation log records).
+        NANBYO_PROXY_HOPS=int(os.environ.get("NANBYO_PROXY_HOPS") or 0),
         NANBYO_IDLE_TIMEOUT=timedelta(minutes=30),
         NANBYO_LOCKOUT_THRESHOLD=5,
         # How long the registration code of a re-issued key file (printed on its notice) may be used.

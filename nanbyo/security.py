@@ -50,6 +50,11 @@ def init_app(app):
     problem = libxml2_problem(etree.LIBXML_VERSION)
     if problem:
         raise RuntimeError(problem)
+    hops = app.config["NANBYO_PROXY_HOPS"]
+    if hops:
+        # The client address, scheme and host as the proxies (and only they) say: the log's 接続元, HSTS, URLs.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     login_manager.user_loader(sessions.load_user)
 
     @app.before_request

@@ -38,3 +38,17 @@ def test_the_app_does_not_start_on_such_a_libxml2(monkeypatch):
     monkeypatch.setattr(etree, "LIBXML_VERSION", (2, 14, 4))
     with pytest.raises(RuntimeError, match="2.14.5"):
         create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x"})
+
+
+@pytest.mark.parametrize("hops, address", [(0, "127.0.0.1"), (1, "203.0.113.7")])
+def test_the_logged_address_is_the_proxys_word_only_when_a_proxy_is_configured(app, hops, address):
+    from app import create_app
+    from tests.helpers import gen_user, login
+    served = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+                         "SECRET_KEY": "test", "NANBYO_PROXY_HOPS": hops, "WTF_CSRF_ENABLED": True})
+    with served.app_context():
+        user = gen_user("municipality_user")
+        client = served.test_client()
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.7"
+        assert login(client, user).status_code == 302
+        assert log_entries("login")[-1].remote_addr == address
