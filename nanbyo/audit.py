@@ -47,6 +47,7 @@ ACTION_LABELS = {
     "rotate_key": "暗号鍵のローテーション", "stats_view": "統計情報の表示", "stats_export": "統計情報の出力",
     "export_file": "出力ファイルの作成", "export_download": "出力ファイルのダウンロード",
     "export_expire": "出力ファイルの削除（保存期間の経過）", "audit_archive": "操作ログのアーカイブ",
+    "backup": "バックアップ", "restore": "バックアップからの復元",
 }
 
 # target_type: a table name (a model's __tablename__) or a word a caller passes.

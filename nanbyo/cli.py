@@ -344,5 +344,38 @@ def stats_refresh_command():
     click.echo(f"書類 {done:,} 件の集計列を書き直しました。")
 
 
+@nanbyo_cli.command("backup")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--keep", type=int, default=3, show_default=True, help="残す世代数（古いものから削除）")
+def backup_command(directory, keep):
+    """データベース（PostgreSQL は pg_dump、SQLite はオンラインバックアップ）と暗号化したスキャンファイルを
+    DIRECTORY/<日時>/ にバックアップし、チェックサムの一覧（manifest.json）を書く。鍵ファイルは含めない（別に保管）。"""
+    from nanbyo import audit, backup
+    try:
+        folder = backup.backup(directory, keep=keep)
+    except backup.BackupError as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
+    audit.record("backup", target_type="database", data={"folder": folder.name, "keep": keep})
+    click.echo(f"バックアップしました: {folder}")
+
+
+@nanbyo_cli.command("restore")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def restore_command(directory):
+    """バックアップ（世代のフォルダ、または世代を並べたフォルダの最新）を、空のデータベースと空のスキャンファイルの
+    フォルダに戻す。先にチェックサムと鍵ファイルを確かめ、合わなければ何も書かない。"""
+    from nanbyo import audit, backup
+    try:
+        manifest = backup.restore(directory)
+    except backup.BackupError as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
+    audit.record("restore", target_type="database", data={"created_at": manifest["created_at"],
+                                                           "revision": manifest["revision"]})
+    click.echo(f"{manifest['created_at']} のバックアップを戻しました。`flask --app app db upgrade` と"
+               "`flask --app app nanbyo audit-verify --full` を実行してください。")
+
+
 def init_app(app):
     app.cli.add_command(nanbyo_cli)
