@@ -2,7 +2,7 @@
 and the operator's import of its contractor's paper-form data (views/paper_import.py: no institution). The upload,
 the inline report, the background job's page and its xlsx report are the same; what differs is who may import
 (_may_import) and where the documents go (the destinations given to import_screen)."""
-from flask import Response, abort, current_app, flash, redirect, url_for
+from flask import Response, abort, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -55,8 +55,15 @@ class XmlImportScreens:
 
     def _import_job(self, uploads, institution, all_or_nothing):
         """An upload above NANBYO_XML_INLINE_BYTES is imported by the task queue; its page shows the progress."""
-        from nanbyo import tasks
-        job = import_jobs.create(current_user, institution, uploads, all_or_nothing)
+        from nanbyo import files, tasks
+        try:
+            job = import_jobs.create(current_user, institution, uploads, all_or_nothing)
+        except OSError as e:
+            if not files.store_full(e):
+                raise
+            current_app.logger.error("XML import job refused: the file store is full (%s)", e)
+            flash(files.STORE_FULL, "error")
+            return redirect(request.url)
         try:
             tasks.run_xml_import(job.id)
         except Exception:

@@ -1,5 +1,10 @@
 """Files people upload and download (scans of paper forms), and the removal of files the application wrote."""
+import errno
 import os
+
+# What a clerk reads when the file store is full: the upload is refused whole, nothing of it kept.
+STORE_FULL = ("ファイルの保存先の空き容量が足りないため、保存できませんでした。何も保存していません。"
+              "システムの管理者に連絡してください。")
 
 
 def remove(*paths):
@@ -23,3 +28,8 @@ def remove_strays(folder, named, before):
 def open_private(path):
     """A new file (never one already there) only its owner may read, open for writing bytes."""
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def store_full(error: BaseException) -> bool:
+    """Whether `error` says the file store has no room (disk full, quota): a refusal to explain, not a crash."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -123,9 +123,12 @@ def upload(user, uploads, meta) -> tuple[list[ScanFile], list[str]]:
                                                                               "bytes": scan.size}}
                            for scan in scans], actor=user)
         db.session.commit()
-    except BaseException:
+    except BaseException as e:
         db.session.rollback()
         files.remove(*written)
+        if files.store_full(e):
+            current_app.logger.error("scan upload refused: the file store is full (%s)", e)
+            return [], [files.STORE_FULL]
         raise
     return scans, []
 

@@ -225,3 +225,22 @@ def test_a_scan_made_a_document_is_not_sent_back(app, world):
     assert "差し戻せません" in scans.send_back(world["operator"], scan, "読めません")
     db.session.rollback()
     assert db.session.get(ScanFile, scan.id).status == "waiting" and log_entries("scan_return") == []
+
+
+def test_a_full_file_store_refuses_the_upload_whole_and_keeps_nothing(app, world, monkeypatch):
+    import errno
+    from nanbyo import files
+    real, calls = files.open_private, []
+
+    def filling(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path)
+    monkeypatch.setattr("nanbyo.files.scans.files.open_private", filling)
+    clerk = client_of(app, world["clerk"])
+    response = upload(clerk, [("a.pdf", PDF), ("b.png", PNG)])
+    assert response.status_code == 400 and files.STORE_FULL in response.get_data(as_text=True)
+    assert stored() == 0 and scan_files(app) == [] and log_entries("scan_upload") == []
+    monkeypatch.undo()
+    assert upload(clerk, [("a.pdf", PDF)]).status_code == 302 and stored() == 1  # room again: it works

@@ -235,3 +235,20 @@ def test_a_municipality_user_cannot_be_the_cli_importer(app, runner, tmp_path, w
     result = runner.invoke(args=["nanbyo", "import-xml", str(tmp_path / "a.xml"), "--institution",
                                  w["hospital"].code, "--as", clerk.login_id])
     assert result.exit_code == 1 and count() == 0
+
+
+def test_a_full_file_store_refuses_a_background_import_and_keeps_nothing(app, client, w, monkeypatch):
+    import errno
+    from nanbyo import files
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr("nanbyo.xmlio.import_jobs.files.open_private", full)
+    login(client, w["doctor"])
+    response = upload(client, w["hospital"], [("batch.zip", a_zip())])
+    assert response.status_code == 302
+    page = client.get(response.location).get_data(as_text=True)
+    assert files.STORE_FULL in page
+    db.session.expire_all()
+    assert db.session.execute(select(func.count()).select_from(XmlImportJob)).scalar() == 0
+    assert stored_files(app) == [] and count() == 0 and log_entries("document_import_job") == []
