@@ -344,6 +344,41 @@ def stats_refresh_command():
     click.echo(f"書類 {done:,} 件の集計列を書き直しました。")
 
 
+@nanbyo_cli.command("create-operator")
+@click.argument("login_id")
+@click.option("--name", required=True, help="氏名")
+@click.option("--name-kana", default="", help="カナ")
+@click.option("--notice", "notice_path", required=True, type=click.Path(dir_okay=False, exists=False),
+              help="初期パスワードの通知書（PDF）を書くファイル（本人に渡したら削除）")
+def create_operator_command(login_id, name, name_kana, notice_path):
+    """運営主体 管理者のアカウントを作る（導入直後の最初の1人など）。初期パスワードは通知書（PDF）にだけ書かれ、
+    初回ログインでパスワード変更・メールアドレスと鍵ファイルの登録をする。"""
+    import re
+    from models.accounts import User
+    from nanbyo import audit, auth, database, files, issuance
+    from nanbyo.extensions import db
+    from nanbyo.roles import OPERATOR_ADMIN, STATUS_ACTIVE
+    from models._types import utcnow
+    if not re.fullmatch(r"[A-Za-z0-9._-]{3,64}", login_id):
+        click.echo("ログインIDは英数字と . _ - の3〜64文字にしてください。", err=True)
+        sys.exit(2)
+    if db.session.execute(db.select(User.id).filter_by(login_id=login_id)).first():
+        click.echo(f"ログインID {login_id} は使われています。", err=True)
+        sys.exit(1)
+    placeholder = auth.hash_password(auth.generate_initial_password())  # replaced by the notice's at once
+    database.begin_write()
+    user = User(login_id=login_id, name=name, name_kana=name_kana or name, role=OPERATOR_ADMIN,
+                status=STATUS_ACTIVE, failed_logins=0, password_hash=placeholder, must_change_password=True,
+                created_at=utcnow())
+    db.session.add(user)
+    db.session.flush()
+    audit.record("create", target=user, data={"role": OPERATOR_ADMIN, "command": "create-operator"})
+    pdf = issuance.reset_for_notices([user])
+    with files.open_private(notice_path) as out:
+        out.write(pdf)
+    click.echo(f"{login_id} を作りました。初期パスワードの通知書: {notice_path}（本人に渡したら削除してください）")
+
+
 @nanbyo_cli.command("backup")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--keep", type=int, default=3, show_default=True, help="残す世代数（古いものから削除）")

@@ -311,3 +311,21 @@ def test_demo_refuses_a_weak_password(runner, keys_dir, weak):
     assert "デモデータを作成しませんでした" in result.output
     assert demo_state() == {"users": [], "institutions": 0, "memberships": 0}
     assert key_files(keys_dir) == {}
+
+
+def test_create_operator_writes_a_notice_and_the_account_must_change_its_password(app, runner, tmp_path):
+    from tests.helpers import log_entries
+    notice = tmp_path / "notice.pdf"
+    result = runner.invoke(args=["nanbyo", "create-operator", "ops-admin", "--name", "運営 太郎", "--notice",
+                                 str(notice)])
+    assert result.exit_code == 0, result.output
+    user = db.session.execute(db.select(User).filter_by(login_id="ops-admin")).scalar_one()
+    assert (user.role, user.must_change_password, user.key_digest) == ("operator_admin", True, None)
+    assert notice.read_bytes().startswith(b"%PDF") and oct(notice.stat().st_mode & 0o777) == "0o600"
+    assert [e.target_id for e in log_entries("create")] == [str(user.id)]
+    assert [e.target_id for e in log_entries("notice_issue")] == [str(user.id)]
+    again = runner.invoke(args=["nanbyo", "create-operator", "ops-admin", "--name", "x", "--notice",
+                                str(tmp_path / "again.pdf")])
+    assert again.exit_code == 1 and "使われています" in again.output and not (tmp_path / "again.pdf").exists()
+    bad = runner.invoke(args=["nanbyo", "create-operator", "a b", "--name", "x", "--notice", str(tmp_path / "b.pdf")])
+    assert bad.exit_code == 2
