@@ -32,7 +32,7 @@ from sqlalchemy import delete, select
 
 from models._types import JST, utcnow
 from models.audit import AuditCheckpoint, OperationLog
-from nanbyo import audit, database
+from nanbyo import audit, database, files
 from nanbyo.extensions import db
 
 VERIFY, ARCHIVE = "verify", "archive"
@@ -254,14 +254,6 @@ def _entry_line(entry) -> bytes:
     return _canonical(values) + b"\n"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def archive(before: date, directory, session=None, batch_size=audit.VERIFY_BATCH) -> Archive | None:
     """Move the entries before `before` (JST) to a signed archive in `directory`: a gzip of JSON lines (every hashed
     column, id and entry_hash, in chain order) and a manifest (first/last seq, first prev_hash, last entry_hash,
@@ -297,7 +289,7 @@ def archive(before: date, directory, session=None, batch_size=audit.VERIFY_BATCH
             raise ArchiveRefused("アーカイブする範囲のハッシュチェーンに問題があります（audit-verify で確認してください）: "
                                  + (check.problems[0] if check.problems else f"seq={cut} までのエントリがありません"))
         public = signing_key().public_key()
-        manifest = {"format": ARCHIVE_FORMAT, "file": data_path.name, "file_sha256": _file_sha256(data_path),
+        manifest = {"format": ARCHIVE_FORMAT, "file": data_path.name, "file_sha256": files.sha256_of(data_path),
                     "first_seq": start_seq + 1, "last_seq": cut, "count": check.entries,
                     "first_prev_hash": start_hash, "last_entry_hash": check.entry_hash,
                     "before": before.isoformat(), "created_at": utcnow().isoformat(timespec="seconds"),
@@ -363,7 +355,7 @@ def verify_archive(path, public: Ed25519PublicKey | None = None, session=None) -
         problems.append("マニフェストの署名が一致しません（改ざん、または別の鍵の署名）")
     if not data_path.exists():
         return manifest, problems + [f"{data_path.name} がありません"]
-    if _file_sha256(data_path) != manifest.get("file_sha256"):
+    if files.sha256_of(data_path) != manifest.get("file_sha256"):
         problems.append(f"{data_path.name} の SHA-256 がマニフェストと一致しません（改ざん）")
     check = audit.ChainCheck(first_seq - 1, first_prev)
     try:

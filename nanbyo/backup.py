@@ -40,14 +40,6 @@ class BackupError(RuntimeError):
     """A backup or restore that cannot be done; the message is for the operator (Japanese)."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def key_checks(ring) -> dict:
     """A check value per key of the ring: HMAC-SHA256 of a fixed text, 16 hex digits."""
     keys = {**{f"data:{k}": v for k, v in ring.keys.items()}, **{f"index:{k}": v for k, v in ring.index_keys.items()}}
@@ -108,7 +100,7 @@ def backup(directory, keep=KEEP, now=None) -> Path:
             stored.append(target / "scans" / path.name)
     manifest = {"format": FORMAT, "created_at": now.isoformat(), "database": kind, "revision": _revision(),
                 "keys": key_checks(crypto.keyring()),
-                "files": [{"path": str(p.relative_to(target)), "bytes": p.stat().st_size, "sha256": _sha256(p)}
+                "files": [{"path": str(p.relative_to(target)), "bytes": p.stat().st_size, "sha256": files.sha256_of(p)}
                           for p in stored]}
     with files.open_private(target / MANIFEST) as out:
         out.write(json.dumps(manifest, ensure_ascii=False, indent=1).encode())
@@ -145,7 +137,7 @@ def _checked_manifest(folder: Path) -> dict:
         raise BackupError("このバックアップの形式は読めません。")
     for entry in manifest["files"]:
         file = folder / entry["path"]
-        if not file.is_file() or file.stat().st_size != entry["bytes"] or _sha256(file) != entry["sha256"]:
+        if not file.is_file() or file.stat().st_size != entry["bytes"] or files.sha256_of(file) != entry["sha256"]:
             raise BackupError(f"バックアップのファイル {entry['path']} が壊れているか、ありません（チェックサム不一致）。")
     return manifest
 

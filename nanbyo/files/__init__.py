@@ -1,5 +1,6 @@
 """Files people upload and download (scans of paper forms), and the removal of files the application wrote."""
 import errno
+import hashlib
 import os
 
 # What a clerk reads when the file store is full: the upload is refused whole, nothing of it kept.
@@ -33,3 +34,12 @@ def open_private(path):
 def store_full(error: BaseException) -> bool:
     """Whether `error` says the file store has no room (disk full, quota): a refusal to explain, not a crash."""
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def sha256_of(path) -> str:
+    """The file's SHA-256 (hex), read in blocks: any size in little memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -21,6 +21,7 @@ from models.documents import Document
 from models.institutions import Institution, Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
 from nanbyo import access
+from nanbyo.documents import fiscal_year
 from nanbyo.document_codes import (APPLICATION_KIND_LABELS, KIND_SHORT_LABELS, NANBYO, REVIEW_RESULT_LABELS,
                                    SEX_LABELS, SHOMAN, STATUS_LABELS)
 from nanbyo.extensions import db
@@ -314,5 +315,4 @@ def fiscal_years(user) -> list[int]:
                                      .where(scope)).one()
     if first is None:
         return []
-    fiscal = lambda day: day.year - (day.month < 4)  # noqa: E731
-    return list(range(fiscal(last), fiscal(first) - 1, -1))
+    return list(range(fiscal_year(last), fiscal_year(first) - 1, -1))

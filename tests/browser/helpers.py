@@ -30,3 +30,16 @@ def assert_fits(page, tmp_path, name):
     assert navbar["height"] < 80, f"{name}: the menu bar wraps ({navbar['height']}px)"
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 1, f"{name}: {overflow}px wider than the window"
+
+
+def download_every_scan(page, base) -> dict:
+    """As the operator: tick every scan on the scans screen, download them as one ZIP; {entry name: bytes}."""
+    import io
+    import zipfile
+    page.goto(f"{base}/admin/scans/")
+    for box in page.locator("#scans input[name=ids]").all():
+        box.check()
+    with page.expect_download() as download:
+        page.click("#scan-zip-submit")
+    with zipfile.ZipFile(io.BytesIO(open(download.value.path(), "rb").read())) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
