@@ -15,7 +15,8 @@ from sqlalchemy import insert, select
 from models._types import utcnow
 from models.audit import OperationLog
 from nanbyo import bulk, database
-from nanbyo.document_codes import KIND_SHORT_LABELS, STATUS_LABELS as DOCUMENT_STATUS_LABELS
+from nanbyo.document_codes import (APPLICATION_KIND_LABELS, IMPORT_RESULT_LABELS, KIND_SHORT_LABELS,
+                                   REVIEW_RESULT_LABELS, STATUS_LABELS as DOCUMENT_STATUS_LABELS)
 from nanbyo.extensions import db
 from nanbyo.roles import (DOCTOR_KIND_LABELS, MEMBERSHIP_KIND_LABELS, ROLE_LABELS,
                           STATUS_LABELS as ACCOUNT_STATUS_LABELS)
@@ -84,10 +85,16 @@ DATA_KEY_LABELS = {
     "bytes": "ファイルの大きさ（バイト）", "file": "ファイル", "number": "ファイル内の書類の番号", "all_or_nothing": "すべて取り込むか何も取り込まない", "error": "エラー",
     "updated": "更新件数", "kept": "変更なし件数", "refused": "取込不可件数",
     "before": "この日（JST）より前をアーカイブ", "first_seq": "最初の番号", "last_seq": "最後の番号",
+    "result": "結果", "received": "受付（紙の書類）件数", "scans": "スキャンファイル", "paper": "紙の書類のデータ",
+    "institution": "医療機関コード", "page": "ページ", "by": "集計項目", "research": "研究利用（同意ありのみ）",
+    "masked": "少数の秘匿", "fiscal_year": "年度", "written_from": "作成年月日（から）",
+    "written_until": "作成年月日（まで）", "municipality_id": "実施主体（ID）", "application_kind": "申請区分",
+    "review_result": "審査結果", "command": "コマンド", "folder": "バックアップ", "keep": "残す世代数",
+    "created_at": "作成日時", "revision": "スキーマの版",
 }
 
 # Keys that are a mark (True) rather than a value: shown as their label alone.
-FLAG_KEYS = {"first_login", "self", "by_manager", "reissue", "told", "from_concurrent", "all_or_nothing"}
+FLAG_KEYS = {"first_login", "self", "by_manager", "reissue", "told", "from_concurrent", "all_or_nothing", "paper"}
 
 REASON_LABELS = {
     "bad_password": "パスワード誤り", "bad_key_file": "鍵ファイル誤り", "bad_key_code": "鍵登録コード誤り",
@@ -103,10 +110,13 @@ VALUE_LABELS = {
     "kind": {**KIND_SHORT_LABELS, **MEMBERSHIP_KIND_LABELS},
     "role": ROLE_LABELS,
     "designation": DOCTOR_KIND_LABELS,
-    "format": {"csv": "CSV（UTF-8）", "csv_cp932": "CSV（Shift_JIS）", "xlsx": "Excel（xlsx）"},
+    "format": {"csv": "CSV（UTF-8）", "csv_cp932": "CSV（Shift_JIS）", "xlsx": "Excel（xlsx）", "json": "JSON"},
     "screen": {"edit": "編集", "correct": "訂正"},
     "sheet": {"document": "書類", "key": "アクセスキーの通知"},
     "source": {"file": "ユーザデータファイル", "form": "個別登録（画面）", "results_import": "認定結果データ一括取込"},
+    "result": IMPORT_RESULT_LABELS,
+    "application_kind": APPLICATION_KIND_LABELS,
+    "review_result": REVIEW_RESULT_LABELS,
 }
 
 # Column names in `fields` that no screen labels (the screens' own column labels come first; views/audit.py).

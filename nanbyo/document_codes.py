@@ -66,3 +66,7 @@ AGREED, DECLINED = "agreed", "declined"
 EXPLANATION_LABELS = {AGREED: "説明済・同意", DECLINED: "説明済・同意しない"}
 DECLINED_MESSAGE = ("患者（保護者）がDBへの登録に同意しない場合は、オンラインでは作成できません。"
                     "紙の{form}を使ってください。")
+
+# What became of a document of an XML import (nanbyo.xmlio.importer); also read by the operation log's screen.
+IMPORT_RESULT_LABELS = {"created": "作成（下書き）", "updated": "更新（下書き）", "received": "受付（紙の書類）",
+                        "kept": "変更なし（確定・受付済み）", "refused": "取込不可"}

@@ -614,3 +614,17 @@ def test_deleting_a_paper_draft_frees_its_scan(app, client, clerk):
     assert db.session.get(Document, doc_id) is None
     assert (db.session.get(ScanFile, scan.id).document_id, db.session.get(ScanFile, scan.id).status) == (
         None, "waiting")
+
+
+def test_only_the_operator_enters_paper_a_doctor_cannot_take_a_scan(client, tokyo, hospital, doctor, clerk):
+    from models.scans import ScanFile
+    from tests.helpers import gen_scan
+    scan = gen_scan(clerk)
+    login(client, doctor)
+    r = post(client, "/admin/document/new/?kind=nanbyo", paper_entry(
+        scans=str(scan.id), institution=str(hospital.id), author=str(doctor.id), municipality=str(tokyo.id)))
+    assert r.status_code == 302, flashes(r)
+    doc = db.session.execute(select(Document)).scalar_one()
+    assert (doc.author_id, doc.institution_id, doc.is_paper) == (doctor.id, hospital.id, False)
+    db.session.expire_all()
+    assert db.session.get(ScanFile, scan.id).document_id is None  # the posted scan No. is not the doctor's to use

@@ -26,7 +26,7 @@ from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.masters import NanbyoDisease, ShomanDisease
 from nanbyo import audit, database, documents, jurisdiction
-from nanbyo.document_codes import DRAFT, NANBYO, SHOMAN
+from nanbyo.document_codes import DRAFT, IMPORT_RESULT_LABELS, NANBYO, SHOMAN
 from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.extensions import db
 from nanbyo.paper import same_name
@@ -37,8 +37,7 @@ CREATED, UPDATED, KEPT, REFUSED = "created", "updated", "kept", "refused"
 ARRIVED = "received"  # a paper form, received at its municipality (nanbyo.xmlio.contractor)
 WRITTEN = (CREATED, UPDATED, ARRIVED)
 GROUP = 100  # documents committed together (one lock, one read of the log chain's tail)
-RESULT_LABELS = {CREATED: "作成（下書き）", UPDATED: "更新（下書き）", ARRIVED: "受付（紙の書類）",
-                 KEPT: "変更なし（確定・受付済み）", REFUSED: "取込不可"}
+RESULT_LABELS = IMPORT_RESULT_LABELS
 ALL_OR_NOTHING_REFUSED = "ほかの書類に問題があるため取り込んでいません（すべて取り込むか何も取り込まない指定）。"
 
 

@@ -263,3 +263,12 @@ def test_a_long_table_is_shown_in_part_and_downloaded_whole(app, client, w, monk
     assert page.count("<td class=\"text-right\">1</td>") == 2 and 'id="stats-cut"' in page  # one row: two counts
     rows = list(csv.reader(io.StringIO(client.get("/admin/stats/?by1=kind&format=csv").data.decode("utf-8-sig"))))
     assert len(rows) == 3
+
+
+def test_the_log_screen_names_what_was_asked(app, client, w):
+    from views.audit import data_items
+    login(client, w["operator"])
+    client.get("/admin/stats/?by1=kind&fiscal_year=2026&research=y&format=xlsx")
+    entry = log_entries("stats_export")[-1]
+    assert data_items(entry.data, entry.target_type) == [
+        "集計項目: kind", "年度: 2026", "研究利用（同意ありのみ）: はい", "少数の秘匿: いいえ", "形式: Excel（xlsx）"]

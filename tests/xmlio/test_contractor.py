@@ -291,3 +291,14 @@ def test_a_scan_being_entered_is_not_deleted_by_its_municipality(app, w):
     db.session.commit()
     assert "削除できません" in scan_files.delete(w["clerk"], db.session.get(ScanFile, w["scan"].id))
     assert db.session.get(ScanFile, w["scan"].id) is not None
+
+
+def test_the_log_screen_names_what_a_paper_import_did(app, w):
+    from views.audit import data_items
+    import_uploads([("paper.xml", file_bytes([paper([w["scan"].id])]))], w["operator"], None, today=DAY)
+    entry = log_entries("document_paper_import")[-1]
+    assert data_items(entry.data, entry.target_type) == [
+        "ファイル: paper.xml", "ファイル内の書類の番号: 1", "結果: 受付（紙の書類）", f"スキャンファイル: {w['scan'].id}"]
+    batch = log_entries("document_import_batch")[-1]
+    assert "紙の書類のデータ" in data_items(batch.data, batch.target_type) and "受付（紙の書類）件数: 1" in data_items(
+        batch.data, batch.target_type)
