@@ -1,11 +1,14 @@
 """Upgrades (issue 15): a database made by the first migration, holding a municipality, an institution, a doctor and
 a clerk, upgraded one release at a time to the newest keeps its rows, and the upgraded deployment works: the masters
 load, the doctor logs in and writes a document, the clerk sees it received, the log chain verifies."""
+import re
 from datetime import datetime, timezone
+
+import pytest
 
 from alembic.script import ScriptDirectory
 from flask_migrate import upgrade
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from app import create_app
 from models.accounts import User
@@ -80,3 +83,36 @@ def test_the_first_schema_with_data_upgrades_release_by_release_and_works(empty_
         assert audit_chain.verify_chain(full=True).problems == []
         db.session.remove()
         db.engine.dispose()
+
+
+NATIONAL_SIZE = {"document", "operation_log", "user_account", "institution"}
+
+
+def test_indexes_on_tables_in_use_are_built_concurrently_on_postgresql(empty_database):  # noqa: F811
+    """An upgrade of a deployment with a million documents must not stop the writes while an index builds: every
+    index a migration adds to a table of national size (documents, operation log, accounts, institutions) that an
+    earlier migration made is built CONCURRENTLY (PostgreSQL). Small tables (designations, scans) need not, nor the
+    index of a column the same migration adds (its ALTER TABLE … ADD COLUMN locks the table anyway)."""
+    if not empty_database.startswith("postgresql"):
+        pytest.skip("CONCURRENTLY is PostgreSQL's")
+    app = create_app(BASE_CONFIG | {"SQLALCHEMY_DATABASE_URI": empty_database})
+    blocking = []
+    with app.app_context():
+        for revision in releases(app):
+            created, statements = set(), []
+            listener = lambda conn, cursor, sql, *args: statements.append(" ".join(sql.split()))  # noqa: E731
+            event.listen(db.engine, "before_cursor_execute", listener)
+            try:
+                upgrade(revision=revision)
+            finally:
+                event.remove(db.engine, "before_cursor_execute", listener)
+            for sql in statements:
+                if match := re.match(r"CREATE TABLE (\w+)|ALTER TABLE (\w+) ADD COLUMN", sql):
+                    created.add(match[1] or match[2])
+            for sql in statements:
+                match = re.match(r"CREATE (?:UNIQUE )?INDEX (CONCURRENTLY )?(?:IF NOT EXISTS )?(\w+) ON (\w+)", sql)
+                if match and not match[1] and match[3] in NATIONAL_SIZE and match[3] not in created:
+                    blocking.append((revision, match[2]))
+        db.session.remove()
+        db.engine.dispose()
+    assert blocking == [], "\n".join(map(str, blocking))

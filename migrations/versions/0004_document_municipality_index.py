@@ -16,6 +16,12 @@ depends_on = None
 
 
 def upgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        # CONCURRENTLY (outside the migration's transaction): documents are written while the index builds.
+        with op.get_context().autocommit_block():
+            op.create_index('ix_document_municipality_id_id', 'document', ['municipality_id', 'id'],
+                            postgresql_concurrently=True, if_not_exists=True)
+        return
     with op.batch_alter_table('document', schema=None) as batch_op:
         batch_op.create_index('ix_document_municipality_id_id', ['municipality_id', 'id'], unique=False)
 

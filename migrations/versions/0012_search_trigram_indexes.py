@@ -27,10 +27,13 @@ def upgrade():
     if op.get_bind().dialect.name != 'postgresql':
         return
     op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
-    for table, columns in SEARCHED.items():
-        for column in columns:
-            op.create_index(f'ix_{table}_{column}_trgm', table, [column], postgresql_using='gin',
-                            postgresql_ops={column: 'gin_trgm_ops'})
+    # CONCURRENTLY (outside the migration's transaction): the tables take writes while their indexes build.
+    with op.get_context().autocommit_block():
+        for table, columns in SEARCHED.items():
+            for column in columns:
+                op.create_index(f'ix_{table}_{column}_trgm', table, [column], postgresql_using='gin',
+                                postgresql_ops={column: 'gin_trgm_ops'}, postgresql_concurrently=True,
+                                if_not_exists=True)
 
 
 def downgrade():
