@@ -84,6 +84,16 @@ class Bench:
     log_filters: list = field(default_factory=list)
 
 
+def people(args, size):
+    """(institutions, doctors) of a database of `size` documents: as given, else in proportion to the documents (one
+    institution per 500, one doctor per 50, as 2,000 and 20,000 at 1M). A doctor writes as many documents in a
+    prefecture's database as in the nation's: the busiest doctor's and institution's lists are then alike at every
+    size, and the largest / smallest ratio measures what the table's size costs them (with the counts fixed, the
+    busiest doctor of 100,000 documents had 205 of them, and a filtered page of theirs was not full)."""
+    institutions = args.institutions or max(20, size // 500)
+    return institutions, args.doctors or max(institutions, size // 50)
+
+
 def generate(args, size):
     """A database of `size` documents (bench/documents.py's generator) and the three bench users."""
     import documents as gen  # bench/documents.py
@@ -105,14 +115,15 @@ def generate(args, size):
         try:
             conn = raw.driver_connection
             with conn.cursor() as cur:
-                world, ref = gen.generate_reference(cur, rng, munis, args.institutions, args.doctors)
+                world, ref = gen.generate_reference(cur, rng, munis, *people(args, size))
             conn.commit()
             gen.generate_documents(conn, app, rng, world, ref, size, 10, progress=False)
             conn.autocommit = True
             conn.execute("VACUUM ANALYZE")
         finally:
             raw.close()
-        print(f"  generated {size:,} documents in {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"  generated {size:,} documents ({len(world.institutions):,} institutions, {len(world.doctors):,} doctors) "
+              f"in {time.perf_counter() - started:.0f} s", flush=True)
         setup_users(bench, db, text)
         bench.filters, bench.log_filters, bench.sorts = list_filters(app, db)
         db.session.remove()
@@ -608,8 +619,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000],
                         help="document counts, comma-separated (default 100000,1000000)")
-    parser.add_argument("--institutions", type=int, default=2_000)
-    parser.add_argument("--doctors", type=int, default=20_000)
+    parser.add_argument("--institutions", type=int, help="default: one per 500 documents (2,000 at 1M)")
+    parser.add_argument("--doctors", type=int, help="default: one per 50 documents (20,000 at 1M)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
