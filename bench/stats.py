@@ -43,7 +43,7 @@ DOWNLOADS = [("disease x municipality CSV", "by1=disease&by2=municipality&format
 def baseline_ms(app, bench, query, samples):
     """The page's GROUP BY alone, straight to PostgreSQL (the operator's scope: every document)."""
     import psycopg
-    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects.postgresql import psycopg as postgresql_psycopg
     url = bench.url.replace("postgresql+psycopg://", "postgresql://")
     with app.app_context():
         from nanbyo.stats import counts
@@ -52,13 +52,14 @@ def baseline_ms(app, bench, query, samples):
         request = counts.Request(by=[asked[k][0] for k in ("by1", "by2", "by3") if k in asked],
                                  research="research" in asked,
                                  fiscal_year=int(asked["fiscal_year"][0]) if "fiscal_year" in asked else None)
-        statement = counts.statement(None, request)
-        sql = str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+        compiled = counts.statement(None, request).compile(dialect=postgresql_psycopg.dialect())
+        sql, params = str(compiled), compiled.params
     times = []
     with psycopg.connect(url) as conn:
+        conn.execute(f"SET work_mem = '{counts.WORK_MEM}'")  # as the app does
         for i in range(samples + 1):
             started = time.perf_counter()
-            conn.execute(sql).fetchall()
+            conn.execute(sql, params).fetchall()
             if i:
                 times.append((time.perf_counter() - started) * 1000)
     return bench_http.percentile(times, 50)

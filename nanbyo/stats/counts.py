@@ -7,13 +7,19 @@
 - 研究利用: research outputs count only the documents whose 研究利用同意 is 同意あり.
 - Small cells: a row of fewer than SMALL_CELL patients shows neither count (「10未満」) when masked; a municipality's
   outputs are always masked, the operator's when asked.
-- Distinct patients (by patient_key, the blind index as a number) are counted in the database at the level asked (never summed from finer rows: a patient with two
-  documents of one 疾患群 is one patient of that 疾患群).
+- Distinct patients (by patient_key, the blind index as a number) are counted in the database at the level asked
+  (never summed from finer rows: a patient with two documents of one 疾患群 is one patient of that 疾患群).
+- Every dimension is an expression of the document's own columns (a 疾病's 疾患群, a 実施主体's 都道府県 and a 医療機関's
+  code are read from lists the query carries, `lookup`, not by joins): on PostgreSQL the documents are then read in
+  patient order from one covering index (ix_document_statistics) and a patient's documents of a group are told apart
+  as they pass, with no hash of a million (group, patient) pairs (2–3 times faster at 1M documents).
 """
+import json
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import BigInteger, Integer, String, and_, case, cast, extract, func, literal, select, text, true
+from sqlalchemy import Integer, String, and_, bindparam, case, cast, extract, func, literal, select, text, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -31,7 +37,7 @@ SMALL_CELL = 10
 MASKED = f"{SMALL_CELL}未満"
 MAX_DIMENSIONS = 3
 UNKNOWN = "不明"
-WORK_MEM = "128MB"  # the groups of 1M documents (and their patients) hash in ~160 MB: in memory, not on disk
+WORK_MEM = "128MB"  # the sorts of 1M documents (a municipality's, by its own index) in memory, not on disk
 AGE_BANDS = [(0, 9), (10, 19), (20, 29), (30, 39), (40, 49), (50, 59), (60, 69), (70, 79), (80, None)]
 
 
@@ -57,53 +63,99 @@ def _fiscal_quarter():
     return case((_month() < 4, 4), (_month() < 7, 1), (_month() < 10, 2), else_=3)
 
 
+class lookup(FunctionElement):
+    """`values[column]`: the value a small table gives the row's id, from a list the query carries (position = id;
+    None where no row has the id), instead of a join. A join would make the database read the documents in the
+    joined order; this keeps each document's groups an expression of its own columns (see the module's note).
+    Not cached: the list is part of the statement, read when it is compiled."""
+    inherit_cache = False
+
+    def __init__(self, values: list, column, type_):
+        self.values = values
+        self.type = type_
+        super().__init__(column)
+
+
+@compiles(lookup, "postgresql")
+def _lookup_postgresql(element, compiler, **kw):
+    array = bindparam(None, element.values, type_=ARRAY(element.type), unique=True)
+    # PostgreSQL's arrays count from 1.
+    return f"({compiler.process(array, **kw)})[{compiler.process(element.clauses, **kw)} + 1]"
+
+
+@compiles(lookup)
+def _lookup_json(element, compiler, **kw):
+    listed = bindparam(None, json.dumps(element.values, ensure_ascii=False), type_=String, unique=True)
+    return f"json_extract({compiler.process(listed, **kw)}, '$[' || {compiler.process(element.clauses, **kw)} || ']')"
+
+
+def _by_id(rows) -> list:
+    """[(id, value)] as a list whose position is the id."""
+    rows = list(rows)
+    values = [None] * (max((row_id for row_id, _value in rows), default=0) + 1)
+    for row_id, value in rows:
+        values[row_id] = value
+    return values
+
+
+def _lists():
+    """The small tables' values by id that the dimensions read (db.session's, once per request)."""
+    lists = db.session.info.get("nanbyo_stats_lists")
+    if lists is None:
+        shoman = db.session.execute(select(ShomanDisease.id, ShomanDisease.shoman_code, ShomanDisease.group_id)).all()
+        lists = {
+            "nanbyo_group": _by_id((i, str(c)) for i, c in db.session.execute(
+                select(NanbyoDisease.id, NanbyoDisease.category_id))),
+            "nanbyo_code": _by_id((i, str(n)) for i, n in db.session.execute(
+                select(NanbyoDisease.id, NanbyoDisease.notification_no))),
+            "shoman_group": _by_id((i, group.split("-")[0]) for i, _code, group in shoman),
+            "shoman_code": _by_id((i, code) for i, code, _group in shoman),
+            "prefecture": _by_id(db.session.execute(select(Municipality.id, Municipality.prefecture_no))),
+            "institution": _by_id(db.session.execute(select(Institution.id, Institution.code))),
+        }
+        db.session.info["nanbyo_stats_lists"] = lists
+    return lists
+
+
+def _by_disease(nanbyo, shoman):
+    lists = _lists()
+    return case((Document.kind == NANBYO, lookup(lists[nanbyo], Document.nanbyo_disease_id, String())),
+                else_=lookup(lists[shoman], Document.shoman_disease_id, String()))
+
+
 def _disease_code():
-    return case((Document.kind == NANBYO, cast(NanbyoDisease.notification_no, String)),
-                else_=ShomanDisease.shoman_code)
-
-
-class top_group(FunctionElement):
-    """The 疾患群 of a 小慢 group ID: '9' of '9-1', '13' of '13-2' (the part before the first hyphen)."""
-    type = String()
-    name = "top_group"
-    inherit_cache = True
-
-
-@compiles(top_group, "sqlite")
-def _top_group_sqlite(element, compiler, **kw):
-    group_id = compiler.process(element.clauses, **kw)
-    return f"substr({group_id}, 1, instr({group_id} || '-', '-') - 1)"
-
-
-@compiles(top_group, "postgresql")
-def _top_group_postgresql(element, compiler, **kw):
-    return f"split_part({compiler.process(element.clauses, **kw)}, '-', 1)"
+    return _by_disease("nanbyo_code", "shoman_code")
 
 
 def _disease_group():
-    return case((Document.kind == NANBYO, cast(NanbyoDisease.category_id, String)),
-                else_=top_group(ShomanDisease.group_id))
+    """The 疾患群: a 指定難病's category, a 小慢 disease's group before its first hyphen ('9' of '9-1')."""
+    return _by_disease("nanbyo_group", "shoman_group")
+
+
+def _prefecture():
+    return lookup(_lists()["prefecture"], Document.municipality_id, String())
 
 
 def _institution_code():
-    return func.coalesce(Institution.code, Document.paper_institution_code)
+    """A registered institution's code, else the code a paper form gives."""
+    return func.coalesce(lookup(_lists()["institution"], Document.institution_id, String()),
+                         Document.paper_institution_code)
 
 
 @dataclass(frozen=True)
 class Dimension:
     key: str
     label: str
-    expressions: tuple  # the GROUP BY's columns (callables: SQL built per query)
-    joins: tuple = ()  # what the expressions need joined: "disease", "institution", "municipality"
+    expressions: tuple  # the GROUP BY's columns (callables: SQL built per query, of the document's own columns)
 
 
 DIMENSIONS = {d.key: d for d in [
     Dimension("kind", "種類", (lambda: Document.kind,)),
-    Dimension("disease_group", "疾患群", (lambda: Document.kind, _disease_group), ("disease",)),
-    Dimension("disease", "疾病（告示番号／小慢コード）", (lambda: Document.kind, _disease_code), ("disease",)),
+    Dimension("disease_group", "疾患群", (lambda: Document.kind, _disease_group)),
+    Dimension("disease", "疾病（告示番号／小慢コード）", (lambda: Document.kind, _disease_code)),
     Dimension("municipality", "実施主体", (lambda: Document.municipality_id,)),
-    Dimension("prefecture", "都道府県", (lambda: Municipality.prefecture_no,), ("municipality",)),
-    Dimension("institution", "医療機関", (_institution_code,), ("institution",)),
+    Dimension("prefecture", "都道府県", (_prefecture,)),
+    Dimension("institution", "医療機関", (_institution_code,)),
     Dimension("sex", "性別", (lambda: Document.patient_sex,)),
     Dimension("age_band", "年齢階級（作成年月日）", (_age_band,)),
     Dimension("application_kind", "申請区分", (lambda: Document.application_kind,)),
@@ -181,26 +233,22 @@ def masked_for(user, request: Request) -> bool:
 
 
 def statement(user, request: Request):
-    """The GROUP BY of `request` within `user`'s scope: the dimensions' columns, documents, patients. Two levels: the
-    documents grouped by the dimensions and the patient, then those groups counted (a hash aggregate the database
-    can share among workers, where COUNT(DISTINCT) sorts every group's rows in one process)."""
+    """The GROUP BY of `request` within `user`'s scope: the dimensions' columns, documents, patients. Each document
+    is numbered among its patient's documents of the same group (a window in patient order, which the covering index
+    ix_document_statistics gives on PostgreSQL); the first of each counts a patient."""
     check(request)
     dimensions = [DIMENSIONS[key] for key in request.by]
     keys = [expression().label(f"d{n}_{m}") for n, d in enumerate(dimensions)
             for m, expression in enumerate(d.expressions)]
-    inner = select(*keys, Document.patient_key.label("patient"), func.count().label("n")).select_from(Document)
-    joins = {j for d in dimensions for j in d.joins}
-    if "disease" in joins:
-        inner = inner.outerjoin(NanbyoDisease, NanbyoDisease.id == Document.nanbyo_disease_id) \
-            .outerjoin(ShomanDisease, ShomanDisease.id == Document.shoman_disease_id)
-    if "institution" in joins:
-        inner = inner.outerjoin(Institution, Institution.id == Document.institution_id)
-    if "municipality" in joins:
-        inner = inner.join(Municipality, Municipality.id == Document.municipality_id)
-    groups = inner.where(and_(*_criteria(user, request))).group_by(*keys, Document.patient_key).subquery()
-    columns = [groups.c[key.name] for key in keys]
-    return (select(*columns, cast(func.sum(groups.c.n), BigInteger).label("documents"),
-                   func.count(groups.c.patient).label("patients")).group_by(*columns).order_by(*columns))
+    # The groups computed once (a subquery) and numbered by the names it gives them.
+    groups = select(*keys, Document.patient_key.label("patient")).where(and_(*_criteria(user, request))).subquery()
+    named = [groups.c[key.name] for key in keys]
+    nth = func.row_number().over(partition_by=[groups.c.patient, *named]).label("nth")
+    rows = select(*named, groups.c.patient, nth).subquery()
+    columns = [rows.c[key.name] for key in keys]
+    first = and_(rows.c.nth == 1, rows.c.patient.is_not(None))
+    return (select(*columns, func.count().label("documents"),
+                   func.count(case((first, 1))).label("patients")).group_by(*columns).order_by(*columns))
 
 
 def count(user, request: Request) -> Table:
