@@ -4,25 +4,29 @@
     .venv/bin/python bench/load.py --size 20000 --duration 30       # a quick look
 
 It creates a database of its own on the --database-url server (bench/http.py's generate(): bench/documents.py's
-generator, then VACUUM ANALYZE), gives --users distinct users a real password and key file — the operator, municipality
-clerks (the 自治体 with the most received documents) and designated doctors (those with the most drafts) — serves the
-app with gunicorn (--workers, the README's timeout; the task-queue consumer beside it, as bench/http.py's Server does)
-and runs locust headless, as a library in a process of its own, for --duration seconds. Each simulated user logs in
-(password + key file) and then, with --wait seconds between operations:
+generator, then VACUUM ANALYZE), gives --users distinct users a real password and key file — half of them designated
+doctors (those with the most drafts), the operator, and municipality clerks for the rest (the 自治体 with the most
+received documents) — serves the app with gunicorn (--workers, the README's timeout; the task-queue consumer beside
+it, as bench/http.py's Server does) and, once /healthz answers, runs locust headless for --duration seconds: as a
+library, in a process of its own (gevent patches the standard library there, not in this process's database work).
+Each simulated user logs in (password + key file) and then, --wait seconds between operations, picks one (weights):
 
-  doctor     list (書類一覧 page 1), details of one of their documents, save: opens the edit screen of one of their
-             drafts and posts the form back with one field changed (CSRF token and version included), then reads
-             the edit screen it is sent back to, which must say 保存しました;
-  clerk      list, details of a document their 自治体 received, key lookup: the アクセスキー of such a document typed
-             into the key-lookup screen (which sends them to its details);
-  operator   list, details of any document.
+  doctor     list (書類一覧 page 1) 2, details of one of their documents 3, save 2: opens the edit screen of one of
+             their drafts, posts the form back (CSRF token and version as the page gave them) with its 作成年月日
+             moved between today and yesterday, and reads the edit screen it is sent back to, which must say 保存しました;
+  clerk      list 2, details of a document their 自治体 received 3, key lookup 2: the key-lookup screen, then the
+             アクセスキー of such a document posted to it, which must send the clerk to that document's details
+             (opened, as a details request);
+  operator   list 2, details of any document 3.
 
-It prints, per operation, the requests, the failures, p50/p95/p99 in ms and the requests per second, and every error
-(a non-2xx answer, a redirect where a page was expected, a page without what it must show). Then the operation log:
-the entries written during the run, per action, against the successful effects locust recorded (login → login,
-list → document_list, details → document_view, edit screen → document_view (画面 編集), save → update, key lookup →
-key_lookup): one entry per effect, and no other entry. Last, `flask nanbyo audit-verify --full` on the database.
-The run fails (exit status 1) on any error, any difference in the log, or a broken chain.
+At the end each user finishes the operation it is in (no effect goes unrecorded), then stops. It prints, per
+operation, the requests, the failures, p50/p95/p99 in ms and the requests per second, and every error (a non-2xx
+answer, a redirect where a page was expected, a page without what it must show). Then the operation log: the entries
+written during the run, per action, against the successes locust recorded (login → login, list → document_list,
+details → document_view, edit screen → document_view with screen edit, save → update, key lookup → key_lookup): one
+entry per effect, and no other entry. Then `flask nanbyo audit-verify --full` on the database, and the tracebacks in
+the gunicorn log. The run fails (exit status 1) on any error, any difference in the log, a broken chain or a
+traceback.
 """
 import sys
 
