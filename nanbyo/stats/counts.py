@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Integer, String, and_, bindparam, case, cast, extract, func, literal, select, text, true
+from sqlalchemy import BigInteger, Integer, String, and_, bindparam, case, cast, extract, func, literal, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -64,54 +64,83 @@ def _fiscal_quarter():
 
 
 class lookup(FunctionElement):
-    """`values[column]`: the value a small table gives the row's id, from a list the query carries (position = id;
-    None where no row has the id), instead of a join. A join would make the database read the documents in the
-    joined order; this keeps each document's groups an expression of its own columns (see the module's note).
-    Not cached: the list is part of the statement, read when it is compiled."""
+    """`numbers[column]`: the number a small table gives the row's id, from a list of integers the query carries
+    (position = id; 0 where no row has the id), instead of a join. A join would make the database read the documents
+    in the joined order; this keeps each document's groups an expression of its own columns (see the module's note).
+    Integers, and no gaps: PostgreSQL then finds an element by its position, where in an array of text or with
+    NULLs it counts its way there (1.8 s more over a million rows for 2,000 institutions). Not cached: the list is
+    part of the statement, read when it is compiled."""
+    type = BigInteger()
     inherit_cache = False
 
-    def __init__(self, values: list, column, type_):
-        self.values = values
-        self.type = type_
+    def __init__(self, numbers: list, column):
+        self.numbers = numbers
         super().__init__(column)
 
 
 @compiles(lookup, "postgresql")
 def _lookup_postgresql(element, compiler, **kw):
-    array = bindparam(None, element.values, type_=ARRAY(element.type), unique=True)
+    array = bindparam(None, element.numbers, type_=ARRAY(BigInteger), unique=True)
     # PostgreSQL's arrays count from 1.
     return f"({compiler.process(array, **kw)})[{compiler.process(element.clauses, **kw)} + 1]"
 
 
 @compiles(lookup)
 def _lookup_json(element, compiler, **kw):
-    listed = bindparam(None, json.dumps(element.values, ensure_ascii=False), type_=String, unique=True)
+    listed = bindparam(None, json.dumps(element.numbers), type_=String, unique=True)
     return f"json_extract({compiler.process(listed, **kw)}, '$[' || {compiler.process(element.clauses, **kw)} || ']')"
 
 
+class code_number(FunctionElement):
+    """A code of digits (a paper form's 医療機関コード) as a number, NULL for anything else: the numbers `lookup`
+    gives registered institutions, so that a paper form naming one counts with it."""
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(code_number, "postgresql")
+def _code_number_postgresql(element, compiler, **kw):
+    code = compiler.process(element.clauses, **kw)
+    return f"CASE WHEN {code} ~ '^[0-9]{{1,18}}$' THEN CAST({code} AS BIGINT) END"
+
+
+@compiles(code_number)
+def _code_number_sqlite(element, compiler, **kw):
+    code = compiler.process(element.clauses, **kw)
+    return f"CASE WHEN {code} <> '' AND {code} NOT GLOB '*[^0-9]*' THEN CAST({code} AS INTEGER) END"
+
+
 def _by_id(rows) -> list:
-    """[(id, value)] as a list whose position is the id."""
+    """[(id, number)] as a list whose position is the id (0 where there is none)."""
     rows = list(rows)
-    values = [None] * (max((row_id for row_id, _value in rows), default=0) + 1)
-    for row_id, value in rows:
-        values[row_id] = value
-    return values
+    numbers = [0] * (max((row_id for row_id, _number in rows), default=0) + 1)
+    for row_id, number in rows:
+        numbers[row_id] = number or 0  # a 指定難病 without a category, say: no NULL in the array
+    return numbers
 
 
 def _lists():
-    """The small tables' values by id that the dimensions read (db.session's, once per request)."""
+    """The numbers by id that the dimensions read (db.session's, read once per request): a 指定難病's 疾患群 (category)
+    and 告示番号, a 小慢 disease's 疾患群 (the number before its group's first hyphen) and the first id of its 小慢コード
+    (several diseases share one), a 実施主体's 都道府県番号, an institution's code."""
     lists = db.session.info.get("nanbyo_stats_lists")
     if lists is None:
-        shoman = db.session.execute(select(ShomanDisease.id, ShomanDisease.shoman_code, ShomanDisease.group_id)).all()
+        nanbyo = db.session.execute(select(NanbyoDisease.id, NanbyoDisease.category_id,
+                                           NanbyoDisease.notification_no)).all()
+        shoman = db.session.execute(select(ShomanDisease.id, ShomanDisease.shoman_code, ShomanDisease.group_id)
+                                    .order_by(ShomanDisease.id)).all()
+        first_of_code = {}
+        for disease_id, code, _group in shoman:
+            first_of_code.setdefault(code, disease_id)
         lists = {
-            "nanbyo_group": _by_id((i, str(c)) for i, c in db.session.execute(
-                select(NanbyoDisease.id, NanbyoDisease.category_id))),
-            "nanbyo_code": _by_id((i, str(n)) for i, n in db.session.execute(
-                select(NanbyoDisease.id, NanbyoDisease.notification_no))),
-            "shoman_group": _by_id((i, group.split("-")[0]) for i, _code, group in shoman),
-            "shoman_code": _by_id((i, code) for i, code, _group in shoman),
-            "prefecture": _by_id(db.session.execute(select(Municipality.id, Municipality.prefecture_no))),
-            "institution": _by_id(db.session.execute(select(Institution.id, Institution.code))),
+            "nanbyo_group": _by_id((i, category) for i, category, _n in nanbyo),
+            "nanbyo_code": _by_id((i, n) for i, _category, n in nanbyo),
+            "shoman_group": _by_id((i, int(group.split("-")[0])) for i, _code, group in shoman),
+            "shoman_code": _by_id((i, first_of_code[code]) for i, code, _group in shoman),
+            "prefecture": _by_id((i, int(n)) for i, n in db.session.execute(
+                select(Municipality.id, Municipality.prefecture_no))),
+            "institution": _by_id((i, int(code)) for i, code in db.session.execute(
+                select(Institution.id, Institution.code))),
         }
         db.session.info["nanbyo_stats_lists"] = lists
     return lists
@@ -119,27 +148,27 @@ def _lists():
 
 def _by_disease(nanbyo, shoman):
     lists = _lists()
-    return case((Document.kind == NANBYO, lookup(lists[nanbyo], Document.nanbyo_disease_id, String())),
-                else_=lookup(lists[shoman], Document.shoman_disease_id, String()))
+    return case((Document.kind == NANBYO, lookup(lists[nanbyo], Document.nanbyo_disease_id)),
+                else_=lookup(lists[shoman], Document.shoman_disease_id))
 
 
 def _disease_code():
+    """The 告示番号 of a 指定難病; the first id of a 小慢 disease's 小慢コード (named as its code)."""
     return _by_disease("nanbyo_code", "shoman_code")
 
 
 def _disease_group():
-    """The 疾患群: a 指定難病's category, a 小慢 disease's group before its first hyphen ('9' of '9-1')."""
     return _by_disease("nanbyo_group", "shoman_group")
 
 
 def _prefecture():
-    return lookup(_lists()["prefecture"], Document.municipality_id, String())
+    return lookup(_lists()["prefecture"], Document.municipality_id)
 
 
 def _institution_code():
-    """A registered institution's code, else the code a paper form gives."""
-    return func.coalesce(lookup(_lists()["institution"], Document.institution_id, String()),
-                         Document.paper_institution_code)
+    """A registered institution's code, else the code a paper form gives (as numbers)."""
+    return func.coalesce(func.nullif(lookup(_lists()["institution"], Document.institution_id), 0),
+                         code_number(Document.paper_institution_code))
 
 
 @dataclass(frozen=True)
@@ -315,16 +344,23 @@ class _Labels:
         if key == "prefecture":
             names = self._load("prefecture", lambda: dict(db.session.execute(
                 select(Municipality.prefecture_no, Municipality.name).where(Municipality.kind == "prefecture")).all()))
-            return names.get(first, first or UNKNOWN)
+            return names.get(f"{first:02d}", f"{first:02d}") if first else UNKNOWN
         if key == "institution":
+            if not first:
+                return UNKNOWN
+            code = f"{first:010d}"  # 医療機関コード: 10 digits
             names = self._load("institution", lambda: dict(db.session.execute(
                 select(Institution.code, Institution.name)).all()))
-            if first and first not in names:
+            if code not in names:
                 names |= self._paper_institutions()
-            return f"{first} {names.get(first, '')}".strip() if first else UNKNOWN
-        kind, code = values
-        if code is None:
+            return f"{code} {names.get(code, '')}".strip()
+        kind, number = values
+        if not number:
             return f"{KIND_SHORT_LABELS.get(kind, kind)} {UNKNOWN}"
+        code = str(number)
+        if key == "disease" and kind == SHOMAN:
+            code = self._load("shoman_codes", lambda: dict(db.session.execute(
+                select(ShomanDisease.id, ShomanDisease.shoman_code)).all()))[number]
         if key == "disease":
             names = self._load("disease", self._disease_names)
             return f"{KIND_SHORT_LABELS[kind]} {code} {names.get((kind, code), '')}".strip()
