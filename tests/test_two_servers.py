@@ -1,0 +1,130 @@
+"""Two app servers on one PostgreSQL (issue 15): nothing that must be shared lives in one process's memory.
+
+Two gunicorn masters on two ports (as two machines behind a load balancer would run them: same database, same
+secret key and instance folder), a task queue kept in PostgreSQL and a real huey_consumer. A lockout counted on
+both, a logout on one refusing the cookie on the other, and a background job queued through one and followed on
+the other show that sessions, failure counts and jobs live in the database, not in a process.
+"""
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from models.accounts import User
+from models.documents import Document
+from models.exports import JOB_DONE
+from models.xml_imports import XmlImportJob
+from nanbyo.extensions import db
+from tests.conftest import TEST_DATABASE_URL
+from tests.helpers import PASSWORD, gen_institution, gen_user
+from tests.served import Browser, Consumer, Gunicorn, wait_for
+from tests.xmlio.test_import import two_documents, world
+
+pytestmark = pytest.mark.skipif(not (TEST_DATABASE_URL or "").startswith("postgresql"),
+                                reason="two servers share a PostgreSQL database")
+WRONG_PASSWORD = "Wrong-Guess-Pw-4821"
+
+
+def queue_url(app):
+    return app.config["SQLALCHEMY_DATABASE_URI"]
+
+
+@pytest.fixture
+def servers(app):
+    """Servers A and B, one worker each (so each is one process), every XML upload a background job, the queue in
+    the test database."""
+    env = {"NANBYO_TASK_QUEUE_URL": queue_url(app), "NANBYO_XML_INLINE_BYTES": "1"}
+    started = []
+    try:
+        for name in ("server-a", "server-b"):
+            started.append(Gunicorn(app, workers=1, env=env, name=name))
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def login(browser, user, password=PASSWORD):
+    token = browser.csrf("/login")
+    return browser.post("/login", {"login_id": user.login_id, "password": password, "csrf_token": token},
+                        files={"key_file": (f"{user.login_id}.key", user.key_file)})
+
+
+def on(server, browser):
+    """The same browser (its cookies) talking to another server."""
+    other = Browser(server.port)
+    other.cookies = dict(browser.cookies)
+    return other
+
+
+def fresh_user(user):
+    db.session.expire_all()
+    return db.session.get(User, user.id)
+
+
+def test_failed_logins_on_both_servers_count_together_and_both_see_the_lock(app, servers):
+    a, b = servers
+    user = gen_user("designated_doctor", institution=gen_institution())
+    threshold = app.config["NANBYO_LOCKOUT_THRESHOLD"]
+    # Alternating: neither server alone sees `threshold` failures.
+    for n in range(threshold - 1):
+        response = login(Browser((a, b)[n % 2].port), user, WRONG_PASSWORD)
+        assert response.status == 200, (a.errors(), b.errors())
+    assert fresh_user(user).status == "active" and fresh_user(user).failed_logins == threshold - 1
+    assert login(Browser(b.port), user, WRONG_PASSWORD).status == 200
+    assert fresh_user(user).status == "locked"
+    for server in (a, b):  # the owner, with both factors right, is refused and told on either server
+        response = login(Browser(server.port), user)
+        assert response.status == 200 and "ロックされています" in response.text
+        assert fresh_user(user).status == "locked"
+
+
+def test_a_session_works_on_both_servers_and_a_logout_on_one_ends_it_on_the_other(app, servers):
+    a, b = servers
+    user = gen_user("designated_doctor", institution=gen_institution())
+    browser = Browser(a.port)
+    assert login(browser, user).status == 302
+    on_b = on(b, browser)
+    assert on_b.get("/admin/account/").status == 200  # the session started on A is good on B
+    kept = dict(browser.cookies)  # the cookie as it was before the logout (a copy someone kept)
+    token = browser.csrf("/admin/account/")
+    assert browser.post("/logout", {"csrf_token": token}).status == 302
+    replay = Browser(b.port)
+    replay.cookies = kept
+    response = replay.get("/admin/account/")
+    assert response.status == 302 and "/login" in response.location  # refused on B: revoked in the database
+    assert Browser(a.port).get("/login").status == 200
+
+
+def test_a_job_queued_through_one_server_runs_in_the_consumer_and_is_followed_on_the_other(app, servers):
+    a, b = servers
+    w = world()
+    browser = Browser(a.port)
+    assert login(browser, w["doctor"]).status == 302
+    token = browser.csrf("/admin/document/import-xml/")
+    response = browser.post("/admin/document/import-xml/", {"csrf_token": token, "institution": str(w["hospital"].id)},
+                            files={"files": ("a.xml", two_documents())})
+    path = urlsplit(response.location).path
+    assert response.status == 302 and path.startswith("/admin/document/import-xml/"), a.errors()
+    job_id = int(path.rstrip("/").rsplit("/", 1)[1])
+    # Queued in PostgreSQL, not run by the server that took it: B shows it waiting.
+    page = on(b, browser).get(path)
+    assert page.status == 200 and 'class="job-waiting">待機中' in page.text and count() == 0
+    consumer = Consumer(app, env={"NANBYO_TASK_QUEUE_URL": queue_url(app)})
+    try:
+        def done():
+            db.session.expire_all()
+            return db.session.get(XmlImportJob, job_id).status == JOB_DONE
+        wait_for(done, seconds=60, every=0.2, what="the job to finish")
+    except AssertionError:
+        raise AssertionError(consumer.errors())
+    finally:
+        consumer.stop()
+    page = on(b, browser).get(path)
+    assert page.status == 200 and 'class="job-done">完了' in page.text and "書類 2 件" in page.text
+    assert page.text.count('class="import-created"') == 2 and count() == 2
+    assert f'href="{path}"' in on(b, browser).get("/admin/document/import-xml/").text  # in B's list of them too
+
+
+def count():
+    return db.session.execute(select(func.count()).select_from(Document)).scalar()
