@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +69,11 @@ class Gunicorn:
     def workers(self):
         """The pids of the master's worker processes."""
         return children(self.process.pid)
+
+    def kill_worker(self, pid):
+        """SIGKILL one worker in the middle of what it does (the master then starts another)."""
+        assert pid in self.workers()
+        os.kill(pid, signal.SIGKILL)
 
     def stop(self):
         stop(self.process)
