@@ -9,6 +9,9 @@ place, e.g. a mounted secret). It holds data keys and blind-index keys by id, an
 Every ciphertext names the data key that made it, so during a rotation old and new rows both read. A blind index is
 HMAC-SHA256 of a normalised value: equal values match, nothing about the value can be read back from it, and an
 attacker with only the database cannot test guesses without the index key.
+
+Each process keeps the ring in memory and reads the file again when it changes (`rotate-key` run by another
+process): a server that went on with the ring it started with would write rows under a key the rotation then drops.
 """
 import base64
 import hmac
@@ -47,6 +50,7 @@ def _new_id(prefix: str, existing) -> str:
 class KeyRing:
     def __init__(self, path: Path, data: dict):
         self.path = path
+        self.stamp = None  # the file as it was when read (file_stamp); None: read it again at the next keyring()
         self.active = data["active"]
         self.keys = {k: base64.b64decode(v) for k, v in data["keys"].items()}
         self.index_active = data["index_active"]
@@ -67,7 +71,10 @@ class KeyRing:
                               "index_active": "i1", "index_keys": {"i1": _b64(secrets.token_bytes(32))}})
             ring.save(exclusive=True)
             return ring
-        return cls(path, json.loads(path.read_text()))
+        stamp = file_stamp(path)  # before reading: a file replaced meanwhile is read again next time
+        ring = cls(path, json.loads(path.read_text()))
+        ring.stamp = stamp
+        return ring
 
     def to_json(self) -> dict:
         return {"active": self.active, "keys": {k: _b64(v) for k, v in self.keys.items()},
@@ -149,12 +156,24 @@ def keys_path(app=None) -> Path:
     return Path(app.config.get("NANBYO_DATA_KEYS_FILE") or Path(app.instance_path) / "data-keys.json")
 
 
+def file_stamp(path) -> tuple | None:
+    """What tells a changed key file (save() renames a new file over it), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def keyring(app=None) -> KeyRing:
-    """The app's key ring, read once (and created on first use)."""
+    """The app's key ring: read on first use (the file created if there is none), and again whenever the file has
+    changed since. A file gone missing under a running process does not make new keys: the ring read is kept."""
     app = app or current_app
+    path = keys_path(app)
     ring = app.extensions.get("nanbyo_keyring")
-    if ring is None or ring.path != keys_path(app):
-        ring = KeyRing.load(keys_path(app))
+    stamp = file_stamp(path) if ring is not None else None
+    if ring is None or ring.path != path or (stamp is not None and stamp != ring.stamp):
+        ring = KeyRing.load(path)
         app.extensions["nanbyo_keyring"] = ring
     return ring
 

@@ -5,6 +5,7 @@ secret key and instance folder), a task queue kept in PostgreSQL and a real huey
 both, a logout on one refusing the cookie on the other, and a background job queued through one and followed on
 the other show that sessions, failure counts and jobs live in the database, not in a process.
 """
+from datetime import date
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,8 +21,8 @@ from tests.helpers import PASSWORD, gen_institution, gen_user
 from tests.served import Browser, Consumer, Gunicorn, wait_for
 from tests.xmlio.test_import import two_documents, world
 
-pytestmark = pytest.mark.skipif(not (TEST_DATABASE_URL or "").startswith("postgresql"),
-                                reason="two servers share a PostgreSQL database")
+postgresql_only = pytest.mark.skipif(not (TEST_DATABASE_URL or "").startswith("postgresql"),
+                                     reason="two servers share a PostgreSQL database")
 WRONG_PASSWORD = "Wrong-Guess-Pw-4821"
 
 
@@ -62,6 +63,7 @@ def fresh_user(user):
     return db.session.get(User, user.id)
 
 
+@postgresql_only
 def test_failed_logins_on_both_servers_count_together_and_both_see_the_lock(app, servers):
     a, b = servers
     user = gen_user("designated_doctor", institution=gen_institution())
@@ -79,6 +81,7 @@ def test_failed_logins_on_both_servers_count_together_and_both_see_the_lock(app,
         assert fresh_user(user).status == "locked"
 
 
+@postgresql_only
 def test_a_session_works_on_both_servers_and_a_logout_on_one_ends_it_on_the_other(app, servers):
     a, b = servers
     user = gen_user("designated_doctor", institution=gen_institution())
@@ -96,6 +99,7 @@ def test_a_session_works_on_both_servers_and_a_logout_on_one_ends_it_on_the_othe
     assert Browser(a.port).get("/login").status == 200
 
 
+@postgresql_only
 def test_a_job_queued_through_one_server_runs_in_the_consumer_and_is_followed_on_the_other(app, servers):
     a, b = servers
     w = world()
@@ -128,3 +132,37 @@ def test_a_job_queued_through_one_server_runs_in_the_consumer_and_is_followed_on
 
 def count():
     return db.session.execute(select(func.count()).select_from(Document)).scalar()
+
+
+def test_a_running_server_takes_the_new_keys_of_rotate_key_run_by_another_process(app, runner):
+    """The data keys are read once per process; rotate-key (another process) replaces them and drops the old ones.
+    A server still writing under the old key would leave rows nobody can read once it restarts (on SQLite too: one
+    server's workers and the command are already several processes)."""
+    from models.documents import Document
+    from nanbyo import documents
+
+    w = world()
+    served = Gunicorn(app, workers=1)
+    try:
+        browser = Browser(served.port)
+        assert login(browser, w["doctor"]).status == 302
+
+        def import_inline(data):
+            token = browser.csrf("/admin/document/import-xml/")
+            page = browser.post("/admin/document/import-xml/", {"csrf_token": token,
+                                                                "institution": str(w["hospital"].id)},
+                                files={"files": ("a.xml", data)})
+            assert page.status == 200 and page.text.count('class="import-created"') == 2, served.errors()
+        import_inline(two_documents())  # the server has read the keys
+        result = runner.invoke(args=["nanbyo", "rotate-key"])
+        assert result.exit_code == 0, result.output
+        import_inline(two_documents(**{"patient/given_kana": "ジロウ"}))
+    finally:
+        served.stop()
+    app.extensions.pop("nanbyo_keyring", None)  # as a new process: only the keys the file has now
+    docs = db.session.execute(select(Document).order_by(Document.id)).scalars().all()
+    assert len(docs) == 4 and [documents.patient_of(d)["given_kana"] for d in docs][2:] == ["ジロウ", "ジロウ"]
+    for doc in docs[2:]:  # indexed under the new index key: the patient search finds them
+        patient = documents.patient_of(doc)
+        assert doc.id in db.session.execute(select(Document.id).where(documents.patient_criterion(
+            patient["family_kana"] + patient["given_kana"], date.fromisoformat(patient["birth_date"])))).scalars()
