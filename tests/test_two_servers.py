@@ -3,18 +3,22 @@
 Two gunicorn masters on two ports (as two machines behind a load balancer would run them: same database, same
 secret key and instance folder), a task queue kept in PostgreSQL and a real huey_consumer. A lockout counted on
 both, a logout on one refusing the cookie on the other, and a background job queued through one and followed on
-the other show that sessions, failure counts and jobs live in the database, not in a process.
+the other show that sessions, failure counts and jobs live in the database, not in a process. Two things processes
+do hold of their own are checked too: the data keys (read again after rotate-key in another process) and the queue's
+tables (created by whichever process starts first, not by several at once).
 """
+import threading
 from datetime import date
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, make_url, select, text
 
 from models.accounts import User
 from models.documents import Document
 from models.exports import JOB_DONE
 from models.xml_imports import XmlImportJob
+from nanbyo import tasks
 from nanbyo.extensions import db
 from tests.conftest import TEST_DATABASE_URL
 from tests.helpers import PASSWORD, gen_institution, gen_user
@@ -166,3 +170,37 @@ def test_a_running_server_takes_the_new_keys_of_rotate_key_run_by_another_proces
         patient = documents.patient_of(doc)
         assert doc.id in db.session.execute(select(Document.id).where(documents.patient_criterion(
             patient["family_kana"] + patient["given_kana"], date.fromisoformat(patient["birth_date"])))).scalars()
+
+
+@postgresql_only
+def test_processes_starting_side_by_side_on_a_fresh_database_all_get_the_queue(database_template):
+    """At a first start every gunicorn worker and the consumer create the queue's tables at the same moment; none
+    may fail to boot. Threads stand in for the processes (each opens a connection of its own)."""
+    server = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    name = f"{make_url(database_template['url']).database}_queue"
+    url = make_url(database_template["url"]).set(database=name).render_as_string(hide_password=False)
+    try:
+        for _round in range(2):
+            with server.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            barrier, failures, queues = threading.Barrier(8), [], []
+
+            def start():
+                barrier.wait()
+                try:
+                    queues.append(tasks.make_huey(url))
+                except Exception as e:  # what a worker failing to boot would show
+                    failures.append(repr(e))
+            threads = [threading.Thread(target=start) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            for queue in queues:
+                queue.storage.database.close()
+            assert failures == [] and len(queues) == 8
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
