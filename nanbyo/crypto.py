@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 
+from nanbyo.config import create_once
 from nanbyo.content_rules import to_katakana
 
 FORMAT = b"\x01"  # version byte of the ciphertext layout: 01 | len(key id) | key id | nonce(12) | ciphertext+tag
@@ -67,10 +68,10 @@ class KeyRing:
         if not path.exists():
             if not create:
                 raise KeyRingError(f"鍵ファイル {path} がありません。")
-            ring = cls(path, {"active": "d1", "keys": {"d1": _b64(AESGCM.generate_key(256))},
-                              "index_active": "i1", "index_keys": {"i1": _b64(secrets.token_bytes(32))}})
-            ring.save(exclusive=True)
-            return ring
+            new = {"active": "d1", "keys": {"d1": _b64(AESGCM.generate_key(256))},
+                   "index_active": "i1", "index_keys": {"i1": _b64(secrets.token_bytes(32))}}
+            # Another process may be making the file too: the first one made is everyone's.
+            return cls(path, json.loads(create_once(path, json.dumps(new).encode())))
         stamp = file_stamp(path)  # before reading: a file replaced meanwhile is read again next time
         ring = cls(path, json.loads(path.read_text()))
         ring.stamp = stamp
@@ -80,14 +81,9 @@ class KeyRing:
         return {"active": self.active, "keys": {k: _b64(v) for k, v in self.keys.items()},
                 "index_active": self.index_active, "index_keys": {k: _b64(v) for k, v in self.index_keys.items()}}
 
-    def save(self, exclusive=False):
+    def save(self):
         """Write atomically (a temporary file renamed over the old), readable by the owner only."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if exclusive:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f)
-            return
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -7,6 +7,7 @@ the other show that sessions, failure counts and jobs live in the database, not 
 do hold of their own are checked too: the data keys (read again after rotate-key in another process) and the queue's
 tables (created by whichever process starts first, not by several at once).
 """
+import multiprocessing
 import threading
 from datetime import date
 from urllib.parse import urlsplit
@@ -204,3 +205,51 @@ def test_processes_starting_side_by_side_on_a_fresh_database_all_get_the_queue(d
         with server.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         server.dispose()
+
+
+def _side_by_side(make, count=8):
+    """`make()` in `count` forked processes released at the same moment: what each returned, or its error."""
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(count), context.Queue()
+
+    def run():
+        barrier.wait()
+        try:
+            results.put(("ok", make()))
+        except Exception as e:  # what a worker failing to boot, or a failed request, would show
+            results.put(("error", repr(e)))
+    processes = [context.Process(target=run) for _ in range(count)]
+    try:
+        for process in processes:
+            process.start()
+        return [results.get(timeout=60) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+def test_secrets_made_on_first_use_by_processes_side_by_side_are_one_and_whole(app, tmp_path):
+    """The secret key, the data keys and the log's signing key are made by whichever process needs them first. At a
+    first start several do at once: every one must end up with the same secret, none failing on the file another
+    made or reading it half written."""
+    from cryptography.hazmat.primitives import serialization
+
+    from nanbyo import audit_chain, config, crypto
+
+    for round_ in range(3):
+        folder = tmp_path / f"round-{round_}"
+        app.instance_path = str(folder)  # what the three read their files' places from
+        app.config["NANBYO_DATA_KEYS_FILE"] = str(folder / "data-keys.json")
+        app.config["NANBYO_AUDIT_SIGNING_KEY_FILE"] = str(folder / "audit-signing.key")
+        makers = {
+            "secret key": lambda: config._instance_secret(app),
+            "data keys": lambda: crypto.KeyRing.load(crypto.keys_path(app)).to_json(),
+            "signing key": lambda: audit_chain.signing_key(app).public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+        }
+        for what, make in makers.items():
+            results = _side_by_side(make)
+            assert [status for status, _value in results] == ["ok"] * 8, (what, results)
+            assert len({repr(value) for _status, value in results}) == 1, what
