@@ -15,6 +15,7 @@ SQLite the consumer is killed once a first group is committed, and the request w
 import copy
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -260,7 +261,9 @@ def test_a_worker_killed_during_a_user_data_file_import_leaves_nothing_and_again
             wait_for(lambda: backend_gone(pid), seconds=30, what="the killed worker's connection to end")
         else:
             request.start()
-            wait_for(sqlite_write_locked, seconds=120, every=0.01, what="the confirm holding the write lock")
+            # Held across two looks 0.1 s apart: the confirm's unit of work, not a short write of the session's.
+            wait_for(lambda: sqlite_write_locked() and not time.sleep(0.1) and sqlite_write_locked(), seconds=120,
+                     every=0.01, what="the confirm holding the write lock")
             served.kill_worker(worker)
         request.join(timeout=60)
         assert len(answers) == 1 and isinstance(answers[0], OSError), answers
