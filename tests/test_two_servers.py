@@ -1,13 +1,15 @@
 """Two app servers on one PostgreSQL (issue 15): nothing that must be shared lives in one process's memory.
 
 Two gunicorn masters on two ports (as two machines behind a load balancer would run them: same database, same
-secret key and instance folder), a task queue kept in PostgreSQL and a real huey_consumer. A lockout counted on
-both, a logout on one refusing the cookie on the other, and a background job queued through one and followed on
-the other show that sessions, failure counts and jobs live in the database, not in a process. Two things processes
-do hold of their own are checked too: the data keys (read again after rotate-key in another process) and the queue's
-tables (created by whichever process starts first, not by several at once).
+secret key and instance folder), a task queue kept in PostgreSQL and a real huey_consumer. A lockout and an
+access-key lookup limit counted across both, a logout on one refusing the cookie on the other, and a background job
+queued through one and followed on the other show that sessions, failure counts and jobs live in the database, not
+in a process. Two things processes do hold of their own are checked too: the data keys (read again after rotate-key
+in another process) and the secrets and queue tables made on first use (one of each, however many processes start
+at once).
 """
 import multiprocessing
+import secrets
 import threading
 from datetime import date
 from urllib.parse import urlsplit
@@ -16,13 +18,15 @@ import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 
 from models.accounts import User
+from models.audit import OperationLog
 from models.documents import Document
 from models.exports import JOB_DONE
 from models.xml_imports import XmlImportJob
 from nanbyo import tasks
+from nanbyo.documents import ACCESS_KEY_ALPHABET
 from nanbyo.extensions import db
 from tests.conftest import TEST_DATABASE_URL
-from tests.helpers import PASSWORD, gen_institution, gen_user
+from tests.helpers import PASSWORD, gen_institution, gen_municipality, gen_user
 from tests.served import Browser, Consumer, Gunicorn, wait_for
 from tests.xmlio.test_import import two_documents, world
 
@@ -84,6 +88,28 @@ def test_failed_logins_on_both_servers_count_together_and_both_see_the_lock(app,
         response = login(Browser(server.port), user)
         assert response.status == 200 and "ロックされています" in response.text
         assert fresh_user(user).status == "locked"
+
+
+@postgresql_only
+def test_wrong_access_keys_on_both_servers_count_towards_one_limit(app, servers):
+    a, b = servers
+    clerk = gen_user("municipality_user", municipality=gen_municipality())
+    browser = Browser(a.port)
+    assert login(browser, clerk).status == 302
+    token = browser.csrf("/admin/document/lookup/")
+    limit = app.config["NANBYO_KEY_LOOKUP_MAX_FAILURES"]
+
+    def lookup(server):
+        key = "".join(secrets.choice(ACCESS_KEY_ALPHABET) for _ in range(8))
+        response = on(server, browser).post("/admin/document/lookup/", {"access_key": key, "csrf_token": token})
+        assert response.status == 200, (a.errors(), b.errors())
+        return "照会の回数が上限を超えました" in response.text
+    assert [lookup((a, b)[n % 2]) for n in range(limit)] == [False] * limit  # neither server alone sees `limit`
+    assert lookup(a) and lookup(b)
+    db.session.expire_all()
+    results = db.session.execute(select(OperationLog.result).filter_by(action="key_lookup", actor_id=clerk.id)
+                                 .order_by(OperationLog.seq)).scalars().all()
+    assert results == ["failure"] * limit + ["throttled"] * 2
 
 
 @postgresql_only
