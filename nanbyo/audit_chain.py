@@ -19,7 +19,6 @@ import base64
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from pathlib import Path
@@ -33,6 +32,7 @@ from sqlalchemy import delete, select
 from models._types import JST, utcnow
 from models.audit import AuditCheckpoint, OperationLog
 from nanbyo import audit, database, files
+from nanbyo.config import create_once
 from nanbyo.extensions import db
 
 VERIFY, ARCHIVE = "verify", "archive"
@@ -56,12 +56,9 @@ def signing_key(app=None) -> Ed25519PrivateKey:
     path = key_path(app)
     if path.exists():
         return serialization.load_pem_private_key(path.read_bytes(), password=None)
-    key = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
+    new = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())
+    key = serialization.load_pem_private_key(create_once(path, new), password=None)  # the first one made
     path.with_suffix(".pub").write_bytes(public_pem(key.public_key()))
     return key
 

@@ -5,17 +5,36 @@ from datetime import timedelta
 from pathlib import Path
 
 
+def create_once(path, data: bytes) -> bytes:
+    """The content of the file at `path`; when there is none, `data` is written there first (mode 0600).
+
+    For the secrets made on first use (the secret key, the data keys, the log's signing key): several processes
+    starting side by side may all make one. The file appears whole or not at all (written under a name of its own,
+    then linked into place, which fails if another was first), and every process returns the one that got there."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process was first: its file is the one
+        finally:
+            temporary.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
 def _instance_secret(app):
     """SECRET_KEY from the environment, else a key generated once into the instance folder."""
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
-    path = Path(app.instance_path) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip()
+    return create_once(Path(app.instance_path) / "secret_key", secrets.token_hex(32).encode()).decode().strip()
 
 
 def load_config(app, test_config=None):

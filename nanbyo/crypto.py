@@ -9,6 +9,9 @@ place, e.g. a mounted secret). It holds data keys and blind-index keys by id, an
 Every ciphertext names the data key that made it, so during a rotation old and new rows both read. A blind index is
 HMAC-SHA256 of a normalised value: equal values match, nothing about the value can be read back from it, and an
 attacker with only the database cannot test guesses without the index key.
+
+Each process keeps the ring in memory and reads the file again when it changes (`rotate-key` run by another
+process): a server that went on with the ring it started with would write rows under a key the rotation then drops.
 """
 import base64
 import hmac
@@ -24,6 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 
+from nanbyo.config import create_once
 from nanbyo.content_rules import to_katakana
 
 FORMAT = b"\x01"  # version byte of the ciphertext layout: 01 | len(key id) | key id | nonce(12) | ciphertext+tag
@@ -47,6 +51,7 @@ def _new_id(prefix: str, existing) -> str:
 class KeyRing:
     def __init__(self, path: Path, data: dict):
         self.path = path
+        self.stamp = None  # the file as it was when read (file_stamp); None: read it again at the next keyring()
         self.active = data["active"]
         self.keys = {k: base64.b64decode(v) for k, v in data["keys"].items()}
         self.index_active = data["index_active"]
@@ -63,24 +68,22 @@ class KeyRing:
         if not path.exists():
             if not create:
                 raise KeyRingError(f"鍵ファイル {path} がありません。")
-            ring = cls(path, {"active": "d1", "keys": {"d1": _b64(AESGCM.generate_key(256))},
-                              "index_active": "i1", "index_keys": {"i1": _b64(secrets.token_bytes(32))}})
-            ring.save(exclusive=True)
-            return ring
-        return cls(path, json.loads(path.read_text()))
+            new = {"active": "d1", "keys": {"d1": _b64(AESGCM.generate_key(256))},
+                   "index_active": "i1", "index_keys": {"i1": _b64(secrets.token_bytes(32))}}
+            # Another process may be making the file too: the first one made is everyone's.
+            return cls(path, json.loads(create_once(path, json.dumps(new).encode())))
+        stamp = file_stamp(path)  # before reading: a file replaced meanwhile is read again next time
+        ring = cls(path, json.loads(path.read_text()))
+        ring.stamp = stamp
+        return ring
 
     def to_json(self) -> dict:
         return {"active": self.active, "keys": {k: _b64(v) for k, v in self.keys.items()},
                 "index_active": self.index_active, "index_keys": {k: _b64(v) for k, v in self.index_keys.items()}}
 
-    def save(self, exclusive=False):
+    def save(self):
         """Write atomically (a temporary file renamed over the old), readable by the owner only."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if exclusive:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f)
-            return
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -149,12 +152,24 @@ def keys_path(app=None) -> Path:
     return Path(app.config.get("NANBYO_DATA_KEYS_FILE") or Path(app.instance_path) / "data-keys.json")
 
 
+def file_stamp(path) -> tuple | None:
+    """What tells a changed key file (save() renames a new file over it), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def keyring(app=None) -> KeyRing:
-    """The app's key ring, read once (and created on first use)."""
+    """The app's key ring: read on first use (the file created if there is none), and again whenever the file has
+    changed since. A file gone missing under a running process does not make new keys: the ring read is kept."""
     app = app or current_app
+    path = keys_path(app)
     ring = app.extensions.get("nanbyo_keyring")
-    if ring is None or ring.path != keys_path(app):
-        ring = KeyRing.load(keys_path(app))
+    stamp = file_stamp(path) if ring is not None else None
+    if ring is None or ring.path != path or (stamp is not None and stamp != ring.stamp):
+        ring = KeyRing.load(path)
         app.extensions["nanbyo_keyring"] = ring
     return ring
 

@@ -25,6 +25,7 @@ from nanbyo.xmlio import import_jobs
 NAME = "nanbyo"
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_UP_EVERY = crontab(minute="*/5")  # stalled jobs, expired export files and import reports
+QUEUE_DDL_LOCK = 724002  # pg_advisory_xact_lock key: one process at a time creates the queue's tables
 
 
 class _SqliteStorage(SqliteStorage):
@@ -53,6 +54,14 @@ def _sql_huey(url):
             task._meta.indexes = [index for index in task._meta.indexes if not isinstance(index, ModelIndex)]
             task.add_index(task.priority.desc(), task.id)
             return kv, schedule, task, counter
+
+        def create_tables(self):
+            # Every web worker and the consumer create the tables as they start: at a first start, side by side,
+            # CREATE TABLE IF NOT EXISTS of two sessions collides (a duplicate pg_type row) and a worker fails to
+            # boot. Under the lock the second one finds the tables made.
+            with self.database:
+                self.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (QUEUE_DDL_LOCK,))
+                self.database.create_tables([self.KV, self.Schedule, self.Task, self.Counter])
 
     # peewee names the driver by the scheme alone (it uses psycopg 3 when psycopg2 is absent).
     url = url.replace("postgresql+psycopg://", "postgresql://", 1)

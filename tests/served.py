@@ -7,6 +7,7 @@ import http.client
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -22,20 +23,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Gunicorn:
-    """`gunicorn -w N 'app:create_app()'` on the test database and instance folder."""
+def served_env(app, **extra):
+    """The environment of a server process on the test database and instance folder (the test config written into
+    instance/config.py, as a deployment would write it); `extra` variables added."""
+    instance = Path(app.instance_path)
+    (instance / "config.py").write_text(
+        f"SECRET_KEY = {app.config['SECRET_KEY']!r}\n"
+        f"NANBYO_ARGON2_PROFILE = {app.config['NANBYO_ARGON2_PROFILE']!r}\n", encoding="utf-8")
+    env = dict(os.environ, NANBYO_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+               NANBYO_INSTANCE_PATH=str(instance), **extra)
+    env.pop("SECRET_KEY", None)
+    return env
 
-    def __init__(self, app, workers=2):
+
+class Gunicorn:
+    """`gunicorn -w N 'app:create_app()'` on the test database and instance folder. `env`: more variables (the
+    task queue's URL, limits); `name`: its log's name, for several servers on one instance folder."""
+
+    def __init__(self, app, workers=2, env=None, name="gunicorn"):
         self.port = free_port()
         instance = Path(app.instance_path)
-        # The test config, as a deployment would write it into instance/config.py.
-        (instance / "config.py").write_text(
-            f"SECRET_KEY = {app.config['SECRET_KEY']!r}\n"
-            f"NANBYO_ARGON2_PROFILE = {app.config['NANBYO_ARGON2_PROFILE']!r}\n", encoding="utf-8")
-        env = dict(os.environ, NANBYO_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-                   NANBYO_INSTANCE_PATH=str(instance))
-        env.pop("SECRET_KEY", None)
-        self.log = instance / "gunicorn.log"
+        env = served_env(app, **(env or {}))
+        self.log = instance / f"{name}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
              "--timeout", "120", "--error-logfile", str(self.log), "app:create_app()"],
@@ -57,13 +66,66 @@ class Gunicorn:
     def errors(self):
         return self.log.read_text(encoding="utf-8", errors="replace")[-4000:] if self.log.exists() else ""
 
+    def workers(self):
+        """The pids of the master's worker processes."""
+        return children(self.process.pid)
+
+    def kill_worker(self, pid):
+        """SIGKILL one worker in the middle of what it does (the master then starts another)."""
+        assert pid in self.workers()
+        os.kill(pid, signal.SIGKILL)
+
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
+
+
+class Consumer:
+    """`huey_consumer nanbyo.tasks.huey` on the test database and instance folder, as the worker service runs it
+    (-n: no periodic clean-up, so that only the test decides when a job is given up)."""
+
+    def __init__(self, app, env=None):
+        self.log = Path(app.instance_path) / "huey.log"
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "huey_consumer"), "nanbyo.tasks.huey", "-w", "1", "-m", "0.5", "-n",
+             "-l", str(self.log)],
+            cwd=ROOT, env=served_env(app, **(env or {})), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def errors(self):
+        return self.log.read_text(encoding="utf-8", errors="replace")[-4000:] if self.log.exists() else ""
+
+    def kill(self):
+        """SIGKILL: what the OOM killer or a power cut does, no clean-up in the process."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self):
+        stop(self.process)
+
+
+def children(pid):
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for(condition, seconds=60, every=0.05, what="the condition"):
+    """Poll until `condition()` is truthy and return its value; AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
 
 
 class Response:
