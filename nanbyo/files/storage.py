@@ -208,6 +208,11 @@ class S3Store(_Store):
     def key(self, name) -> str:
         return self.prefix + _checked(name)
 
+    def ping(self):
+        """Raise StoreUnavailable unless the bucket answers (/healthz)."""
+        with _translated(self.bucket):
+            self.client.head_bucket(Bucket=self.bucket)
+
     def put(self, name, data: bytes):
         with _translated(self.key(name)):
             # If-None-Match: * makes the storage refuse to replace an object already there.

@@ -219,3 +219,12 @@ def test_s3_error_codes_become_the_refusal_they_mean(code, refusal):
         raise ClientError({"Error": {"Code": code, "Message": "..."}}, "PutObject")
     assert files.refusal(raised.value) == refusal
     assert isinstance(raised.value, FileNotFoundError) == (code == "NoSuchKey")
+
+
+def test_healthz_asks_the_bucket_when_the_store_is_object_storage(app, client, s3_store):
+    assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok", "queue": "ok", "files": "ok"}
+    _unreachable(app)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "error", "database": "ok", "queue": "ok", "files": "error"}
+    assert b"127.0.0.1" not in response.data
