@@ -85,8 +85,8 @@ class _Store:
         self.remove(*(e.name for e in self.entries() if e.name not in named and e.modified < before))
 
     def discard(self, *names):
-        """remove(), for a clean-up after a failure: a storage that fails again is logged, not raised (what is left
-        is ciphertext, or an export no job names, which the periodic clean-up takes)."""
+        """remove(), for a clean-up after a failure: a storage that fails again is logged by name, not raised (what it
+        leaves is ciphertext, or an export; in "imports" and "exports" the periodic clean-up takes it later)."""
         try:
             self.remove(*names)
         except OSError as e:
@@ -185,7 +185,7 @@ def _translated(what):
     try:
         yield
     except (ClientError, S3UploadFailedError) as e:
-        cause = e if isinstance(e, ClientError) else e.__cause__
+        cause = e if isinstance(e, ClientError) else (e.__cause__ or e.__context__)  # boto3 raises it inside except
         code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
         if code in MISSING_CODES:
             raise FileNotFoundError(errno.ENOENT, f"no such object: {what}") from e
@@ -232,6 +232,10 @@ class S3Store(_Store):
     def open(self, name):
         with _translated(self.key(name)):
             return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
+
+    def read(self, name) -> bytes:
+        with _translated(self.key(name)):  # a connection lost in the middle of the body too
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"].read()
 
     def exists(self, name) -> bool:
         try:

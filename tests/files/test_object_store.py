@@ -221,6 +221,17 @@ def test_s3_error_codes_become_the_refusal_they_mean(code, refusal):
     assert isinstance(raised.value, FileNotFoundError) == (code == "NoSuchKey")
 
 
+def test_a_refused_upload_in_parts_is_the_same_refusal():
+    """boto3 wraps an error of a multipart upload in S3UploadFailedError, raised while handling the ClientError."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError
+    with pytest.raises(storage.StoreFull), storage._translated("deploy/exports/x.csv"):
+        try:
+            raise ClientError({"Error": {"Code": "EntityTooLarge", "Message": "..."}}, "UploadPart")
+        except ClientError as e:
+            raise S3UploadFailedError(f"Failed to upload: {e}")
+
+
 def test_healthz_asks_the_bucket_when_the_store_is_object_storage(app, client, s3_store):
     assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok", "queue": "ok", "files": "ok"}
     _unreachable(app)
