@@ -13,7 +13,7 @@ JOB_STATUS_LABELS = {JOB_WAITING: "待機中", JOB_RUNNING: "作成中", JOB_DON
 
 class ExportJob(db.Model):
     """One requested export: whose, of which list (view endpoint and the list's query string), in which format; its
-    progress, and the file under instance/exports/ once done. Row and file go when `expires_at` has passed."""
+    progress, and its file in the file store ("exports") once done. Row and file go when `expires_at` has passed."""
     __tablename__ = "export_job"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -14,8 +14,8 @@ SCAN_TYPES = {"pdf": "application/pdf", "tiff": "image/tiff", "jpeg": "image/jpe
 
 
 class ScanFile(db.Model):
-    """One uploaded scan: its metadata here, its bytes encrypted with the data keys under instance/scans/ in a file
-    named `stored_name` (random); the name the municipality gave it is shown, never used as a path."""
+    """One uploaded scan: its metadata here, its bytes encrypted with the data keys in the file store ("scans"), as
+    `stored_name` (random); the name the municipality gave it is shown, never used as a path."""
     __tablename__ = "scan_file"
     __table_args__ = (Index("ix_scan_file_municipality_id_id", "municipality_id", "id"),
                       Index("ix_scan_file_status_id", "status", "id"))

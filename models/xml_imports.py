@@ -14,8 +14,8 @@ IMPORT_STATUS_LABELS = {JOB_WAITING: "待機中", JOB_RUNNING: "取込中", JOB_
 class XmlImportJob(db.Model):
     """One upload: whose, into which institution, how (all or nothing); its progress, and its report once done.
 
-    The uploaded files wait under instance/imports/ encrypted with the data keys (random names kept in `files`) and are
-    deleted when the job ends; the report (per file and document, as on the import screen) is kept encrypted in
+    The uploaded files wait in the file store ("imports") encrypted with the data keys (random names kept in `files`)
+    and are deleted when the job ends; the report (per file and document, as on the import screen) is kept encrypted in
     `report_cipher` until `expires_at`."""
     __tablename__ = "xml_import_job"
 

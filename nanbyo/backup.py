@@ -3,13 +3,14 @@
 A backup is a folder DIR/<UTC time>/ holding
 - the database, consistent at one moment: PostgreSQL through its own tool (pg_dump, custom format, no owner or
   privileges), SQLite through its online backup API (a copy while the app keeps writing);
-- the encrypted file store that is not transient: the scans (NANBYO_SCAN_DIR), still encrypted with the data keys;
+- the encrypted file store that is not transient: the scans (the file store's "scans" area, NANBYO_SCAN_DIR or object
+  storage), copied out still encrypted with the data keys;
 - manifest.json: what it is (time, database kind, schema revision), every file with its size and SHA-256, and a key
   check value per data and index key (HMAC of a fixed text: it shows which keys the rows need without giving them).
 The key material (instance/data-keys.json, secret_key, audit-signing.key) is never in a backup: it is backed up
 separately (README). KEEP generations are kept; older ones (folders with a manifest) are deleted.
 
-A restore goes into an empty deployment only (a database without tables, an empty scan folder). Before anything is
+A restore goes into an empty deployment only (a database without tables, no scan in the file store). Before anything is
 written it checks every file against the manifest and the instance's key file against the check values: with the
 wrong key file it stops with a clear message instead of bringing back rows nobody can read.
 """
@@ -28,6 +29,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
 from nanbyo import crypto, files
+from nanbyo.files.storage import copy_out
 from nanbyo.extensions import db
 
 KEEP = 3
@@ -92,12 +94,11 @@ def backup(directory, keep=KEEP, now=None) -> Path:
         finally:
             source.close()
     stored = [database]
-    scans = Path(current_app.config["NANBYO_SCAN_DIR"])
-    if scans.is_dir():
-        (target / "scans").mkdir(mode=0o700)
-        for path in sorted(p for p in scans.iterdir() if p.is_file()):
-            shutil.copy2(path, target / "scans" / path.name)
-            stored.append(target / "scans" / path.name)
+    scans = files.store("scans")
+    (target / "scans").mkdir(mode=0o700)
+    for entry in sorted(scans.entries(), key=lambda e: e.name):
+        copy_out(scans, entry.name, target / "scans" / entry.name)
+        stored.append(target / "scans" / entry.name)
     manifest = {"format": FORMAT, "created_at": now.isoformat(), "database": kind, "revision": _revision(),
                 "keys": key_checks(crypto.keyring()),
                 "files": [{"path": str(p.relative_to(target)), "bytes": p.stat().st_size, "sha256": files.sha256_of(p)}
@@ -170,9 +171,9 @@ def restore(folder) -> dict:
     tables = inspect(db.engine).get_table_names()
     if tables:
         raise BackupError("戻す先のデータベースが空ではありません（表があります）。空のデータベースに戻してください。")
-    scans = Path(current_app.config["NANBYO_SCAN_DIR"])
-    if scans.is_dir() and any(scans.iterdir()):
-        raise BackupError(f"戻す先のスキャンファイルのフォルダ（{scans}）が空ではありません。")
+    scans = files.store("scans")
+    if next(iter(scans.entries()), None) is not None:
+        raise BackupError(f"戻す先のスキャンファイルの保存先（{scans}）が空ではありません。")
     db.session.remove()
     if kind == "postgresql":
         _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
@@ -187,10 +188,8 @@ def restore(folder) -> dict:
             target.close()
         finally:
             source.close()
-    scans.mkdir(parents=True, exist_ok=True, mode=0o700)
     for entry in manifest["files"]:
-        if entry["path"].startswith("scans/"):
-            shutil.copy2(folder / entry["path"], scans / Path(entry["path"]).name)
-            os.chmod(scans / Path(entry["path"]).name, 0o600)
+        if entry["path"].startswith("scans/"):  # at most NANBYO_SCAN_MAX_BYTES each
+            scans.put(Path(entry["path"]).name, (folder / entry["path"]).read_bytes())
     db.engine.dispose()
     return manifest

@@ -383,8 +383,8 @@ def create_operator_command(login_id, name, name_kana, notice_path):
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--keep", type=int, default=3, show_default=True, help="残す世代数（古いものから削除）")
 def backup_command(directory, keep):
-    """データベース（PostgreSQL は pg_dump、SQLite はオンラインバックアップ）と暗号化したスキャンファイルを
-    DIRECTORY/<日時>/ にバックアップし、チェックサムの一覧（manifest.json）を書く。鍵ファイルは含めない（別に保管）。"""
+    """データベース（PostgreSQL は pg_dump、SQLite はオンラインバックアップ）と暗号化したスキャンファイル（保存先の
+    フォルダまたはオブジェクトストレージから）を DIRECTORY/<日時>/ にバックアップし、チェックサムの一覧（manifest.json）を書く。鍵ファイルは含めない（別に保管）。"""
     from nanbyo import audit, backup
     try:
         folder = backup.backup(directory, keep=keep)
@@ -398,8 +398,8 @@ def backup_command(directory, keep):
 @nanbyo_cli.command("restore")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def restore_command(directory):
-    """バックアップ（世代のフォルダ、または世代を並べたフォルダの最新）を、空のデータベースと空のスキャンファイルの
-    フォルダに戻す。先にチェックサムと鍵ファイルを確かめ、合わなければ何も書かない。"""
+    """バックアップ（世代のフォルダ、または世代を並べたフォルダの最新）を、空のデータベースと、スキャンファイルの
+    ない保存先（フォルダまたはオブジェクトストレージ）に戻す。先にチェックサムと鍵ファイルを確かめ、合わなければ何も書かない。"""
     from nanbyo import audit, backup
     try:
         manifest = backup.restore(directory)

@@ -84,9 +84,18 @@ def load_config(app, test_config=None):
         NANBYO_SCAN_DIR=str(Path(app.instance_path) / "scans"),
         NANBYO_SCAN_MAX_BYTES=int(os.environ.get("NANBYO_SCAN_MAX_BYTES", str(20 * 1024 * 1024))),
         NANBYO_IMPORT_KEEP=timedelta(hours=float(os.environ.get("NANBYO_IMPORT_KEEP", str(7 * 24)))),
+        # The file store (nanbyo.files.storage): unset, the folders above; `s3://bucket/prefix`, S3-compatible object
+        # storage shared by several app servers (NANBYO_S3_ENDPOINT_URL for a server other than AWS; credentials
+        # from the usual AWS_* variables).
+        NANBYO_FILE_STORE_URL=os.environ.get("NANBYO_FILE_STORE_URL", ""),
+        NANBYO_S3_ENDPOINT_URL=os.environ.get("NANBYO_S3_ENDPOINT_URL", ""),
+        NANBYO_S3_REGION=os.environ.get("NANBYO_S3_REGION", ""),
     )
     app.config.from_pyfile("config.py", silent=True)
     if test_config:
         app.config.from_mapping(test_config)
+    if app.config["NANBYO_FILE_STORE_URL"]:
+        from nanbyo.files.storage import parse_url
+        parse_url(app.config["NANBYO_FILE_STORE_URL"])  # a wrong setting stops the start, not the first upload
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(app)

@@ -8,12 +8,14 @@
 - delete_expired(): the periodic clean-up of jobs and files older than NANBYO_EXPORT_KEEP ("export_expire");
 - fail_stalled(): a job the writer stopped writing (its worker killed, the machine restarted) says 失敗 after
   STALLED_AFTER without progress, rather than 作成中 until it expires.
+
+The files are kept in the file store's "exports" area (NANBYO_EXPORT_DIR, or object storage: the consumer that writes
+a file and the web server that sends it may then be different machines). They carry no patient data (the lists
+export none) and are not encrypted by the application.
 """
-import os
 import secrets
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import delete, func, select
@@ -28,7 +30,6 @@ PROGRESS_EVERY = 1.0  # seconds between updates of rows_written
 DENIED = "作成時に確認したところ、このアカウントではこの一覧を出力できなくなっていたため、作成しませんでした。"
 FAILED = "出力ファイルを作成できませんでした。時間をおいてもう一度出力してください。"
 STALLED = "出力ファイルの作成が途中で止まりました。もう一度出力してください。"
-PARTIAL_SUFFIX = ".part"
 # Progress is written every PROGRESS_EVERY s; only the final save of a large xlsx (compressing the sheet) goes a
 # minute or so without it.
 STALLED_AFTER = timedelta(minutes=5)
@@ -38,16 +39,13 @@ class JobGone(Exception):
     """The job's row was deleted while it was written (expired, or its account deleted)."""
 
 
-def export_dir() -> Path:
-    return Path(current_app.config["NANBYO_EXPORT_DIR"])
+def export_store():
+    return files.store("exports")
 
 
-def file_path(job) -> Path | None:
-    """The finished file of `job`, if it is there."""
-    if not job.file_name:
-        return None
-    path = export_dir() / job.file_name
-    return path if path.is_file() else None
+def has_file(job) -> bool:
+    """Whether the finished file of `job` is there."""
+    return bool(job.file_name) and export_store().exists(job.file_name)
 
 
 def asked(fmt, query_args) -> dict:
@@ -118,36 +116,32 @@ def run(job_id):
     if job is None or job.status != JOB_WAITING:
         return  # deleted meanwhile, or already run
     owner, fmt = job.owner, job.format
-    folder = export_dir()
+    store = export_store()
     name = f"{secrets.token_hex(16)}.{exports.FORMATS[fmt][1]}"
-    partial = folder / (name + PARTIAL_SUFFIX)
     try:
         source = current_app.extensions[SOURCE_BUILDER](job, owner)
         if source is None:
             _finish(job_id, owner, result="denied", message=DENIED)
             return
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with exports.Snapshot(db.engine) as snapshot:
             total = snapshot.count(source.statement)
             _update(job_id, status=JOB_RUNNING, started_at=utcnow(), total_rows=total, rows_written=0)
             progress = _Progress(job_id)
-            with files.open_private(partial) as out:
+            with store.writer(name) as out:  # the file appears whole when this ends, or not at all
                 if fmt == "xlsx":
                     exports.write_xlsx(out, source.headers, exports.cell_chunks(source, snapshot, progress.add),
                                        rows=total)
                 else:
                     for data in exports.csv_file(fmt, source, snapshot, progress.add):
                         out.write(data)
-        os.replace(partial, folder / name)
         if not _finish(job_id, owner, result="success", rows_written=progress.written, file_name=name):
-            files.remove(folder / name)  # given up as stalled while the file was being finished
+            store.remove(name)  # given up as stalled while the file was being finished
     except JobGone:
         db.session.rollback()
-        files.remove(partial)
     except Exception:
         current_app.logger.exception("export job %s failed", job_id)
         db.session.rollback()
-        files.remove(partial, folder / name)
+        store.discard(name)
         _finish(job_id, owner, result="failure", message=FAILED)
 
 
@@ -185,7 +179,7 @@ def delete_expired(now=None):
     """Delete the jobs past their expiry and their files; and files no job names that are older than the keep time
     (left by a run that stopped, or by the jobs of a deleted account). Returns the ids of the deleted jobs."""
     now = now or utcnow()
-    folder = export_dir()
+    store = export_store()
     database.begin_write()
     expired = db.session.execute(select(ExportJob.id, ExportJob.file_name)
                                  .where(ExportJob.expires_at <= now)).all()
@@ -193,11 +187,9 @@ def delete_expired(now=None):
         ids = [job_id for job_id, _name in expired]
         db.session.execute(delete(ExportJob).where(ExportJob.id.in_(ids)))
         audit.record("export_expire", target_type="export_job", data={"jobs": ids})
-        files.remove(*(folder / name for _id, name in expired if name))
+        store.remove(*(name for _id, name in expired if name))
     else:
         db.session.rollback()
-    if folder.is_dir():
-        named = set(db.session.execute(select(ExportJob.file_name)
-                                       .where(ExportJob.file_name.is_not(None))).scalars())
-        files.remove_strays(folder, named, before=now - current_app.config["NANBYO_EXPORT_KEEP"])
+    named = set(db.session.execute(select(ExportJob.file_name).where(ExportJob.file_name.is_not(None))).scalars())
+    store.remove_strays(named, before=now - current_app.config["NANBYO_EXPORT_KEEP"])
     return [job_id for job_id, _name in expired]

@@ -17,8 +17,8 @@ from app import create_app
 from nanbyo.extensions import db
 from nanbyo.masters import load_masters
 
-# Shared fixtures of the user-data-file tests (tokyo, hospital).
-pytest_plugins = ["tests.userfile_helpers"]
+# Shared fixtures of the user-data-file tests (tokyo, hospital) and of the file store on object storage.
+pytest_plugins = ["tests.userfile_helpers", "tests.object_store"]
 
 TEST_DATABASE_URL = os.environ.get("NANBYO_TEST_DATABASE_URL")
 BASE_CONFIG = {"TESTING": True, "SECRET_KEY": "test-secret", "NANBYO_ARGON2_PROFILE": "fast"}

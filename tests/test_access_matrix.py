@@ -304,10 +304,8 @@ def _finished_job(owner, endpoint="institution"):
     from models._types import utcnow
     from models.exports import ExportJob
     from nanbyo import export_jobs
-    folder = export_jobs.export_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     name = f"job-of-{owner.login_id}.csv"
-    (folder / name).write_bytes(f"\ufeffowner\r\n{owner.login_id}\r\n".encode())
+    export_jobs.export_store().put(name, f"\ufeffowner\r\n{owner.login_id}\r\n".encode())
     now = utcnow()
     job = ExportJob(owner_id=owner.id, endpoint=endpoint, format="csv", query_args=[], status="done", rows_written=1,
                     total_rows=1, file_name=name, created_at=now, finished_at=now, expires_at=now + timedelta(hours=1))

@@ -3,14 +3,14 @@ is restored into an empty one and every table and file compares equal; the log c
 a damaged backup and a deployment that is not empty are refused with nothing written; generations are kept."""
 import os
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
+from flask import current_app
 from sqlalchemy import create_engine, inspect, make_url, select, text
 
 from app import create_app
 from models.documents import Document
-from nanbyo import audit_chain, backup, crypto, database, documents
+from nanbyo import audit_chain, backup, crypto, database, documents, files
 from nanbyo.extensions import db
 from tests.conftest import BASE_CONFIG
 from tests.helpers import TOKYO, gen_document, gen_institution, gen_municipality, gen_scan, gen_user
@@ -37,8 +37,10 @@ def snapshot(engine) -> dict:
             select(table).order_by(*table.primary_key.columns))] for table in db.metadata.sorted_tables}
 
 
-def scan_files(folder) -> dict:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+def scan_files() -> dict:
+    """The scans in the current app's file store, by name."""
+    store = files.store("scans")
+    return {entry.name: store.read(entry.name) for entry in store.entries()}
 
 
 @pytest.fixture
@@ -59,23 +61,31 @@ def empty_database(app, tmp_path):
     server.dispose()
 
 
-def second_deployment(url, tmp_path, keys_file=None):
+def second_deployment(url, tmp_path, keys_file=None, bucket=None):
+    """Another deployment on the database `url`: its own scan folder, or its own prefix of the test's bucket."""
     config = BASE_CONFIG | {"SQLALCHEMY_DATABASE_URI": url, "NANBYO_SCAN_DIR": str(tmp_path / "restored-scans"),
                             "NANBYO_DATA_KEYS_FILE": str(keys_file or tmp_path / "other-keys.json")}
+    if bucket:
+        config |= {key: value for key, value in current_app.config.items() if key.startswith("NANBYO_S3_")}
+        config["NANBYO_FILE_STORE_URL"] = f"s3://{bucket.name}/restored"
     return create_app(config)
 
 
 def test_backup_then_restore_into_an_empty_deployment_brings_back_every_row_and_file(app, tmp_path,
-                                                                                    empty_database):
+                                                                                    empty_database, file_store):
     world()
-    before, scans_before = snapshot(db.engine), scan_files(Path(app.config["NANBYO_SCAN_DIR"]))
+    before, scans_before = snapshot(db.engine), scan_files()
     folder = backup.backup(tmp_path / "backups")
     assert len(scans_before) == 2 and all(not data.startswith(b"%PDF") for data in scans_before.values())
-    restored = second_deployment(empty_database, tmp_path, keys_file=crypto.keys_path(app))
+    assert {p.name: p.read_bytes() for p in (folder / "scans").iterdir()} == scans_before
+    restored = second_deployment(empty_database, tmp_path, keys_file=crypto.keys_path(app), bucket=file_store)
     with restored.app_context():
         manifest = backup.restore(folder)
         assert snapshot(db.engine) == before
-        assert scan_files(tmp_path / "restored-scans") == scans_before
+        assert scan_files() == scans_before
+        if file_store:  # put back into the restored deployment's own place in the bucket
+            assert file_store.keys() == sorted([f"deploy/scans/{name}" for name in scans_before] +
+                                                 [f"restored/scans/{name}" for name in scans_before])
         assert audit_chain.verify_chain(full=True).problems == []
         doc = db.session.execute(select(Document).where(Document.status == "reviewed")).scalar_one()
         assert documents.patient_of(doc)["family_name"] == "見本"  # readable with the key file kept apart

@@ -70,7 +70,7 @@ def file_rows(body, fmt):
 # --- a job instead of a stream ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx", "csv_cp932"])
-def test_export_above_the_threshold_becomes_a_job(app, world, fmt):
+def test_export_above_the_threshold_becomes_a_job(app, world, fmt, file_store):
     clerk = world["clerk"]
     client = client_of(app, clerk)
     r = client.get(f"/admin/document/export/{fmt}/")
@@ -79,8 +79,11 @@ def test_export_above_the_threshold_becomes_a_job(app, world, fmt):
     assert (job.owner_id, job.endpoint, job.format, job.query_args) == (clerk.id, "document", fmt, [])
     # Immediate mode: the task ran before the redirect.
     assert (job.status, job.rows_written, job.total_rows) == ("done", 60, 60)
-    path = export_jobs.file_path(job)
-    assert path.parent == export_jobs.export_dir() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    if file_store:
+        assert file_store.keys("exports") == [f"{file_store.prefix}/exports/{job.file_name}"]
+    else:
+        path = export_jobs.export_store().path(job.file_name)
+        assert path.is_file() and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert job.expires_at - job.finished_at == app.config["NANBYO_EXPORT_KEEP"]
 
     page = client.get("/admin/exports/").get_data(as_text=True)
@@ -153,7 +156,7 @@ def test_the_job_is_scoped_as_its_owner_whoever_runs_it(app, world, monkeypatch)
         login_user(world["operator"])
         export_jobs.run(job.id)
     job = only_job()
-    rows = file_rows(export_jobs.file_path(job).read_bytes(), "csv")[1:]
+    rows = file_rows(export_jobs.export_store().read(job.file_name), "csv")[1:]
     osaka = set(db.session.execute(select(Document.id).where(Document.municipality_id == world["osaka"].id))
                 .scalars())
     assert {int(r[0]) for r in rows} == osaka and len(osaka) == 50
@@ -231,13 +234,13 @@ def test_an_expired_job_is_gone_and_cleaned_up(app, world):
     client.get("/admin/document/export/xlsx/")
     db.session.expire_all()
     old, fresh = db.session.execute(select(ExportJob).order_by(ExportJob.id)).scalars().all()
-    old_path, fresh_path = export_jobs.file_path(old), export_jobs.file_path(fresh)
+    folder = export_jobs.export_store().folder
+    old_path, fresh_path = folder / old.file_name, folder / fresh.file_name
     old_id, fresh_id = old.id, fresh.id
     old.expires_at = utcnow() - timedelta(minutes=1)
     db.session.commit()
     assert client.get(f"/admin/exports/{old_id}/download").status_code == 404  # expired: gone already
     assert f"/admin/exports/{old_id}/download" not in client.get("/admin/exports/").get_data(as_text=True)
-    folder = export_jobs.export_dir()
     stray_old, stray_new = folder / "left-by-a-stopped-run.csv.part", folder / "being-written.csv.part"
     stray_old.write_bytes(b"x")
     stray_new.write_bytes(b"x")
@@ -257,7 +260,7 @@ def test_an_expired_job_is_gone_and_cleaned_up(app, world):
 def test_the_periodic_task_cleans_up(app, world):
     client_of(app, world["clerk"]).get("/admin/document/export/csv/")
     job = only_job()
-    job_id, path = job.id, export_jobs.file_path(job)
+    job_id, path = job.id, export_jobs.export_store().path(job.file_name)
     job.expires_at = utcnow() - timedelta(seconds=1)
     db.session.commit()
     tasks.delete_expired_exports()
@@ -325,8 +328,7 @@ def test_the_owners_permission_is_checked_again_when_the_job_runs(app, world, mo
     assert "作成しませんでした" in job.error
     entry = log_entries("export_file")[-1]
     assert (entry.result, entry.actor_id, entry.data) == ("denied", owner.id, {"format": job.format, "job": job.id})
-    folder = export_jobs.export_dir()
-    assert not folder.exists() or not any(folder.iterdir())
+    assert list(export_jobs.export_store().entries()) == []
 
 
 def test_a_job_that_fails_says_so(app, world, monkeypatch):
@@ -341,14 +343,14 @@ def test_a_job_that_fails_says_so(app, world, monkeypatch):
     assert log_entries("export_file")[-1].result == "failure"
     page = client.get("/admin/exports/").get_data(as_text=True)
     assert "job-failed" in page and "失敗" in page and "作成できませんでした" in page
-    assert list(export_jobs.export_dir().iterdir()) == []  # no partial file left
+    assert list(export_jobs.export_store().entries()) == []  # no partial file left
 
 
 def test_a_job_is_run_once(app, world, monkeypatch):
     job = _queued_job(app, world["clerk"], monkeypatch)
     export_jobs.run(job.id)
     export_jobs.run(job.id)  # a repeated delivery of the task
-    assert len(log_entries("export_file")) == 1 and len(list(export_jobs.export_dir().iterdir())) == 1
+    assert len(log_entries("export_file")) == 1 and len(list(export_jobs.export_store().entries())) == 1
 
 
 # --- the queue -------------------------------------------------------------------------------------------------------

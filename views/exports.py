@@ -68,7 +68,7 @@ class ExportJobsView(ProtectedBaseView):
         return job
 
     def _state(self, job):
-        done = job.status == JOB_DONE and export_jobs.file_path(job) is not None
+        done = job.status == JOB_DONE and export_jobs.has_file(job)
         rows = f"{job.rows_written:,}"
         return {"id": job.id, "status": job.status, "status_label": job.status_label,
                 "rows": f"{rows} / {job.total_rows:,}件" if job.total_rows is not None and not done else f"{rows}件",
@@ -92,13 +92,16 @@ class ExportJobsView(ProtectedBaseView):
     @expose("/<int:job_id>/download")
     def download(self, job_id):
         job = self._own(job_id)
-        path = export_jobs.file_path(job) if job.status == JOB_DONE else None
-        if path is None:
+        if not (job.status == JOB_DONE and export_jobs.has_file(job)):
             abort(404)
         view = _list_view(job.endpoint)
         if view is None or not access.allowed(current_user, view.area, "export"):
             abort(403)
         # Logged (and committed) before the file is sent.
         audit.record("export_download", target=job, data={"format": job.format, "rows": job.rows_written})
-        return send_file(path, mimetype=exports.FORMATS[job.format][0], as_attachment=True,
-                         download_name=download_name(job))
+        store = export_jobs.export_store()
+        # Streamed from the store in blocks, whatever its size.
+        response = send_file(store.open(job.file_name), mimetype=exports.FORMATS[job.format][0], as_attachment=True,
+                             download_name=download_name(job), conditional=False)
+        response.content_length = store.size(job.file_name)
+        return response

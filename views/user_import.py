@@ -3,13 +3,14 @@
 A file and the individual form (one doctor, tied to the 指定 application) go through the same userfile.plan_table
 and userfile.execute; the preview, the confirm and the batch page are shared. The preview keeps the rows it read;
 the confirm plans them again under the write lock (userfile.plan_records) without reading the file a second time.
+Those rows wait in the file store's "uploads" area (NANBYO_UPLOAD_DIR, or object storage shared by every app server,
+since the confirm may reach another one), encrypted with the data keys: they hold the doctors' personal data.
 """
 import hashlib
 import json
 import os
 import secrets
-import time
-from pathlib import Path
+from datetime import timedelta
 
 from flask import Response, abort, current_app, flash, redirect, request, session, url_for
 from flask_admin import expose
@@ -19,14 +20,15 @@ from sqlalchemy.orm import selectinload
 from forms.auth import ConfirmForm
 from forms.user_import import IndividualForm, UploadForm
 from models.accounts import ImportBatch, User
+from models._types import utcnow
 from models.audit import OperationLog
-from nanbyo import database, userfile
+from nanbyo import crypto, database, files, userfile
 from nanbyo.extensions import db
 from nanbyo.issuance import NotIssuable, reset_for_notices
 from views.base import ProtectedBaseView
 
 PENDING_KEY = "user_import_pending"
-STALE_AFTER_SECONDS = 24 * 3600
+STALE_AFTER = timedelta(days=1)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CHANGE_PRIMARY_FIELD = "change_primary"  # the confirm form's checkboxes: row numbers whose 主たる勤務先 moves
 # Notices per PDF: each sets a new password, hashed with argon2 (about 0.1 s each), so a large batch is printed in
@@ -44,17 +46,17 @@ class UserImportView(ProtectedBaseView):
     def _municipality(self):
         return current_user.municipality
 
-    def _upload_dir(self):
-        path = Path(current_app.config["NANBYO_UPLOAD_DIR"])
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
+    @staticmethod
+    def _pending_name(token):
+        return f"{token}.upload"
+
+    @staticmethod
+    def _aad(token):
+        return f"user-import:{token}".encode()
 
     def _forget_stale_uploads(self):
         """Files of previews nobody confirmed hold personal data: keep them a day at most."""
-        limit = time.time() - STALE_AFTER_SECONDS
-        for stale in self._upload_dir().glob("*.upload"):
-            if stale.stat().st_mtime < limit:
-                stale.unlink(missing_ok=True)
+        files.store("uploads").remove_strays((), before=utcnow() - STALE_AFTER)
 
     def _render_index(self, individual=None, individual_problems=(), status=200):
         batches = db.session.execute(
@@ -88,9 +90,19 @@ class UserImportView(ProtectedBaseView):
         without reading the file twice); the digest proves the confirmed rows are these ones."""
         token = secrets.token_urlsafe(16)
         data = userfile.records_json(result)
-        (self._upload_dir() / f"{token}.upload").write_bytes(data)
+        store = files.store("uploads")
+        try:
+            store.put(self._pending_name(token), crypto.keyring().encrypt(data, self._aad(token)))
+        except OSError as e:
+            refusal = files.refusal(e)
+            if not refusal:
+                raise
+            current_app.logger.error("user file preview not kept by the file store %s: %s", store, e)
+            flash(refusal, "error")
+            return False
         session[PENDING_KEY] = dict(pending, token=token, sha256=hashlib.sha256(data).hexdigest(),
                                     file_sha256=file_sha256)
+        return True
 
     @expose("/preview", methods=["POST"])
     def preview(self):
@@ -105,8 +117,8 @@ class UserImportView(ProtectedBaseView):
         self._discard_pending()
         self._forget_stale_uploads()
         pending = {"source": "file", "filename": filename, "application_ref": ""}
-        if result.ok:
-            self._keep_pending(result, hashlib.sha256(data).hexdigest(), **pending)
+        if result.ok and not self._keep_pending(result, hashlib.sha256(data).hexdigest(), **pending):
+            return redirect(url_for(".index"))
         return self._preview(result, pending)
 
     @expose("/individual", methods=["POST"])
@@ -123,13 +135,14 @@ class UserImportView(ProtectedBaseView):
         self._forget_stale_uploads()
         pending = {"source": "form", "filename": "", "application_ref": form.application_ref.data}
         cells = json.dumps({"cells": table[1][1]}, ensure_ascii=False).encode()
-        self._keep_pending(result, hashlib.sha256(cells).hexdigest(), **pending)
+        if not self._keep_pending(result, hashlib.sha256(cells).hexdigest(), **pending):
+            return redirect(url_for(".index"))
         return self._preview(result, pending)
 
     def _discard_pending(self):
         pending = session.pop(PENDING_KEY, None)
         if pending:
-            (self._upload_dir() / f"{pending['token']}.upload").unlink(missing_ok=True)
+            files.store("uploads").discard(self._pending_name(pending["token"]))
 
     @staticmethod
     def _ticked_rows():
@@ -149,8 +162,11 @@ class UserImportView(ProtectedBaseView):
         if not form.validate_on_submit() or not pending:
             flash("確認するファイルがありません。もう一度アップロードしてください。", "error")
             return redirect(url_for(".index"))
-        path = self._upload_dir() / f"{pending['token']}.upload"
-        data = path.read_bytes() if path.exists() else b""
+        try:
+            data = crypto.keyring().decrypt(files.store("uploads").read(self._pending_name(pending["token"])),
+                                            self._aad(pending["token"]))
+        except (FileNotFoundError, crypto.KeyRingError):  # gone, or kept by an older version unencrypted
+            data = b""
         try:
             if hashlib.sha256(data).hexdigest() != pending["sha256"] or "file_sha256" not in pending:
                 raise ValueError("not the previewed rows")

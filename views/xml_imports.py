@@ -59,10 +59,11 @@ class XmlImportScreens:
         try:
             job = import_jobs.create(current_user, institution, uploads, all_or_nothing)
         except OSError as e:
-            if not files.store_full(e):
+            refusal = files.refusal(e)
+            if not refusal:
                 raise
-            current_app.logger.error("XML import job refused: the file store is full (%s)", e)
-            flash(files.STORE_FULL, "error")
+            current_app.logger.error("XML import job refused by the file store: %s", e)
+            flash(refusal, "error")
             return redirect(request.url)
         try:
             tasks.run_xml_import(job.id)

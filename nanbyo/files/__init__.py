@@ -1,4 +1,5 @@
-"""Files people upload and download (scans of paper forms), and the removal of files the application wrote."""
+"""Files people upload and download (scans of paper forms) and the file store that keeps them
+(nanbyo.files.storage)."""
 import errno
 import hashlib
 import os
@@ -6,24 +7,15 @@ import os
 # What a clerk reads when the file store is full: the upload is refused whole, nothing of it kept.
 STORE_FULL = ("ファイルの保存先の空き容量が足りないため、保存できませんでした。何も保存していません。"
               "システムの管理者に連絡してください。")
+# … and when the file store (object storage) does not answer.
+STORE_UNAVAILABLE = ("ファイルの保存先（オブジェクトストレージ）に接続できないため、保存できませんでした。何も保存していません。"
+                     "時間をおいてもう一度お試しください。続く場合はシステムの管理者に連絡してください。")
 
 
-def remove(*paths):
-    """Delete the files, those already gone included."""
-    for path in paths:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-
-
-def remove_strays(folder, named, before):
-    """Delete the files of `folder` no row names (`named`) that were last written before `before` (a datetime):
-    what a run that stopped left behind."""
-    cutoff = before.timestamp()
-    for path in folder.iterdir():
-        if path.is_file() and path.name not in named and path.stat().st_mtime < cutoff:
-            remove(path)
+def store(area):
+    """The file store of `area` ("scans", "imports", "uploads", "exports"): nanbyo.files.storage."""
+    from nanbyo.files.storage import for_area
+    return for_area(area)
 
 
 def open_private(path):
@@ -31,9 +23,15 @@ def open_private(path):
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
-def store_full(error: BaseException) -> bool:
-    """Whether `error` says the file store has no room (disk full, quota): a refusal to explain, not a crash."""
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+def refusal(error: BaseException) -> str | None:
+    """What to tell the user when `error` is the file store's refusal (no room, or not answering) rather than a
+    bug; None for anything else."""
+    from nanbyo.files.storage import StoreUnavailable
+    if isinstance(error, StoreUnavailable):
+        return STORE_UNAVAILABLE
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return STORE_FULL
+    return None
 
 
 def sha256_of(path) -> str:

@@ -3,16 +3,17 @@ sends one back with a reason.
 
 A scan is PDF, TIFF, JPEG or PNG, known by its first bytes (and named with a matching extension); a file that also
 reads as markup in its first KB (an HTML or SVG polyglot) is refused. The bytes are stored encrypted with the data
-keys (AES-GCM, the scan's random stored name as associated data) in NANBYO_SCAN_DIR, outside the web root, under that
-random name; the name the municipality gave is only shown. Every upload, download, send-back and deletion is logged,
-committed with its change. Who sees which scan is access.row_filter's (a municipality its own, the operator all).
+keys (AES-GCM, the scan's random stored name as associated data) in the file store's "scans" area
+(nanbyo.files.storage: NANBYO_SCAN_DIR outside the web root, or object storage), under that random name; the name
+the municipality gave is only shown. Every upload, download, send-back and deletion is logged, committed with its
+change. Who sees which scan is access.row_filter's (a municipality its own, the operator all).
 """
 import hashlib
 import os
 import re
 import secrets
 import unicodedata
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import PurePosixPath, PureWindowsPath
 
 from flask import current_app
 from sqlalchemy import select
@@ -31,8 +32,8 @@ MARKUP = re.compile(rb"<\s*(html|script|svg|body|iframe|!doctype)", re.I)
 DELETABLE = (SCAN_WAITING, SCAN_RETURNED)  # the operator has not taken it (or sent it back)
 
 
-def scan_dir() -> Path:
-    return Path(current_app.config["NANBYO_SCAN_DIR"])
+def scan_store():
+    return files.store("scans")
 
 
 def max_bytes() -> int:
@@ -99,16 +100,14 @@ def upload(user, uploads, meta) -> tuple[list[ScanFile], list[str]]:
         typed.append((name, data, kind))
     if problems:
         return [], problems
-    folder = scan_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = scan_store()
     ring, written, scans = crypto.keyring(), [], []
     database.begin_write()
     try:
         for name, data, kind in typed:
             stored = secrets.token_hex(16)
-            with files.open_private(folder / stored) as out:
-                out.write(ring.encrypt(data, _aad(stored)))
-            written.append(folder / stored)
+            store.put(stored, ring.encrypt(data, _aad(stored)))
+            written.append(stored)
             scan = ScanFile(municipality_id=user.municipality_id, uploaded_by_id=user.id, uploaded_at=utcnow(),
                             kind=meta["kind"], application_kind=meta["application_kind"],
                             reception_no=meta["reception_no"], disease_code=meta.get("disease_code") or "",
@@ -125,10 +124,11 @@ def upload(user, uploads, meta) -> tuple[list[ScanFile], list[str]]:
         db.session.commit()
     except BaseException as e:
         db.session.rollback()
-        files.remove(*written)
-        if files.store_full(e):
-            current_app.logger.error("scan upload refused: the file store is full (%s)", e)
-            return [], [files.STORE_FULL]
+        store.discard(*written)
+        refusal = files.refusal(e)
+        if refusal:
+            current_app.logger.error("scan upload refused by the file store %s: %s", store, e)
+            return [], [refusal]
         raise
     return scans, []
 
@@ -144,7 +144,7 @@ def content(scan) -> bytes:
 
 def stored_content(stored_name, sha256) -> bytes:
     """content() by the stored name and digest alone (a streamed response outlives the request's session)."""
-    data = crypto.keyring().decrypt((scan_dir() / stored_name).read_bytes(), _aad(stored_name))
+    data = crypto.keyring().decrypt(scan_store().read(stored_name), _aad(stored_name))
     if hashlib.sha256(data).hexdigest() != sha256:
         raise crypto.KeyRingError("スキャンファイルが壊れています。")
     return data
@@ -212,11 +212,11 @@ def delete(user, scan) -> str | None:
     if scan.document_id is not None:
         db.session.rollback()
         return f"スキャンファイル No.{scan.id} は運営主体が書類 No.{scan.document_id} に入力しているため、削除できません。"
-    path = scan_dir() / scan.stored_name
+    stored_name = scan.stored_name
     db.session.delete(scan)
     audit.record("scan_delete", target_type="scan_file", target_id=str(scan.id), actor=user,
                  data={"reception_no": scan.reception_no})
-    files.remove(path)
+    scan_store().discard(stored_name)  # after the commit: the row never names a file that is gone
     return None
 
 

@@ -1,6 +1,7 @@
 """XML import jobs: an upload larger than NANBYO_XML_INLINE_BYTES is imported by the task queue (nanbyo.tasks).
 
-- create(): the job, its uploaded files (encrypted with the data keys under NANBYO_IMPORT_DIR, random names) and its
+- create(): the job, its uploaded files (encrypted with the data keys, random names, in the file store's "imports"
+  area: NANBYO_IMPORT_DIR or object storage, so that the consumer may run on another machine) and its
   log entry ("document_import_job"), committed together before the task is queued;
 - run(): the task. The owner must still be active and allowed to import at the job's institution; then the importer
   runs exactly as in a request (nanbyo.xmlio.importer), the job's progress kept current (files, documents), and the
@@ -15,7 +16,6 @@ import secrets
 import time
 from dataclasses import asdict
 from datetime import timedelta
-from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import delete, func, or_, select
@@ -42,8 +42,8 @@ class JobGone(Exception):
     """The job's row was deleted, or the job given up as stalled, while it ran."""
 
 
-def import_dir() -> Path:
-    return Path(current_app.config["NANBYO_IMPORT_DIR"])
+def import_store():
+    return files.store("imports")
 
 
 def _aad(job_id, stored_name) -> bytes:
@@ -76,14 +76,12 @@ def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
                        expires_at=now + current_app.config["NANBYO_IMPORT_KEEP"])
     db.session.add(job)
     db.session.flush()
-    folder = import_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = import_store()
     ring, stored = crypto.keyring(), []
     try:
         for name, data in uploads:
             stored_name = secrets.token_hex(16)
-            with files.open_private(folder / stored_name) as out:
-                out.write(ring.encrypt(data, _aad(job.id, stored_name)))
+            store.put(stored_name, ring.encrypt(data, _aad(job.id, stored_name)))
             stored.append([name, stored_name, len(data)])
         job.files = stored
         audit.record("document_import_job", target=job, actor=owner, data={
@@ -92,16 +90,16 @@ def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
             "bytes": sum(size for _name, _stored, size in stored), "all_or_nothing": all_or_nothing})
     except BaseException:
         db.session.rollback()
-        files.remove(*(folder / stored_name for _name, stored_name, _size in stored))
+        store.discard(*(stored_name for _name, stored_name, _size in stored))
         raise
     return job
 
 
 def _uploads(job):
     """(name, bytes) of the job's files, each decrypted as it is reached."""
-    ring, folder = crypto.keyring(), import_dir()
+    ring, store = crypto.keyring(), import_store()
     for name, stored_name, _size in job.files:
-        yield name, ring.decrypt((folder / stored_name).read_bytes(), _aad(job.id, stored_name))
+        yield name, ring.decrypt(store.read(stored_name), _aad(job.id, stored_name))
 
 
 def not_queued(job_id):
@@ -135,13 +133,13 @@ def _finish(job_id, outcomes, message=""):
     job.documents_done = importer.documents_in(outcomes)
     job.report_cipher = crypto.keyring().encrypt_json([asdict(o) for o in outcomes], _aad(job.id, "report"))
     job.expires_at = now + current_app.config["NANBYO_IMPORT_KEEP"]
-    uploaded = [import_dir() / stored_name for _name, stored_name, _size in job.files]
+    uploaded = [stored_name for _name, stored_name, _size in job.files]
     if message:
         audit.record("document_import_job_failed", target=job, actor=job.owner, result="failure",
                      data={"error": message[:100]} | job.counts)
     else:
         db.session.commit()
-    files.remove(*uploaded)
+    import_store().discard(*uploaded)  # any left: delete_expired() takes them with the job
     return True
 
 
@@ -209,7 +207,7 @@ def delete_expired(now=None):
     """Delete the jobs past their expiry (with their reports and any files left), and files no job names that are
     older than the keep time. Returns the ids of the deleted jobs."""
     now = now or utcnow()
-    folder = import_dir()
+    store = import_store()
     database.begin_write()
     expired = db.session.execute(select(XmlImportJob.id, XmlImportJob.files)
                                  .where(XmlImportJob.expires_at <= now)).all()
@@ -217,11 +215,10 @@ def delete_expired(now=None):
         ids = [job_id for job_id, _files in expired]
         db.session.execute(delete(XmlImportJob).where(XmlImportJob.id.in_(ids)))
         audit.record("document_import_job_expire", target_type="xml_import_job", data={"jobs": ids})
-        files.remove(*(folder / stored for _id, job_files in expired for _name, stored, _size in job_files))
+        store.remove(*(stored for _id, job_files in expired for _name, stored, _size in job_files))
     else:
         db.session.rollback()
-    if folder.is_dir():
-        named = {stored for job_files in db.session.execute(select(XmlImportJob.files)).scalars()
-                 for _name, stored, _size in job_files}
-        files.remove_strays(folder, named, before=now - current_app.config["NANBYO_IMPORT_KEEP"])
+    named = {stored for job_files in db.session.execute(select(XmlImportJob.files)).scalars()
+             for _name, stored, _size in job_files}
+    store.remove_strays(named, before=now - current_app.config["NANBYO_IMPORT_KEEP"])
     return [job_id for job_id, _files in expired]

@@ -36,9 +36,7 @@ def test_the_page_follows_a_job_until_its_download(app, live_server, browser, tm
     db.session.commit()
     expect(row.locator(".job-rows")).to_have_text("50,000 / 120,000件", timeout=10_000)
 
-    folder = export_jobs.export_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "done.csv").write_bytes(b"\xef\xbb\xbfNo.\r\n")
+    export_jobs.export_store().put("done.csv", b"\xef\xbb\xbfNo.\r\n")
     job.status, job.rows_written, job.file_name, job.finished_at = "done", 120_000, "done.csv", utcnow()
     db.session.commit()
     link = row.get_by_role("link", name="ダウンロード")

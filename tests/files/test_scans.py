@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from models.scans import ScanFile
 from nanbyo.extensions import db
+from nanbyo.files.scans import scan_store
 from tests.helpers import (OSAKA, TOKYO, csrf_token, gen_institution, gen_municipality, gen_user, log_entries,
                            login)
 
@@ -48,11 +49,10 @@ def stored():
 
 
 def scan_files(app):
-    folder = app.config["NANBYO_SCAN_DIR"]
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return sorted(entry.name for entry in scan_store().entries())
 
 
-def test_a_municipality_uploads_scans_kept_encrypted(app, world):
+def test_a_municipality_uploads_scans_kept_encrypted(app, world, file_store):
     clerk = client_of(app, world["clerk"])
     response = upload(clerk, [("../../etc/申請書1.pdf", PDF), ("/scans/page2.png", PNG), ("p3.JPG", JPEG),
                               ("p4.tif", TIFF)])
@@ -62,10 +62,13 @@ def test_a_municipality_uploads_scans_kept_encrypted(app, world):
         ("申請書1.pdf", "pdf", "waiting"), ("page2.png", "png", "waiting"), ("p3.JPG", "jpeg", "waiting"),
         ("p4.tif", "tiff", "waiting")]
     assert scans[0].municipality_id == world["tokyo"].id and scans[0].reception_no == "R2026-00001"
-    on_disk = (app.config["NANBYO_SCAN_DIR"], scans[0].stored_name)
-    raw = open(os.path.join(*on_disk), "rb").read()
+    assert scan_files(app) == sorted(s.stored_name for s in scans)
+    raw = file_store.body(f"{file_store.prefix}/scans/{scans[0].stored_name}") if file_store else \
+        open(os.path.join(app.config["NANBYO_SCAN_DIR"], scans[0].stored_name), "rb").read()
     assert b"scanned page" not in raw and b"%PDF" not in raw  # the stored bytes are not the plaintext
-    assert oct(os.stat(os.path.join(*on_disk)).st_mode & 0o777) == "0o600"
+    if not file_store:
+        assert oct(os.stat(os.path.join(app.config["NANBYO_SCAN_DIR"], scans[0].stored_name)).st_mode & 0o777) \
+            == "0o600"
     assert len(log_entries("scan_upload")) == 4
     page = clerk.get("/admin/scans/").get_data(as_text=True)
     assert "申請書1.pdf" in page and "未ダウンロード" in page and "臨床調査個人票・新規" in page
@@ -120,7 +123,7 @@ def test_metadata_is_checked(app, world):
     assert stored() == 0
 
 
-def test_others_get_404_and_the_operator_takes_them(app, world):
+def test_others_get_404_and_the_operator_takes_them(app, world, file_store):
     clerk = client_of(app, world["clerk"])
     upload(clerk, [("a.pdf", PDF), ("b.png", PNG)])
     a, b = db.session.execute(select(ScanFile).order_by(ScanFile.id)).scalars().all()
@@ -160,7 +163,7 @@ def test_others_get_404_and_the_operator_takes_them(app, world):
     assert "2枚目が読めません" in clerk.get("/admin/scans/").get_data(as_text=True)
     stored_name = db.session.get(ScanFile, a.id).stored_name
     clerk.post(f"/admin/scans/{a.id}/delete", data={"csrf_token": csrf_token(clerk, "/admin/scans/")})
-    assert stored() == 1 and stored_name not in scan_files(app)
+    assert stored() == 1 and stored_name not in scan_files(app) and len(scan_files(app)) == 1
     assert log_entries("scan_return")[0].data == {"reason": "2枚目が読めません"}
     assert len(log_entries("scan_delete")) == 1
 
@@ -237,7 +240,7 @@ def test_a_full_file_store_refuses_the_upload_whole_and_keeps_nothing(app, world
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path)
-    monkeypatch.setattr("nanbyo.files.scans.files.open_private", filling)
+    monkeypatch.setattr("nanbyo.files.storage.open_private", filling)
     clerk = client_of(app, world["clerk"])
     response = upload(clerk, [("a.pdf", PDF), ("b.png", PNG)])
     assert response.status_code == 400 and files.STORE_FULL in response.get_data(as_text=True)

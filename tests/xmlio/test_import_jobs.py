@@ -36,8 +36,7 @@ def only_job():
 
 
 def stored_files(app):
-    folder = app.config["NANBYO_IMPORT_DIR"]
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    return sorted(entry.name for entry in import_jobs.import_store().entries())
 
 
 def a_zip(files=3):
@@ -48,7 +47,7 @@ def a_zip(files=3):
     return zipped(list(entries.items()))
 
 
-def test_a_large_upload_is_imported_in_the_background_and_reported_to_its_owner(app, client, w):
+def test_a_large_upload_is_imported_in_the_background_and_reported_to_its_owner(app, client, w, file_store):
     login(client, w["doctor"])
     response = upload(client, w["hospital"], [("batch.zip", a_zip())])
     job = only_job()
@@ -68,7 +67,7 @@ def test_a_large_upload_is_imported_in_the_background_and_reported_to_its_owner(
     assert len(log_entries("document_import")) == 6 and len(log_entries("document_import_batch")) == 1
 
 
-def test_the_waiting_files_are_encrypted_and_only_the_job_reads_them(app, client, w, monkeypatch):
+def test_the_waiting_files_are_encrypted_and_only_the_job_reads_them(app, client, w, monkeypatch, file_store):
     monkeypatch.setattr(tasks, "run_xml_import", lambda job_id: None)  # the queue holds it
     login(client, w["doctor"])
     data = two_documents()
@@ -76,9 +75,11 @@ def test_the_waiting_files_are_encrypted_and_only_the_job_reads_them(app, client
     job = only_job()
     (stored,) = stored_files(app)
     assert stored == job.files[0][1] and job.files[0][0] == "a.xml" and job.status == JOB_WAITING
-    on_disk = open(os.path.join(app.config["NANBYO_IMPORT_DIR"], stored), "rb").read()
+    on_disk = file_store.body(f"{file_store.prefix}/imports/{stored}") if file_store else \
+        open(os.path.join(app.config["NANBYO_IMPORT_DIR"], stored), "rb").read()
     assert "ミホン".encode() not in on_disk and b"<documents" not in on_disk and len(on_disk) > len(data)
-    assert oct(os.stat(os.path.join(app.config["NANBYO_IMPORT_DIR"], stored)).st_mode & 0o777) == "0o600"
+    if not file_store:
+        assert oct(os.stat(os.path.join(app.config["NANBYO_IMPORT_DIR"], stored)).st_mode & 0o777) == "0o600"
     page = client.get(f"/admin/document/import-xml/{job.id}/").get_data(as_text=True)
     assert "待機中" in page and 'data-pending="1"' in page and "import-job.js" in page
     assert client.get(f"/admin/document/import-xml/{job.id}/report.xlsx").status_code == 404  # no report yet
@@ -193,16 +194,17 @@ def test_a_refused_queue_says_failed(app, client, w, monkeypatch):
     assert response.status_code == 302 and job.status == JOB_FAILED and stored_files(app) == []
 
 
-def test_expired_jobs_and_stray_files_are_deleted(app, client, w, monkeypatch):
+def test_expired_jobs_and_stray_files_are_deleted(app, client, w, monkeypatch, file_store):
     monkeypatch.setattr(tasks, "run_xml_import", lambda job_id: None)
     login(client, w["doctor"])
     upload(client, w["hospital"], [("a.xml", two_documents())])
     job = only_job()
-    stray = os.path.join(app.config["NANBYO_IMPORT_DIR"], "left-by-a-crash")
-    open(stray, "wb").close()
-    old = (utcnow() - app.config["NANBYO_IMPORT_KEEP"] - timedelta(hours=1)).timestamp()
-    os.utime(stray, (old, old))
-    assert import_jobs.delete_expired() == [] and not os.path.exists(stray) and len(stored_files(app)) == 1
+    import_jobs.import_store().put("left-by-a-crash", b"x")
+    later = utcnow() + app.config["NANBYO_IMPORT_KEEP"] + timedelta(hours=1)
+    job.expires_at = later + timedelta(hours=1)  # the job is kept; the stray is older than the keep time by then
+    db.session.commit()
+    assert import_jobs.delete_expired() == [] and len(stored_files(app)) == 2  # nothing old enough yet
+    assert import_jobs.delete_expired(now=later) == [] and stored_files(app) == [job.files[0][1]]
     job.expires_at = utcnow() - timedelta(seconds=1)
     job_id = job.id
     db.session.commit()
@@ -243,7 +245,7 @@ def test_a_full_file_store_refuses_a_background_import_and_keeps_nothing(app, cl
 
     def full(path):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr("nanbyo.xmlio.import_jobs.files.open_private", full)
+    monkeypatch.setattr("nanbyo.files.storage.open_private", full)
     login(client, w["doctor"])
     response = upload(client, w["hospital"], [("batch.zip", a_zip())])
     assert response.status_code == 302
