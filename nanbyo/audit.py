@@ -91,6 +91,8 @@ DATA_KEY_LABELS = {
     "written_until": "作成年月日（まで）", "municipality_id": "実施主体（ID）", "application_kind": "申請区分",
     "review_result": "審査結果", "command": "コマンド", "folder": "バックアップ", "keep": "残す世代数",
     "created_at": "作成日時", "revision": "スキーマの版",
+    "held_forms": "保持中のフォーム", "import_files": "XML取込の待ちファイル", "import_reports": "XML取込の結果",
+    "previews": "ユーザデータファイルの確認待ち",
 }
 
 # Keys that are a mark (True) rather than a value: shown as their label alone.

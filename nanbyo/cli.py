@@ -187,12 +187,14 @@ def import_users_command(file, municipality_code, dry_run, notices, change_prima
 def rotate_key_command(batch_size):
     """患者情報の暗号鍵と検索用インデックス鍵を新しくし、全件を再暗号化する（中断しても再実行できる）。"""
     from nanbyo.crypto import keys_path
-    from nanbyo.documents import rotate_keys
+    from nanbyo.key_rotation import rotate
     click.echo(f"鍵ファイル: {keys_path()}")
-    counts = rotate_keys(batch_size=batch_size,
-                         progress=lambda name, n: click.echo(f"  {name}: {n} 件", err=True))
+    counts = rotate(batch_size=batch_size, progress=lambda name, n: click.echo(f"  {name}: {n} 件", err=True))
     audit.record("rotate_key", target_type="document", data=counts)
-    click.echo(f"再暗号化しました: 書類 {counts['documents']} 件, 訂正履歴 {counts['corrections']} 件。古い鍵は削除しました。")
+    click.echo(f"再暗号化しました: 書類 {counts['documents']} 件, 訂正履歴 {counts['corrections']} 件, "
+               f"スキャンファイル {counts['scans']} 件, 保持中のフォーム {counts['held_forms']} 件, "
+               f"XML取込の待ちファイル {counts['import_files']} 件・結果 {counts['import_reports']} 件, "
+               f"ユーザデータファイルの確認待ち {counts['previews']} 件。古い鍵は削除しました。")
     click.echo("鍵ファイルのバックアップを更新してください（古いバックアップでは新しいデータを復号できません）。")
 
 

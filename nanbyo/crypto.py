@@ -115,6 +115,11 @@ class KeyRing:
         except InvalidTag as e:
             raise KeyRingError("暗号文を復号できません（改ざん、または別のレコードの暗号文です）。") from e
 
+    def reencrypted(self, blob: bytes, aad: bytes) -> bytes | None:
+        """`blob` under the active key, None when it already is (the key rotation's step for each thing it rewrites)."""
+        blob = bytes(blob)
+        return None if self.key_id_of(blob) == self.active else self.encrypt(self.decrypt(blob, aad), aad)
+
     def encrypt_json(self, value, aad: bytes) -> bytes:
         return self.encrypt(json.dumps(value, ensure_ascii=False, sort_keys=True).encode(), aad)
 

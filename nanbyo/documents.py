@@ -383,23 +383,18 @@ def next_reception_no(municipality) -> str:
 
 # --- key rotation ------------------------------------------------------------------------------------------------
 
-def rotate_keys(batch_size=500, progress=None) -> dict:
-    """Re-encrypt every patient block and correction under a new data key and re-index under a new index key.
-
-    The new keys are saved (and active) before any row changes, and old keys are dropped only after every row was
-    rewritten, so an interrupted rotation can simply be run again: every row stays readable throughout.
-    """
-    ring = keyring()
-    ring.begin_rotation()
+def reencrypt(ring, batch_size=500, progress=None) -> dict:
+    """Every patient block and correction under the ring's active keys (re-indexed too): the key rotation's part for
+    documents (nanbyo.key_rotation)."""
     counts = {"documents": 0, "corrections": 0}
-    for model, attr, count_key in ((Document, "patient_cipher", "documents"),
-                                   (DocumentCorrection, "values_cipher", "corrections")):
+    for model, count_key in ((Document, "documents"), (DocumentCorrection, "corrections")):
         last_id = 0
         while True:
             database.begin_write()  # a save from the web between this read and the write would be lost
             rows = db.session.execute(select(model).where(model.id > last_id).order_by(model.id)
                                       .limit(batch_size)).scalars().all()
             if not rows:
+                db.session.rollback()
                 break
             for row in rows:
                 if model is Document:
@@ -415,7 +410,6 @@ def rotate_keys(batch_size=500, progress=None) -> dict:
             db.session.commit()
             if progress:
                 progress(count_key, counts[count_key])
-    ring.finish_rotation()
     return counts
 
 

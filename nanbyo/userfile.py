@@ -27,7 +27,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from models._types import utcnow
 from models.accounts import Designation, ImportBatch, Membership, User
 from models.institutions import Institution, Municipality
-from nanbyo import audit, auth, bulk, database, jurisdiction
+from nanbyo import audit, auth, bulk, database, files, jurisdiction
 from nanbyo.codes import DOCTOR_NUMBER, institution_code_error
 from nanbyo.document_codes import NANBYO, SHOMAN
 from nanbyo.extensions import db
@@ -1024,3 +1024,26 @@ def sample_csv() -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerows(rows)
     return "\ufeff".encode() + buf.getvalue().encode("utf-8")
+
+
+# --- previews waiting for confirmation (the file store's "uploads" area; views/user_import.py) ----------------------
+
+PREVIEW_SUFFIX = ".upload"
+
+
+def preview_name(token) -> str:
+    return f"{token}{PREVIEW_SUFFIX}"
+
+
+def preview_aad(token) -> bytes:
+    return f"user-import:{token}".encode()
+
+
+def reencrypt_previews(ring) -> int:
+    """Every preview waiting for confirmation under the ring's active key (the key rotation), in place."""
+    area_store, done = files.store("uploads"), 0
+    for entry in area_store.entries():
+        if entry.name.endswith(PREVIEW_SUFFIX):
+            token = entry.name[:-len(PREVIEW_SUFFIX)]
+            done += files.reencrypt_stored(area_store, entry.name, preview_aad(token), ring)
+    return done

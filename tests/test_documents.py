@@ -471,7 +471,8 @@ def test_rotate_key_reencrypts_everything_and_reads_back_the_same(app, runner, c
     found = db.session.execute(select(Document.id).where(documents.patient_criterion(
         p["family_kana"] + p["given_kana"], date.fromisoformat(p["birth_date"])))).scalars().all()
     assert found == [docs[1].id]
-    assert log_actions("rotate_key")[-1].data == {"documents": 3, "corrections": 1}
+    assert log_actions("rotate_key")[-1].data == {"documents": 3, "corrections": 1, "held_forms": 0, "scans": 0,
+                                                  "import_files": 0, "import_reports": 0, "previews": 0}
 
 
 def test_patient_search_normalises_what_the_clerk_types(client, doctor):

@@ -46,13 +46,8 @@ class UserImportView(ProtectedBaseView):
     def _municipality(self):
         return current_user.municipality
 
-    @staticmethod
-    def _pending_name(token):
-        return f"{token}.upload"
-
-    @staticmethod
-    def _aad(token):
-        return f"user-import:{token}".encode()
+    _pending_name = staticmethod(userfile.preview_name)
+    _aad = staticmethod(userfile.preview_aad)
 
     def _forget_stale_uploads(self):
         """Files of previews nobody confirmed hold personal data: keep them a day at most."""

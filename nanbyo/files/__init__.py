@@ -41,3 +41,17 @@ def sha256_of(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def reencrypt_stored(area_store, name, aad: bytes, ring) -> bool:
+    """The stored file `name` under the ring's active key, rewritten in place (the key rotation); False when it
+    already was, or is gone."""
+    try:
+        blob = area_store.read(name)
+    except FileNotFoundError:
+        return False
+    new = ring.reencrypted(blob, aad)
+    if new is None:
+        return False
+    area_store.replace(name, new)
+    return True

@@ -120,6 +120,21 @@ class LocalStore(_Store):
             self.remove(name)  # half written (the disk filled up): not kept
             raise
 
+    def replace(self, name, data: bytes):
+        """Put `data` in place of the file `name` holds, in one step (a reader meets the old or the new, whole): the
+        key rotation's re-encryption, which keeps names (they are bound into the ciphertext)."""
+        partial = self.path(name + PARTIAL_SUFFIX)
+        self.remove(partial.name)
+        try:
+            with self._private(partial.name) as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, self.path(name))
+        except BaseException:
+            self.remove(partial.name)
+            raise
+
     @contextmanager
     def writer(self, name):
         """A file to write `name` into; it appears whole when the block ends, and not at all if it fails."""
@@ -217,6 +232,11 @@ class S3Store(_Store):
         with _translated(self.key(name)):
             # If-None-Match: * makes the storage refuse to replace an object already there.
             self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, IfNoneMatch="*")
+
+    def replace(self, name, data: bytes):
+        """Put `data` in place of the object `name` (an object's replacement is atomic): see LocalStore.replace."""
+        with _translated(self.key(name)):
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data)
 
     @contextmanager
     def writer(self, name):

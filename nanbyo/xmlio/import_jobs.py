@@ -95,6 +95,28 @@ def create(owner, institution, uploads, all_or_nothing) -> XmlImportJob:
     return job
 
 
+def reencrypt(ring) -> dict:
+    """The files of the jobs waiting or running and every kept report under the ring's active key (the key
+    rotation); the files in place, under their names (bound into the ciphertext)."""
+    store, counts = import_store(), {"import_files": 0, "import_reports": 0}
+    pending = db.session.execute(select(XmlImportJob.id, XmlImportJob.files).where(
+        XmlImportJob.status.in_((JOB_WAITING, JOB_RUNNING)))).all()
+    db.session.rollback()
+    for job_id, stored in pending:
+        for _name, stored_name, _size in stored or ():
+            counts["import_files"] += files.reencrypt_stored(store, stored_name, _aad(job_id, stored_name), ring)
+    reported = db.session.execute(select(XmlImportJob.id).where(XmlImportJob.report_cipher.is_not(None))).scalars().all()
+    for job_id in reported:
+        database.begin_write()
+        job = db.session.get(XmlImportJob, job_id)
+        new = ring.reencrypted(job.report_cipher, _aad(job.id, "report")) if job and job.report_cipher else None
+        if new is not None:
+            job.report_cipher = new
+            counts["import_reports"] += 1
+        db.session.commit()
+    return counts
+
+
 def _uploads(job):
     """(name, bytes) of the job's files, each decrypted as it is reached."""
     ring, store = crypto.keyring(), import_store()
