@@ -166,13 +166,23 @@ class Designation(db.Model):
         return f"{DOCTOR_KIND_LABELS.get(self.kind, self.kind)} {self.number}"
 
 
+BATCH_RUNNING, BATCH_DONE, BATCH_FAILED = "running", "done", "failed"
+BATCH_STATUS_LABELS = {BATCH_RUNNING: "取込中", BATCH_DONE: "完了", BATCH_FAILED: "失敗"}
+
+
 class ImportBatch(db.Model):
-    """One imported 医療機関ユーザデータファイル: who imported what, for which institution, with what result."""
+    """One imported 医療機関ユーザデータファイル: who imported what, for which institution, with what result.
+
+    A file's confirmation is recorded as 取込中 before its unit of work and becomes 完了 with it: a worker killed in
+    the middle leaves the batch 取込中, and nanbyo.userfile.fail_stalled makes it 失敗 (its institution, when the
+    file would have registered it, never came to be: the code alone is kept)."""
     __tablename__ = "import_batch"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
-    institution_id: Mapped[int] = mapped_column(ForeignKey("institution.id"), index=True)
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institution.id"), index=True)
+    institution_code: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    status: Mapped[str] = mapped_column(String(10), default=BATCH_DONE, server_default=BATCH_DONE)
     filename: Mapped[str] = mapped_column(String(200), default="")
     file_sha256: Mapped[str] = mapped_column(String(64))
     family: Mapped[str] = mapped_column(String(10))  # 難病 or 小慢

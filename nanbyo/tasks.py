@@ -19,7 +19,7 @@ from flask import current_app, has_app_context
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.storage import SqliteStorage
 
-from nanbyo import export_jobs
+from nanbyo import export_jobs, userfile
 from nanbyo.xmlio import import_jobs
 
 NAME = "nanbyo"
@@ -132,3 +132,4 @@ def delete_expired_exports():
         export_jobs.delete_expired()
         import_jobs.fail_stalled()
         import_jobs.delete_expired()
+        userfile.fail_stalled()

@@ -25,7 +25,7 @@ from sqlalchemy import ARRAY, any_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from models._types import utcnow
-from models.accounts import Designation, ImportBatch, Membership, User
+from models.accounts import BATCH_DONE, BATCH_FAILED, BATCH_RUNNING, Designation, ImportBatch, Membership, User
 from models.institutions import Institution, Municipality
 from nanbyo import audit, auth, bulk, database, files, jurisdiction
 from nanbyo.codes import DOCTOR_NUMBER, institution_code_error
@@ -807,7 +807,8 @@ def _imported_password_hash(profile: str) -> str:
 
 
 def execute(result: Plan, *, filename: str, data: bytes = b"", actor=None, change_primary_rows=frozenset(),
-            source: str = "file", application_ref: str = "", file_sha256: str | None = None) -> ImportBatch:
+            source: str = "file", application_ref: str = "", file_sha256: str | None = None,
+            batch_id: int | None = None) -> ImportBatch:
     """Write the plan in one transaction (all rows or none) and log it.
 
     change_primary_rows: row numbers of change_primary rows whose doctor's 主たる勤務先 moves to this institution
@@ -816,6 +817,7 @@ def execute(result: Plan, *, filename: str, data: bytes = b"", actor=None, chang
     source / application_ref: "file", or "form" with the 指定 application's reference (the individual path).
     file_sha256: the digest of the file the plan was read from, when `data` is not that file (the screen keeps the
     parsed rows between preview and confirm).
+    batch_id: the batch begin_batch() recorded as 取込中 for this confirmation, which this makes 完了.
 
     The statements do not grow with the rows: one look-up of the login IDs, the accounts, designations and
     memberships a statement per table (nanbyo.bulk), the moves of 主たる勤務先 a few statements for all of them, the
@@ -838,12 +840,18 @@ def execute(result: Plan, *, filename: str, data: bytes = b"", actor=None, chang
             institution = Institution(code=result.institution_code, name=result.institution_name, address="",
                                       municipality=nanbyo_authority, shoman_municipality=shoman_authority)
             db.session.add(institution)
-        batch = ImportBatch(municipality=result.municipality, institution=institution, filename=filename[:200],
-                            file_sha256=file_sha256 or hashlib.sha256(data).hexdigest(), family=result.family,
-                            created_by_id=getattr(actor, "id", None), created_at=utcnow(),
-                            created_count=len(to_create), reported_count=len(result.rows) - len(to_create),
-                            source=source, application_ref=application_ref[:40])
-        db.session.add(batch)
+        values = dict(municipality=result.municipality, institution=institution, institution_code=institution.code,
+                      filename=filename[:200], file_sha256=file_sha256 or hashlib.sha256(data).hexdigest(),
+                      family=result.family, created_by_id=getattr(actor, "id", None), created_count=len(to_create),
+                      reported_count=len(result.rows) - len(to_create), source=source,
+                      application_ref=application_ref[:40], status=BATCH_DONE)
+        batch = db.session.get(ImportBatch, batch_id) if batch_id is not None else None
+        if batch is None or batch.status != BATCH_RUNNING:
+            batch = ImportBatch(created_at=utcnow(), **values)
+            db.session.add(batch)
+        else:
+            for name, value in values.items():
+                setattr(batch, name, value)
         for row in result.rows:
             if row.outcome == "registered" and row.manager:
                 row.existing.primary_membership.is_manager = True
@@ -865,6 +873,52 @@ def execute(result: Plan, *, filename: str, data: bytes = b"", actor=None, chang
         db.session.rollback()
         raise
     return batch
+
+
+# A confirmation runs in one request (gunicorn's timeout, 120 s): a batch 取込中 for longer than this was killed.
+BATCH_STALLED_AFTER = timedelta(minutes=10)
+
+
+def begin_batch(municipality_id, *, filename, file_sha256, institution_code, actor) -> int:
+    """Record a file's confirmation as 取込中, committed before its unit of work (on a connection of its own: the
+    caller takes the write lock after this), so that a worker killed in the middle leaves the batch saying so. Its
+    institution, if registered (a file may register it)."""
+    with database.separate_write() as connection:
+        return connection.execute(insert(ImportBatch.__table__).values(
+            municipality_id=municipality_id, institution_code=institution_code[:10], filename=filename[:200],
+            institution_id=select(Institution.id).where(Institution.code == institution_code).scalar_subquery(),
+            file_sha256=file_sha256, family="", created_by_id=getattr(actor, "id", None), created_at=utcnow(),
+            created_count=0, reported_count=0, source="file", application_ref="", status=BATCH_RUNNING,
+        ).returning(ImportBatch.id)).scalar_one()
+
+
+def forget_batch(batch_id):
+    """The confirmation was refused (the rows no longer import cleanly; the clerk sees why): no batch to list. In the
+    caller's unit of work, committed."""
+    database.begin_write()
+    db.session.execute(delete(ImportBatch).where(ImportBatch.id == batch_id, ImportBatch.status == BATCH_RUNNING))
+    db.session.commit()
+
+
+def fail_stalled(municipality_id=None, now=None) -> list[int]:
+    """Batches (of `municipality_id`, or all) still 取込中 long after a confirmation can last become 失敗, each with
+    one log entry (its worker died: nothing of it was written). Their ids."""
+    stalled = select(ImportBatch.id).where(ImportBatch.status == BATCH_RUNNING,
+                                           ImportBatch.created_at < (now or utcnow()) - BATCH_STALLED_AFTER)
+    if municipality_id is not None:
+        stalled = stalled.where(ImportBatch.municipality_id == municipality_id)
+    if not db.session.execute(stalled.limit(1)).first():
+        db.session.rollback()
+        return []
+    database.begin_write()
+    batches = db.session.execute(select(ImportBatch).where(ImportBatch.id.in_(stalled))).scalars().all()
+    for batch in batches:  # a few at most: a record() each
+        batch.status = BATCH_FAILED
+        audit.record("import_users_failed", target=batch, result="failure", commit=False,
+                     actor=db.session.get(User, batch.created_by_id) if batch.created_by_id else None,
+                     data={"institution_code": batch.institution_code, "file_sha256": batch.file_sha256})
+    db.session.commit()
+    return [batch.id for batch in batches]
 
 
 def _insert_doctors(rows: list[PlannedRow], municipality: Municipality, institution: Institution,

@@ -5,13 +5,16 @@ import io
 import re
 
 import pytest
+from sqlalchemy import update
 
+from models._types import utcnow
 from models.accounts import ImportBatch, Membership
+from models.institutions import Municipality
 from models.audit import OperationLog
 from nanbyo import userfile
 from nanbyo.extensions import db
 from tests.helpers import (OSAKA, TOKYO, csrf_from, csrf_token, fresh, gen_institution, gen_municipality, gen_user,
-                           log_entries, login)
+                           log_entries, login, logout)
 from tests.userfile_helpers import (NOTICE_HEADINGS, counts, csv_bytes, doctor_elsewhere, doctor_row, notice_file,
                                     xlsx_bytes)
 
@@ -218,6 +221,46 @@ def test_other_municipality_cannot_see_a_batch(client, tokyo, hospital):
     token = csrf_token(client, "/admin/user-import/")
     assert client.get(f"/admin/user-import/batch/{batch.id}").status_code == 404
     assert client.post(f"/admin/user-import/batch/{batch.id}/notices", data={"csrf_token": token}).status_code == 404
+
+
+def test_a_confirmation_is_recorded_before_its_work_and_one_whose_worker_died_says_failed(client, tokyo, hospital):
+    """begin_batch() commits the batch as 取込中 before the unit of work (the confirm screen's first step); a worker
+    killed in the middle leaves it so (tests/test_worker_faults.py kills one for real). Past BATCH_STALLED_AFTER it
+    becomes 失敗, logged once with who confirmed it; a recent one stays 取込中; another municipality sees neither."""
+    clerk = gen_user("municipality_admin", municipality=tokyo)
+    killed = userfile.begin_batch(tokyo.id, filename="users.csv", file_sha256="ab" * 32,
+                                  institution_code="1310000017", actor=clerk)
+    recent = userfile.begin_batch(tokyo.id, filename="later.csv", file_sha256="cd" * 32,
+                                  institution_code="1310000017", actor=clerk)
+    db.session.execute(update(ImportBatch).where(ImportBatch.id == killed).values(
+        created_at=utcnow() - userfile.BATCH_STALLED_AFTER - datetime.timedelta(seconds=1)))
+    db.session.commit()
+    assert userfile.fail_stalled(gen_municipality(OSAKA).id) == []
+    login(client, clerk)
+    page = client.get("/admin/user-import/").get_data(as_text=True)  # the history makes it 失敗 as it is shown
+    assert re.search(rf'class="batch-failed"><td><a [^>]*>{killed}</a>.*?1310000017 東京見本病院.*?<td>失敗</td>',
+                     page, re.S)
+    assert re.search(rf'class="batch-running"><td><a [^>]*>{recent}</a>.*?<td>取込中</td>', page, re.S)
+    [entry] = log_entries("import_users_failed")
+    assert entry.target_id == str(killed) and entry.actor_login == clerk.login_id and entry.result == "failure"
+    assert userfile.fail_stalled() == [] and len(log_entries("import_users_failed")) == 1
+    page = client.get(f"/admin/user-import/batch/{killed}").get_data(as_text=True)
+    assert "この取込は失敗しました" in page and "新規発行" not in page
+    token = csrf_token(client, "/admin/user-import/")
+    assert client.post(f"/admin/user-import/batch/{killed}/notices", data={"csrf_token": token}).status_code == 302
+    logout(client)
+    login(client, gen_user("municipality_admin", municipality=db.session.query(Municipality).filter_by(
+        code=OSAKA).one()))
+    assert client.get(f"/admin/user-import/batch/{killed}").status_code == 404
+    assert f">{killed}</a>" not in client.get("/admin/user-import/").get_data(as_text=True)
+
+
+def test_a_refused_confirmation_leaves_no_batch(client, tokyo, hospital, clinic):
+    doctor = doctor_elsewhere(tokyo, clinic, manager=True)
+    token, _ = clerk_with_upload(client, tokyo, [doctor_row(1), doctor_row(2)])
+    r = client.post("/admin/user-import/confirm", data={"csrf_token": token, "change_primary": "2"})
+    assert r.status_code == 400 and db.session.query(ImportBatch).count() == 0
+    assert memberships_of(doctor) == [("1310000025", "primary", True, "")]
 
 
 def test_template_and_sample_downloads_are_accepted_formats(client, tokyo, hospital):

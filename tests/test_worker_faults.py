@@ -5,14 +5,15 @@ the import again creates every document / account exactly once.
   of importer.GROUP documents, each with its log entries; "nothing half written" means every document there has
   its one log entry, every entry its document, and only whole groups are there.
 - 医療機関ユーザデータファイル (imported in the confirm request, one transaction): the gunicorn worker serving the
-  confirm is SIGKILLed; nothing of the file is there afterwards (no batch record exists before the commit, so there
-  is no batch to say 失敗: the attempt leaves nothing), and importing the file again creates each account once.
+  confirm is SIGKILLed; nothing of the file is there afterwards but its batch, recorded as 取込中 before the unit of
+  work, which says 失敗 once stalled; importing the file again creates each account once.
 
 Where the kill lands: on PostgreSQL the test holds a lock on the operation log, so the killed process is caught
 after it inserted its documents / accounts and before their log entries (the worst moment), seen in pg_locks; on
 SQLite the consumer is killed once a first group is committed, and the request while it holds the write lock.
 """
 import copy
+import re
 import sqlite3
 import threading
 import time
@@ -30,7 +31,7 @@ from models.audit import OperationLog
 from models.documents import Document
 from models.exports import JOB_DONE, JOB_FAILED, JOB_RUNNING
 from models.xml_imports import XmlImportJob
-from nanbyo import audit
+from nanbyo import audit, userfile
 from nanbyo.extensions import db
 from nanbyo.xmlio import import_jobs, importer, vendor_kit
 from nanbyo.xmlio.writer import file_bytes
@@ -223,8 +224,7 @@ def test_a_consumer_killed_during_an_xml_import_leaves_whole_groups_the_job_says
 # --- 医療機関ユーザデータファイル: the request's worker killed ---------------------------------------------------------
 
 def table_counts():
-    return tuple(scalar(select(func.count()).select_from(model))
-                 for model in (User, Designation, Membership, ImportBatch, OperationLog))
+    return tuple(scalar(select(func.count()).select_from(model)) for model in (User, Designation, Membership, OperationLog))
 
 
 def preview(browser, data):
@@ -267,19 +267,30 @@ def test_a_worker_killed_during_a_user_data_file_import_leaves_nothing_and_again
             served.kill_worker(worker)
         request.join(timeout=60)
         assert len(answers) == 1 and isinstance(answers[0], OSError), answers
-        assert table_counts() == before  # no account, designation, membership, batch or log entry of the file
+        assert table_counts() == before  # no account, designation, membership or log entry of the file
         assert_chain_intact()
-
         # The master starts a new worker; the clerk uploads the file again and confirms.
         wait_for(lambda: served.workers() and served.workers() != [worker], seconds=60, what="a new worker")
         wait_for(lambda: _answers(served), seconds=60, what="the new worker to answer")
+        [killed] = db.session.execute(select(ImportBatch)).scalars().all()
+        assert killed.status == "running" and killed.created_count == 0
+        # Longer 取込中 than a confirmation can last (moved back rather than waited for): the history says 失敗.
+        db.session.execute(update(ImportBatch).values(
+            created_at=utcnow() - userfile.BATCH_STALLED_AFTER - timedelta(seconds=1)))
+        db.session.commit()
+        history = browser.get("/admin/user-import/").text
+        assert re.search(rf'class="batch-failed"><td><a [^>]*>{killed.id}</a>.*?<td>失敗</td>', history, re.S)
+        assert "この取込は失敗しました" in browser.get(f"/admin/user-import/batch/{killed.id}").text
+        assert scalar(select(func.count()).select_from(OperationLog).filter_by(
+            action="import_users_failed", target_id=str(killed.id))) == 1
+
         token = preview(browser, data)
         response = browser.post("/admin/user-import/confirm", {"csrf_token": token})
         assert response.status == 302 and "/admin/user-import/batch/" in response.location, served.errors()
     finally:
         served.stop()
-    batch = db.session.execute(select(ImportBatch)).scalar_one()
-    assert batch.created_count == ROWS
+    batch = db.session.execute(select(ImportBatch).filter_by(status="done")).scalar_one()
+    assert batch.created_count == ROWS and db.session.get(ImportBatch, killed.id).status == "failed"
     numbers = db.session.execute(select(Designation.number).join(User).where(User.import_batch_id == batch.id)
                                  ).scalars().all()
     assert sorted(numbers) == sorted(f"13-N-{n:04d}" for n in range(1, ROWS + 1))

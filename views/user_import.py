@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from forms.auth import ConfirmForm
 from forms.user_import import IndividualForm, UploadForm
-from models.accounts import ImportBatch, User
+from models.accounts import BATCH_STATUS_LABELS, ImportBatch, User
 from models._types import utcnow
 from models.audit import OperationLog
 from nanbyo import crypto, database, files, userfile
@@ -54,10 +54,11 @@ class UserImportView(ProtectedBaseView):
         files.store("uploads").remove_strays((), before=utcnow() - STALE_AFTER)
 
     def _render_index(self, individual=None, individual_problems=(), status=200):
+        userfile.fail_stalled(current_user.municipality_id)  # a killed confirmation says 失敗 without waiting
         batches = db.session.execute(
             db.select(ImportBatch).filter_by(municipality_id=current_user.municipality_id)
             .order_by(ImportBatch.id.desc()).limit(20)).scalars().all()
-        return self.render("user_import/index.html", form=UploadForm(formdata=None),
+        return self.render("user_import/index.html", form=UploadForm(formdata=None), status_labels=BATCH_STATUS_LABELS,
                            individual=individual or IndividualForm(formdata=None),
                            individual_problems=individual_problems, batches=batches, columns=userfile.COLUMNS,
                            max_rows=userfile.MAX_ROWS), status
@@ -170,21 +171,27 @@ class UserImportView(ProtectedBaseView):
             self._discard_pending()
             flash("確認するファイルが見つかりません。もう一度アップロードしてください。", "error")
             return redirect(url_for(".index"))
+        # Recorded as 取込中 before the unit of work: a worker killed in the middle leaves the batch saying so.
+        batch_id = userfile.begin_batch(
+            current_user.municipality_id, filename=pending["filename"], file_sha256=pending["file_sha256"],
+            institution_code=next((r["institution_code"] for r in records if r["institution_code"]), ""),
+            actor=current_user)
         # The database may have changed since the preview: plan the previewed rows again, under the write lock, and
         # import only if still clean. The ticked rows must still be rows to confirm of the new plan.
         database.begin_write()
         result = userfile.plan_records(self._municipality(), records)
         self._discard_pending()
         if not result.ok:
-            return self._preview(result, pending, confirm_refused=True)
+            return self._refused(batch_id, result, pending)
         rows = self._ticked_rows()
         problems = [userfile.Problem(None, None, "主たる勤務先の変更の指定が正しくありません")] if rows is None \
             else userfile.change_primary_problems(result, rows)
         if problems:
             result.problems.extend(problems)
-            return self._preview(result, pending, confirm_refused=True)
+            return self._refused(batch_id, result, pending)
         if not (result.to_create or rows or any(r.manager for r in result.rows)):
             # A batch with nothing in it would only ask for notices that cannot be made.
+            userfile.forget_batch(batch_id)
             flash("この内容では登録するものがありません（新規発行 0 件、主たる勤務先の変更 0 件）。何も登録していません。",
                   "warning")
             return redirect(url_for(".index"))
@@ -192,10 +199,10 @@ class UserImportView(ProtectedBaseView):
             batch = userfile.execute(result, filename=pending["filename"], file_sha256=pending["file_sha256"],
                                      actor=current_user, change_primary_rows=rows,
                                      source=pending.get("source", "file"),
-                                     application_ref=pending.get("application_ref", ""))
+                                     application_ref=pending.get("application_ref", ""), batch_id=batch_id)
         except userfile.FileRefused as e:
             result.problems.extend(userfile.Problem(None, None, p) for p in e.problems)
-            return self._preview(result, pending, confirm_refused=True)
+            return self._refused(batch_id, result, pending)
         message = f"登録しました。新規発行 {batch.created_count} 件"
         if rows:
             message += f"、主たる勤務先の変更 {len(rows)} 件"
@@ -204,6 +211,12 @@ class UserImportView(ProtectedBaseView):
             message += "発行通知書を出力して各指定医へ送付してください。"
         flash(message, "success")
         return redirect(url_for(".batch", batch_id=batch.id))
+
+    def _refused(self, batch_id, result, pending):
+        """The preview again with why the rows no longer import: the batch recorded as 取込中 goes (nothing was
+        imported, and the clerk is told here)."""
+        userfile.forget_batch(batch_id)
+        return self._preview(result, pending, confirm_refused=True)
 
     def _own_batch(self, batch_id):
         batch = db.session.get(ImportBatch, batch_id)
