@@ -354,12 +354,15 @@ _COLUMN_LETTERS = [get_column_letter(i) for i in range(1, 16385)]
 
 
 def _rows_xml(rows, first):
-    """<row> elements of text cells, numbered from `first`, as UTF-8: the inline strings openpyxl writes for text."""
+    """<row> elements, numbered from `first`, as UTF-8: text cells as the inline strings openpyxl writes for text,
+    integers (statistics' counts) as numbers."""
     parts = []
     for number, row in enumerate(rows, first):
         parts.append(f'<row r="{number}">')
         for letter, value in zip(_COLUMN_LETTERS, row):
-            if value:
+            if type(value) is int:
+                parts.append(f'<c r="{letter}{number}" t="n"><v>{value}</v></c>')
+            elif value:
                 value = value[:XLSX_CELL_CHARS]
                 space = ' xml:space="preserve"' if value != value.strip() else ""
                 parts.append(f'<c r="{letter}{number}" t="inlineStr"><is><t{space}>'
@@ -428,10 +431,10 @@ class _TextSheet(WriteOnlyWorksheet):
             self._writer.cleanup()
 
 
-def write_xlsx(target, headers, chunks, rows=None, sheet_rows=None):
-    """Write an xlsx workbook of text cells to `target` (a path or a binary file). Rows beyond a sheet's limit go on
-    in the next sheet, under the heading again. `rows`, the number of data rows when known in advance, sizes each
-    sheet in the file. Returns (data rows written, sheets)."""
+def write_xlsx(target, headers, chunks, rows=None, sheet_rows=None, title="データ"):
+    """Write an xlsx workbook of text (and integer) cells to `target` (a path or a binary file). Rows beyond a sheet's
+    limit go on in the next sheet, under the heading again. `rows`, the number of data rows when known in advance,
+    sizes each sheet in the file. Returns (data rows written, sheets)."""
     sheet_rows = sheet_rows or XLSX_SHEET_ROWS
     workbook = Workbook(write_only=True)
     heading = [cell_text(h) for h in headers]
@@ -439,7 +442,7 @@ def write_xlsx(target, headers, chunks, rows=None, sheet_rows=None):
     sheets, written = [], 0
 
     def new_sheet():
-        sheet = _TextSheet(parent=workbook, title=f"データ{len(sheets) + 1}" if sheets else "データ")
+        sheet = _TextSheet(parent=workbook, title=f"{title}{len(sheets) + 1}" if sheets else title)
         if rows is not None:
             sheet.dimension = f"A1:{last_column}{min(rows - written, sheet_rows - 1) + 1}"
         workbook._add_sheet(sheet)

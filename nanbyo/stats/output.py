@@ -1,9 +1,8 @@
-"""A statistics table as a file: CSV (UTF-8 with BOM, or Shift_JIS) and JSON through nanbyo.exports' rules, xlsx with
-the counts as numbers (a clerk sums them) and every text cell neutralised as exports.cell_text does."""
+"""A statistics table as a file: CSV (UTF-8 with BOM, or Shift_JIS) and JSON through nanbyo.exports' rules, xlsx by
+its writer (rows as ready XML: openpyxl's cell objects took longer than the count of a million documents) with the
+counts as numbers (a clerk sums them) and every text cell neutralised as exports.cell_text does."""
 import io
 import json
-
-from openpyxl import Workbook
 
 from nanbyo import exports
 
@@ -16,11 +15,7 @@ def render(table, fmt: str) -> bytes:
                           ensure_ascii=False, indent=1).encode()
     if fmt != "xlsx":
         return exports.render(fmt, table.headings, table.rows)
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("統計")
-    sheet.append([exports.cell_text(h) for h in table.headings])
-    for row in table.rows:
-        sheet.append([value if isinstance(value, int) else exports.cell_text(value) for value in row])
     out = io.BytesIO()
-    workbook.save(out)
+    cells = [[value if type(value) is int else exports.cell_text(value) for value in row] for row in table.rows]
+    exports.write_xlsx(out, table.headings, [cells], rows=len(cells), title="統計")  # one chunk: every row
     return out.getvalue()
