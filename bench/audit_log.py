@@ -264,7 +264,7 @@ def run_size(args, size):
         server = None
 
         print(f"  {'list (operator)':36s} {'p50 ms':>8s} {'p95 ms':>8s}")
-        for label, p50, p95 in results:
+        for label, p50, p95, _rows in results:
             limit = FIRST_PAGE_P95_MS if label.startswith("first") else FILTER_P95_MS
             print(f"  {label:36s} {p50:8.1f} {p95:8.1f}  {'ok' if p95 <= limit else 'MISS'} (≤ {limit:.0f})")
         elapsed, code, last = time_verify(bench, full=False)
