@@ -12,7 +12,8 @@
 - Every dimension is an expression of the document's own columns (a 疾病's 疾患群, a 実施主体's 都道府県 and a 医療機関's
   code are read from lists the query carries, `lookup`, not by joins): on PostgreSQL the documents are then read in
   patient order from one covering index (ix_document_statistics) and a patient's documents of a group are told apart
-  as they pass, with no hash of a million (group, patient) pairs (2–3 times faster at 1M documents).
+  as they pass, with no hash of a million (group, patient) pairs (at 1M documents the disease and institution tables
+  1.5–1.7 times faster than by joins and that hash; the others alike or a little faster).
 """
 import json
 from dataclasses import dataclass, field
