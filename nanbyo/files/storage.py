@@ -12,7 +12,7 @@ Two kinds, chosen by NANBYO_FILE_STORE_URL:
 
 The store keeps bytes it is given: the callers encrypt what holds personal data before (scans, import uploads,
 previews), so the store never sees it in the clear. Names are the callers' random names; a write never replaces an
-object already there. The backends' own errors come out as OSError: FileNotFoundError, StoreFull (no room: a
+object already there (replace(), for the key rotation's re-encryption, is the one that does). The backends' own errors come out as OSError: FileNotFoundError, StoreFull (no room: a
 refusal the callers explain with files.STORE_FULL) or StoreUnavailable (the storage does not answer or refuses).
 """
 import errno
