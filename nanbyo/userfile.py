@@ -901,8 +901,8 @@ def forget_batch(batch_id):
 
 
 def fail_stalled(municipality_id=None, now=None) -> list[int]:
-    """Batches (of `municipality_id`, or all) still 取込中 long after a confirmation can last become 失敗, each with
-    one log entry (its worker died: nothing of it was written). Their ids."""
+    """Batches (of `municipality_id`, or all) still 取込中 long after a confirmation can last become 失敗 (their worker
+    died: nothing of them was written). Their ids."""
     stalled = select(ImportBatch.id).where(ImportBatch.status == BATCH_RUNNING,
                                            ImportBatch.created_at < (now or utcnow()) - BATCH_STALLED_AFTER)
     if municipality_id is not None:
@@ -910,8 +910,15 @@ def fail_stalled(municipality_id=None, now=None) -> list[int]:
     if not db.session.execute(stalled.limit(1)).first():
         db.session.rollback()
         return []
+    return fail_batches(stalled)
+
+
+def fail_batches(ids) -> list[int]:
+    """The batches `ids` (a list or a query of ids) still 取込中 become 失敗, each with one log entry in the name of who
+    confirmed it, in a unit of work of their own: after a confirmation that failed (rolled back) or stalled."""
     database.begin_write()
-    batches = db.session.execute(select(ImportBatch).where(ImportBatch.id.in_(stalled))).scalars().all()
+    batches = db.session.execute(select(ImportBatch).where(ImportBatch.id.in_(ids),
+                                                           ImportBatch.status == BATCH_RUNNING)).scalars().all()
     for batch in batches:  # a few at most: a record() each
         batch.status = BATCH_FAILED
         audit.record("import_users_failed", target=batch, result="failure", commit=False,

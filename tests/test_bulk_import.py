@@ -214,7 +214,18 @@ class Broken(Exception):
     pass
 
 
-def test_a_log_failure_in_the_middle_leaves_neither_accounts_nor_entries(client, hospital, token, monkeypatch):
+def assert_only_a_failed_batch(before, entries_before):
+    """What a confirmation that failed leaves: no account, membership, designation or institution; its batch, 失敗,
+    with that one log entry."""
+    after = counts()
+    assert after[:4] == before[:4] and after[4] == before[4] + 1
+    batch = db.session.execute(select(ImportBatch).order_by(ImportBatch.id.desc())).scalars().first()
+    assert batch.status == "failed" and batch.created_count == 0
+    entries = db.session.execute(select(OperationLog).filter_by(action="import_users_failed")).scalars().all()
+    assert log_count() == entries_before + 1 and [e.target_id for e in entries] == [str(batch.id)]
+
+
+def test_a_log_failure_in_the_middle_leaves_no_account_and_the_batch_says_failed(client, hospital, token, monkeypatch):
     preview(client, token, csv_bytes(rows(1, 200)))
     before, entries_before = counts(), log_count()
     real = audit._entry_values
@@ -229,7 +240,7 @@ def test_a_log_failure_in_the_middle_leaves_neither_accounts_nor_entries(client,
     monkeypatch.setattr(audit, "_entry_values", fail_at_the_100th)
     with pytest.raises(Broken):
         confirm(client, token)
-    assert counts() == before and log_count() == entries_before
+    assert_only_a_failed_batch(before, entries_before)
     monkeypatch.setattr(audit, "_entry_values", real)
     # Nothing stayed locked or half-done: the same rows import afterwards.
     preview(client, token, csv_bytes(rows(1, 200)))
@@ -238,7 +249,7 @@ def test_a_log_failure_in_the_middle_leaves_neither_accounts_nor_entries(client,
     assert_chain_intact()
 
 
-def test_a_database_failure_in_the_middle_leaves_neither_accounts_nor_entries(client, hospital, token, monkeypatch):
+def test_a_database_failure_in_the_middle_leaves_no_account_and_the_batch_says_failed(client, hospital, token, monkeypatch):
     """The 150th account's login ID is taken by someone else: the insert fails in the middle of the batch."""
     other = gen_user("designated_doctor", institution=hospital)
     preview(client, token, csv_bytes(rows(1, 200)))
@@ -253,7 +264,7 @@ def test_a_database_failure_in_the_middle_leaves_neither_accounts_nor_entries(cl
     monkeypatch.setattr(userfile, "new_login_ids", one_taken)
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         confirm(client, token)
-    assert counts() == before and log_count() == entries_before
+    assert_only_a_failed_batch(before, entries_before)
     assert db.session.execute(select(func.count()).select_from(Designation)
                               .filter(Designation.number.like("13-N-%"))).scalar() == 0
     assert db.session.execute(select(func.count()).select_from(Membership)

@@ -203,6 +203,10 @@ class UserImportView(ProtectedBaseView):
         except userfile.FileRefused as e:
             result.problems.extend(userfile.Problem(None, None, p) for p in e.problems)
             return self._refused(batch_id, result, pending)
+        except Exception:
+            db.session.rollback()  # execute wrote nothing; the batch says so at once
+            userfile.fail_batches([batch_id])
+            raise
         message = f"登録しました。新規発行 {batch.created_count} 件"
         if rows:
             message += f"、主たる勤務先の変更 {len(rows)} 件"
