@@ -249,7 +249,8 @@ def test_a_log_failure_in_the_middle_leaves_no_account_and_the_batch_says_failed
     assert_chain_intact()
 
 
-def test_a_database_failure_in_the_middle_leaves_no_account_and_the_batch_says_failed(client, hospital, token, monkeypatch):
+def test_a_database_failure_in_the_middle_leaves_no_account_and_the_batch_says_failed(client, hospital, token,
+                                                                                       monkeypatch):
     """The 150th account's login ID is taken by someone else: the insert fails in the middle of the batch."""
     other = gen_user("designated_doctor", institution=hospital)
     preview(client, token, csv_bytes(rows(1, 200)))

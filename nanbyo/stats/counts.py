@@ -19,7 +19,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import BigInteger, Integer, String, and_, bindparam, case, cast, extract, func, literal, select, text, true
+from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, case, cast, extract, func, literal, select, text,
+                        true)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
