@@ -124,3 +124,41 @@ def test_clerk_issues_one_id_with_the_individual_form(app, live_server, browser,
         assert db.session.query(User).count() == before + 1
     finally:
         context.close()
+
+
+def test_a_failed_confirmation_is_shown_as_failed_in_the_history_and_on_its_page(app, live_server, browser,
+                                                                                 tmp_path):
+    """A confirmation whose worker died (its batch left 取込中, moved past the stall time): the clerk sees 失敗 in the
+    history and, on its page, that nothing was registered and what to do; at 1280 and 1024 px."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from models._types import utcnow
+    from models.accounts import ImportBatch
+    from nanbyo import userfile
+    from tests.browser.helpers import assert_fits
+    keys = dict(create_demo(tmp_path / "demo-keys", DEMO_PASSWORD))
+    clerk = db.session.execute(db.select(User).filter_by(login_id="muni-tokyo")).scalar_one()
+    batch_id = userfile.begin_batch(clerk.municipality_id, filename="東京見本病院.xlsx", file_sha256="ab" * 32,
+                                    institution_code="1310000017", actor=clerk)
+    db.session.execute(update(ImportBatch).where(ImportBatch.id == batch_id).values(
+        created_at=utcnow() - userfile.BATCH_STALLED_AFTER - timedelta(seconds=1)))
+    db.session.commit()
+    context, page = _clerk_page(browser, live_server, keys)
+    try:
+        for width in (1280, 1024):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.goto(f"{live_server}/admin/user-import/")
+            row = page.locator(f"tr.batch-failed:has(a[href$='/batch/{batch_id}'])")
+            expect(row).to_contain_text("失敗")
+            expect(row).to_contain_text("ファイル 東京見本病院.xlsx")
+            assert_fits(page, tmp_path, f"user-import-history-{width}")
+            row.get_by_role("link", name=str(batch_id)).click()
+            expect(page.locator("#batch-status")).to_contain_text("この取込は失敗しました")
+            expect(page.locator("#batch-status")).to_contain_text("同じファイルをもう一度アップロードして確定してください")
+            expect(page.locator("#batch-users")).to_have_count(0)  # no empty list of accounts, no notices
+            expect(page.locator("#download-notices")).to_have_count(0)
+            assert_fits(page, tmp_path, f"user-import-failed-batch-{width}")
+    finally:
+        context.close()
