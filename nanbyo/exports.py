@@ -356,19 +356,25 @@ _COLUMN_LETTERS = [get_column_letter(i) for i in range(1, 16385)]
 def _rows_xml(rows, first):
     """<row> elements, numbered from `first`, as UTF-8: text cells as the inline strings openpyxl writes for text,
     integers (statistics' counts) as numbers."""
-    parts = []
+    parts, inline = [], {}  # text -> its <is> element: statistics repeat a few hundred labels over 68,000 rows
     for number, row in enumerate(rows, first):
         parts.append(f'<row r="{number}">')
         for letter, value in zip(_COLUMN_LETTERS, row):
             if type(value) is int:
                 parts.append(f'<c r="{letter}{number}" t="n"><v>{value}</v></c>')
             elif value:
-                value = value[:XLSX_CELL_CHARS]
-                space = ' xml:space="preserve"' if value != value.strip() else ""
-                parts.append(f'<c r="{letter}{number}" t="inlineStr"><is><t{space}>'
-                             f'{value.translate(_XML_TEXT)}</t></is></c>')
+                element = inline.get(value)
+                if element is None:
+                    element = inline[value] = _inline_string(value)
+                parts.append(f'<c r="{letter}{number}" t="inlineStr">{element}</c>')
         parts.append("</row>")
     return "".join(parts).encode()
+
+
+def _inline_string(value: str) -> str:
+    value = value[:XLSX_CELL_CHARS]
+    space = ' xml:space="preserve"' if value != value.strip() else ""
+    return f"<is><t{space}>{value.translate(_XML_TEXT)}</t></is>"
 
 
 class _TextSheet(WriteOnlyWorksheet):

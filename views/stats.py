@@ -1,6 +1,8 @@
 """統計情報: counts of documents and patients within the user's scope (nanbyo.stats.counts), as a table and a chart
 on screen, or as CSV (UTF-8 with BOM, or Shift_JIS) and xlsx with formulas neutralised (nanbyo.exports). Each
 output is logged with what was asked, never with counts or patient data."""
+from itertools import islice
+
 from flask import Response, request
 from flask_admin import expose
 from flask_login import current_user
@@ -50,7 +52,7 @@ class StatsView(ProtectedBaseView):
                 audit.record("stats_view", target_type="statistics", data=self._logged(wanted))
         chart = None
         if table is not None and table.rows:
-            shown = [row for row in table.rows if row[-2] != counts.MASKED][:CHART_ROWS]
+            shown = list(islice((row for row in table.rows if row[-2] != counts.MASKED), CHART_ROWS))
             chart = {"labels": [" / ".join(str(v) for v in row[:-2]) for row in shown],
                      "documents": [row[-2] for row in shown], "patients": [row[-1] for row in shown]}
         return self.render("stats/index.html", form=form, table=table, problems=problems, asked=asked,

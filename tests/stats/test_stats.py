@@ -324,3 +324,22 @@ def test_whole_database_tables_read_the_statistics_index_in_patient_order_and_co
         got = {tuple(row[:-2]): tuple(row[-2:]) for row in db.session.execute(statement)}
         expected = distinct_counts(by_sql, joins)
         assert sorted(got.values()) == sorted(expected.values()) and sum(n for n, _p in got.values()) == 30003
+
+
+def test_a_parallel_plan_merges_the_workers_rows_in_patient_order_and_counts_right(app, many_documents):
+    """count() lets PostgreSQL read the index in parallel workers; their rows meet again in patient order (Gather
+    Merge) before a patient's documents are told apart. 30,000 documents are too few for the planner to choose
+    workers by itself: made to here, in this transaction, as it does for a million."""
+    w = many_documents
+    for setting in ("min_parallel_index_scan_size = 0", "parallel_setup_cost = 0"):
+        db.session.execute(text(f"SET LOCAL {setting}"))
+    request = Request(by=["disease_group", "sex"])
+    table = counts.count(w["operator"], request)  # sets its own parallel_tuple_cost, in the same transaction
+    compiled = counts.statement(w["operator"], request).compile(dialect=db.engine.dialect)
+    plan = "\n".join(db.session.connection().exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars())
+    assert "Gather Merge" in plan and "Parallel Index Only Scan using ix_document_statistics" in plan, plan
+    expected = distinct_counts("d.kind, coalesce(nd.category_id::text, split_part(sd.group_id, '-', 1)), "
+                               "d.patient_sex", "LEFT JOIN nanbyo_disease nd ON nd.id = d.nanbyo_disease_id "
+                               "LEFT JOIN shoman_disease sd ON sd.id = d.shoman_disease_id")
+    assert sorted(tuple(row[-2:]) for row in table.rows) == sorted(expected.values())
+    assert table.total_documents == 30003
