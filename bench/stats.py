@@ -57,6 +57,7 @@ def baseline_ms(app, bench, query, samples):
     times = []
     with psycopg.connect(url) as conn:
         conn.execute(f"SET work_mem = '{counts.WORK_MEM}'")  # as the app does
+        conn.execute(f"SET parallel_tuple_cost = {counts.PARALLEL_TUPLE_COST}")
         for i in range(samples + 1):
             started = time.perf_counter()
             conn.execute(sql, params).fetchall()
