@@ -118,21 +118,84 @@ def iter_elements(data: bytes, tag: str):
     first or keep their work in one transaction)."""
     data = as_utf8(data)
     _refuse_dtd(data)
-    parser_options = dict(events=("end",), resolve_entities=False, no_network=True, load_dtd=False,
-                          huge_tree=False, remove_comments=True, remove_pis=True)
+    if _element_bound(data) > MAX_ELEMENTS:
+        yield from _iter_counted(data, tag)
+        return
+    # At most MAX_ELEMENTS elements: libxml2 hands over only the `tag` elements, and each part of the tree is
+    # checked whole before it is handed over or dropped (a Python step per element read costs more than the parse).
+    locations = b"chemaLocation" in data  # an attribute's name holds no character reference: absent, none to find
+    try:
+        context = etree.iterparse(io.BytesIO(data), events=("end",) if tag else (), tag=tag, **_PARSER_OPTIONS)
+        for _event, element in context:
+            parent = element.getparent()
+            while (previous := element.getprevious()) is not None:
+                _check_tree(previous, locations)
+                del parent[0]
+            _check_tree(element, locations)
+            yield element
+            element.clear(keep_tail=False)
+        root = context.root
+        _check_tree(root, locations)
+        if root.tag != tag:
+            yield root  # the root, last
+    except etree.XMLSyntaxError as e:
+        raise _syntax_refusal(e) from None
+
+
+_PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                       remove_comments=True, remove_pis=True)
+
+
+def _element_bound(data: bytes) -> int:
+    """At most how many elements the (UTF-8) file holds: each needs a start tag, a '<' that opens no end tag, comment,
+    CDATA section or processing instruction (without a DTD no entity makes one; '<' is one byte in UTF-8)."""
+    return data.count(b"<") - data.count(b"</") - data.count(b"<!") - data.count(b"<?")
+
+
+def _check_tree(element, locations=True):
+    """Refused for the first node of `element`'s tree that breaks a rule above (its own tail included)."""
+    for node in element.iter():
+        for text in (node.text, node.tail):
+            if text and len(text) > MAX_TEXT_CHARS:
+                raise Refused(f"文字列が長すぎます（1項目 {MAX_TEXT_CHARS:,} 文字まで）。", node.sourceline)
+        if locations:
+            _check_attributes(node)
+    for node in element.iter(_XINCLUDE_ANY):
+        raise Refused("XInclude は使えません。", node.sourceline)
+
+
+_XINCLUDE_ANY = "{" + XINCLUDE_NS + "}*"
+
+
+def _check_attributes(element):
+    if any(name in element.attrib for name in _SCHEMA_LOCATIONS):
+        raise Refused("schemaLocation は指定しないでください（検査にはこのシステムのスキーマを使います）。",
+                      element.sourceline)
+
+
+def _syntax_refusal(e) -> Refused:
+    if "depth" in str(e.msg or e).lower():
+        return Refused(f"要素の入れ子が深すぎます（上限 {MAX_DEPTH} 段）。", e.lineno or None)
+    return Refused(f"XMLとして読めません（{_syntax_text(e)}）。", e.lineno or None)
+
+
+def _iter_counted(data: bytes, tag: str):
+    """iter_elements for a file that may hold more than MAX_ELEMENTS elements: each one checked as it is read."""
     elements = 0
     try:
-        for _event, element in etree.iterparse(io.BytesIO(data), **parser_options):
+        for _event, element in etree.iterparse(io.BytesIO(data), events=("end",), **_PARSER_OPTIONS):
             elements += 1
             if elements > MAX_ELEMENTS:
                 raise Refused(f"要素が多すぎます（1ファイル {MAX_ELEMENTS:,} まで）。ファイルを分けてください。",
                               element.sourceline)
             if isinstance(element.tag, str) and element.tag.startswith("{" + XINCLUDE_NS + "}"):
                 raise Refused("XInclude は使えません。", element.sourceline)
-            if any(name in element.attrib for name in _SCHEMA_LOCATIONS):
-                raise Refused("schemaLocation は指定しないでください（検査にはこのシステムのスキーマを使います）。",
-                              element.sourceline)
-            for text in (element.text, element.tail):
+            _check_attributes(element)
+            # A tail is read after its element ends: whole once the next sibling or the parent ends.
+            previous = element.getprevious()
+            last = element[-1] if len(element) else None
+            for text in (element.text, element.tail, previous is not None and previous.tail,
+                         last is not None and last.tail):
                 if text and len(text) > MAX_TEXT_CHARS:
                     raise Refused(f"文字列が長すぎます（1項目 {MAX_TEXT_CHARS:,} 文字まで）。", element.sourceline)
             if element.tag == tag:
@@ -144,9 +207,7 @@ def iter_elements(data: bytes, tag: str):
             elif element.getparent() is None:
                 yield element  # the root, last
     except etree.XMLSyntaxError as e:
-        if "depth" in str(e.msg or e).lower():
-            raise Refused(f"要素の入れ子が深すぎます（上限 {MAX_DEPTH} 段）。", e.lineno or None) from None
-        raise Refused(f"XMLとして読めません（{_syntax_text(e)}）。", e.lineno or None) from None
+        raise _syntax_refusal(e) from None
 
 
 def parse(data: bytes):

@@ -182,3 +182,57 @@ def test_a_zip_reports_what_it_does_not_read():
     entries = list(archive.entries(io.BytesIO(data)))
     assert [(e.name, e.data, e.problem is not None) for e in entries] == [("a.xml", b"<a/>", False),
                                                                           ("readme.txt", None, True)]
+
+
+# --- each rule in both ways of reading ------------------------------------------------------------------------------
+
+# A comment of MAX_ELEMENTS '<a' makes a small file look as if it may hold too many elements: it is read the slow
+# way, each element checked as it is read (reader._iter_counted); without it, the fast way (a tree at a time).
+SLOW = "<!--" + "<a" * reader.MAX_ELEMENTS + "-->"
+LONG = "x" * (reader.MAX_TEXT_CHARS + 1)
+RULE_BREAKERS = {
+    "text": (f"<note>{LONG}</note>", "文字列が長すぎます"),
+    "text of &amp; and CDATA": (f"<note>{LONG[:15_000]}&amp;<![CDATA[{LONG[:5_000]}]]></note>", "文字列が長すぎます"),
+    "tail": (f"<note><b/>{LONG}</note>", "文字列が長すぎます"),
+    "xinclude": ('<note><xi:include xmlns:xi="http://www.w3.org/2001/XInclude" href="x"/></note>', "XInclude"),
+    "xinclude, escaped": ('<note><xi:include xmlns:xi="http://www.w3.org/2001/&#88;Include" href="x"/></note>',
+                          "XInclude"),
+    "schemaLocation": ('<note xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="a b"/>',
+                       "schemaLocation"),
+}
+
+
+@pytest.mark.parametrize("slow", [False, True], ids=["fast", "slow"])
+@pytest.mark.parametrize("where", ["in a document", "between documents", "after the documents"])
+@pytest.mark.parametrize("rule", sorted(RULE_BREAKERS))
+def test_every_rule_holds_in_both_ways_of_reading(rule, where, slow):
+    breaker, message = RULE_BREAKERS[rule]
+    good = "<document><note>1</note></document>"
+    body = {"in a document": good + f"<document>{breaker}</document>" + good,
+            "between documents": good + breaker + good,
+            "after the documents": good + good + breaker}[where]
+    data = f"<documents>{SLOW if slow else ''}{body}</documents>".encode()
+    assert (reader._element_bound(reader.as_utf8(data)) > reader.MAX_ELEMENTS) == slow
+    with pytest.raises(reader.Refused) as refused:
+        documents_of(data)
+    assert message in refused.value.message
+    assert documents_of(f"<documents>{SLOW if slow else ''}{good}{good}</documents>".encode()) == ["1", "1"]
+
+
+def test_a_rule_broken_between_documents_is_refused_before_the_next_document():
+    """What lies between documents is checked before the next one is handed over, as each element is read."""
+    data = (f"<documents><document><note>1</note></document><note>{LONG}</note>"
+            "<document><note>2</note></document></documents>").encode()
+    seen = []
+    with pytest.raises(reader.Refused):
+        for element in reader.iter_elements(data, DOCUMENT):
+            seen.append(element.findtext("note"))
+    assert seen == ["1"]
+
+
+def test_the_element_bound_is_never_below_the_elements():
+    data = ('<?xml version="1.0"?><documents a="&lt;b"><!-- <c> --><?pi <d?><document><![CDATA[<e>]]>'
+            "<note>1 &lt; 2</note><x/></document></documents>").encode()
+    assert reader._element_bound(data) >= len(list(reader.parse(data).iter())) == 4
+    exact = b"<documents>" + b"<a/>" * reader.MAX_ELEMENTS + b"</documents>"
+    assert reader._element_bound(exact) == reader.MAX_ELEMENTS + 1
