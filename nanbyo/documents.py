@@ -70,18 +70,19 @@ def patient_of(doc: Document) -> dict:
     return keyring().decrypt_json(doc.patient_cipher, _aad(doc))
 
 
-def _sealed(doc: Document, patient: dict) -> tuple[bytes, str]:
+def _sealed(doc: Document, patient: dict, ring=None) -> tuple[bytes, str]:
     """The ciphertext and blind index of a patient block (empty index when カナ or 生年月日 is missing)."""
-    ring = keyring()
+    ring = ring or keyring()
     kana, birth = _kana(patient), patient.get("birth_date")
     index = ring.blind_index(patient_search_value(kana, date.fromisoformat(birth))) if kana and birth else ""
     return ring.encrypt_json(patient, _aad(doc)), index
 
 
-def set_patient(doc: Document, patient: dict):
+def set_patient(doc: Document, patient: dict, ring=None):
+    """`ring`: the key ring, when the caller holds it (an import: keyring() looks at the key file each time)."""
     if doc.uid is None:
         doc.uid = uuid.uuid4().hex
-    doc.patient_cipher, doc.patient_index = _sealed(doc, patient)
+    doc.patient_cipher, doc.patient_index = _sealed(doc, patient, ring)
     set_statistics(doc, patient)
 
 

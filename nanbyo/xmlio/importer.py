@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from models._types import today_jst, utcnow
 from models.accounts import Designation, Membership, User
@@ -110,6 +110,8 @@ def _existing(content, author, institution, disease, known):
     flushed: known holds it). What _Run.prefetch found for the file answers without a query."""
     key = ("document", *_same_document(content, author, institution, disease))
     if key in known:
+        if isinstance(known[key], NewDocument) and known[key].id is not None:  # inserted since: the row now
+            known[key] = db.session.get(Document, known[key].id)
         return known[key]
     institution_id, author_id, kind, disease_id, written_on, kana, birth = key[1:]
     if ("fetched", kana, birth) in known:
@@ -121,8 +123,9 @@ def _existing(content, author, institution, disease, known):
         documents.patient_criterion(kana, date.fromisoformat(birth))).order_by(Document.id)).scalars().first()
 
 
-def apply(doc, content, author=None):
-    """What the XML says, onto the document (the answer to 説明 recorded as the author's: a paper form has none)."""
+def apply(doc, content, author=None, ring=None):
+    """What the XML says, onto the document (the answer to 説明 recorded as the author's: a paper form has none).
+    `ring`: the key ring the patient block is sealed with (documents.set_patient)."""
     doc.application_kind = content.application_kind
     doc.form_code, doc.form_version = content.definition.code, content.definition.version
     doc.written_on, doc.diagnosed_on, doc.explained_on = content.written_on, content.diagnosed_on, content.explained_on
@@ -130,7 +133,7 @@ def apply(doc, content, author=None):
         doc.explanation, doc.explained_at = content.explanation, utcnow()
         doc.explained_by_id = author.id if author is not None else None
     doc.items = dict(content.items)
-    documents.set_patient(doc, content.patient)
+    documents.set_patient(doc, content.patient, ring)
 
 
 def _authority_id(content, institution, known):
@@ -178,18 +181,50 @@ def _import_one(name, checked, user, institution, today, known, written):
         return outcome
     doc = existing
     if doc is None:
-        doc = Document(kind=content.kind, author=author, created_by_id=user.id, institution=institution,
-                       municipality_id=authority_id, status=DRAFT, explanation=None)
+        doc = NewDocument(kind=content.kind, author_id=author.id, created_by_id=user.id,
+                          institution_id=institution.id, municipality_id=authority_id, status=DRAFT)
         if content.kind == SHOMAN:
             doc.shoman_disease_id = disease.id
         else:
             doc.nanbyo_disease_id = disease.id
-        db.session.add(doc)
         known[("document", *_same_document(content, author, institution, disease))] = doc
-    apply(doc, content, author)
+    apply(doc, content, author, known.get(RING))
     outcome.result = UPDATED if existing is not None else CREATED
     written.append((outcome, doc))
     return outcome
+
+
+RING = ("keyring",)  # in `known`: the key ring of this import's unit of work
+
+
+class NewDocument:
+    """A new draft until its group is inserted: the columns apply() and documents.set_patient() write, as plain
+    attributes. The group's drafts go in with one statement (_insert_new): the ORM's unit of work, an INSERT per
+    row on SQLite, cost more than the rest of the import."""
+    COLUMNS = ("uid", "kind", "application_kind", "form_code", "form_version", "nanbyo_disease_id",
+               "shoman_disease_id", "patient_cipher", "patient_index", "patient_sex", "patient_age", "patient_key",
+               "diagnosed_on", "written_on", "explained_on", "explanation", "explained_by_id", "explained_at",
+               "items", "author_id", "created_by_id", "institution_id", "municipality_id", "status")
+
+    def __init__(self, **values):
+        self.id = None
+        self.__dict__.update(dict.fromkeys(self.COLUMNS), **values)
+
+    def row(self) -> dict:
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+
+def _insert_new(docs):
+    """Insert new drafts (NewDocument) in one statement per chunk and give each its id (found by its uid)."""
+    table = Document.__table__
+    connection = db.session.connection()
+    for start in range(0, len(docs), 1000):
+        chunk = docs[start:start + 1000]
+        connection.execute(insert(table), [doc.row() for doc in chunk])
+        ids = dict(connection.execute(select(table.c.uid, table.c.id).where(
+            table.c.uid.in_([doc.uid for doc in chunk]))).all())
+        for doc in chunk:
+            doc.id = ids[doc.uid]
 
 
 def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None, progress=None,
@@ -237,7 +272,7 @@ class _Run:
     def __init__(self, user, institution, today, all_or_nothing, outcomes, progress):
         self.user, self.institution, self.today, self.all_or_nothing = user, institution, today, all_or_nothing
         self.outcomes, self.progress, self.files_done, self.reported = outcomes, progress, 0, None
-        self.known = {}  # authors and 実施主体 already looked up in this import
+        self.known = {RING: keyring()}  # authors and 実施主体 already looked up in this import
         self.group, self.written = [], []  # the open unit of work's documents: (name, checked), (outcome, doc)
 
     def prefetch(self, checked_documents):
@@ -314,18 +349,21 @@ class _Run:
 
     def _commit_group(self):
         if self.written:
-            db.session.flush()
+            _insert_new(list({id(doc): doc for _outcome, doc in self.written
+                              if isinstance(doc, NewDocument)}.values()))
+            db.session.flush()  # drafts updated, paper forms
             entries = []
             action = "document_import" if self.institution is not None else "document_paper_import"
             for (name, checked), (outcome, doc) in zip(self.group, self.written):
                 outcome.document_id = doc.id
                 data = {"file": name, "number": checked.number, "result": outcome.result}
-                entries.append({"action": action, "target": doc,
+                entries.append({"action": action, "target_type": "document", "target_id": str(doc.id),
                                 "data": data | ({"scans": checked.scans} if checked.scans else {})})
             audit.record_many(entries, actor=self.user)
         if database.is_write_locked():
             db.session.commit()
         self.group, self.written = [], []
+        self.known[RING] = keyring()  # a key rotated meanwhile is used from the next group on
 
     def _again_one_by_one(self):
         """The database failed inside the group: its documents, each in a unit of its own, up to the one it fails
