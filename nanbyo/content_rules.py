@@ -16,12 +16,16 @@ from nanbyo.document_codes import (AGREED, DECLINED, DECLINED_MESSAGE, INSURANCE
                                    SHOMAN, SHOMAN_AGE_LIMITS)
 
 
+_KATAKANA = {code: code + 0x60 for code in range(ord("ぁ"), ord("ゖ") + 1)}
+
+
 def to_katakana(text: str) -> str:
     """ひらがな -> カタカナ; everything else as it is."""
-    return "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
+    return text.translate(_KATAKANA)
 
 
 KANA_RE = re.compile(r"^[\u30A0-\u30FF]+$")
+_SPACES = re.compile(r"\s+")
 NO_DISEASE = "疾病を選択してください。"
 
 
@@ -65,8 +69,8 @@ def clean_patient(raw: dict, fields=PATIENT_FIELDS, today: date | None = None) -
     problems = []
     patient = {}
     for key, label in fields.items():
-        value = unicodedata.normalize("NFKC", str(raw.get(key) or "")).strip()
-        value = re.sub(r"\s+", " ", value)
+        value = str(raw.get(key) or "")
+        value = _SPACES.sub(" ", (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip())
         if not value:
             continue
         if key in ("family_kana", "given_kana"):
@@ -135,14 +139,20 @@ class Content:
     items: dict = field(default_factory=dict)
 
 
-def content_problems(content: Content, today: date) -> list[tuple[str, str]]:
-    """Everything the content must satisfy before a document is finalized: (form field name or "", message)."""
+def content_problems(content: Content, today: date, patient_checks=None,
+                     clean_items=False) -> list[tuple[str, str]]:
+    """Everything the content must satisfy before a document is finalized: (form field name or "", message).
+    A caller that has just cleaned the content (the XML check) passes what clean_patient() said of its patient
+    block (`patient_checks`: cleaning it again says the same) and clean_items=True (its items are validate()'s
+    values): the same problems, without cleaning everything twice."""
     problems = []
     patient, definition = content.patient, content.definition
     for key in PATIENT_REQUIRED:
         if not patient.get(key):
             problems.append((key, f"「{PATIENT_FIELDS[key]}」を入力してください。"))
-    _, checks = clean_patient(patient, patient_fields(definition), today)
+    checks = patient_checks
+    if checks is None:
+        _, checks = clean_patient(patient, patient_fields(definition), today)
     problems += checks
     if content.disease is None:
         problems.append(("", NO_DISEASE))
@@ -170,6 +180,9 @@ def content_problems(content: Content, today: date) -> list[tuple[str, str]]:
         what = "新規の申請" if content.application_kind == NEW else "継続（変更）の申請"
         problems.append(("birth_date", f"小児慢性特定疾病の{what}は{limit}歳未満の方が対象です"
                                        f"（作成年月日に{age_on(birth, content.written_on)}歳）。"))
-    _, item_problems = formdefs.validate(definition, content.items or {}, finalize=True)
+    if clean_items:
+        item_problems = formdefs.missing_required(definition, content.items or {})
+    else:
+        _, item_problems = formdefs.validate(definition, content.items or {}, finalize=True)
     problems += [(formdefs.field_name(definition.item(item_id)), message) for item_id, message in item_problems]
     return problems

@@ -102,8 +102,8 @@ class Item:
     def __hash__(self):  # `when` is a dict; the id, type and label identify an item well enough
         return hash((self.id, self.type, self.label))
 
-    @property
-    def code_labels(self) -> dict[str, str]:
+    @cached_property
+    def code_labels(self) -> dict[str, str]:  # read for every value of a coded item: made once (read only)
         return dict(self.codes)
 
     @property
@@ -683,7 +683,7 @@ def required_message(item: Item) -> str:
 
 
 def _normalise(value, *, multiline=False) -> str:
-    text = unicodedata.normalize("NFKC", value)
+    text = value if value.isascii() else unicodedata.normalize("NFKC", value)  # ASCII is NFKC already
     if multiline:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text.strip()
@@ -767,6 +767,8 @@ def _clean_scalar(item: Item, value):
 
 def _as_text(item: Item, value) -> str | list | None:
     """A raw or stored value as normalised text (list for multichoice); None for a value of an unusable type."""
+    if type(value) is str and item.type != "multichoice":  # what a form or a file sends: the usual case first
+        return _normalise(value, multiline=item.type == "textarea")
     if value is None:
         return [] if item.type == "multichoice" else ""
     if item.type == "multichoice":
@@ -838,7 +840,7 @@ def validate(defn: FormDefinition, raw: Mapping, *, finalize: bool) -> tuple[dic
     values: dict = {}
     problems: list[tuple[str, str]] = []
     for item in defn.items:
-        if not _applies(item, values):
+        if item.when is not None and not _holds(item.when, values):  # _applies, inline: this runs per item
             continue
         text = _as_text(item, raw.get(item.id))
         if text is None:
@@ -863,6 +865,18 @@ def validate(defn: FormDefinition, raw: Mapping, *, finalize: bool) -> tuple[dic
         except _Bad as e:
             problems.append((item.id, e.args[0] if e.args else format_message(item)))
     return values, problems
+
+
+def missing_required(defn: FormDefinition, values: Mapping) -> list[tuple[str, str]]:
+    """validate(defn, values, finalize=True)'s problems when `values` are what validate() returned: clean values
+    clean to themselves, so only the required items left out can be wrong; without cleaning every value again."""
+    problems = []
+    for item in defn.items:
+        if item.when is not None and not _holds(item.when, values):
+            continue
+        if item.required and values.get(item.id) in (None, "", []):
+            problems.append((item.id, required_message(item)))
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1047,7 +1061,7 @@ def raw_from_xml(defn: FormDefinition, element) -> tuple[dict, list[tuple[str, s
         else:
             problems.append(("", f"様式 {defn.code} に版 {version!r} はありません（あるのは版 "
                                  f"{'、'.join(str(v) for v in known)}）。"))
-    known = {i.id: i for i in defn.items}
+    known = defn._by_id  # made once per definition
     for node in element.iterfind("item"):
         item_id = node.get("id", "")
         item = known.get(item_id)

@@ -161,6 +161,13 @@ def _date(text):
     return date.fromisoformat(text) if text else None
 
 
+@lru_cache
+def _items_of(definition) -> tuple[dict, dict]:
+    """The definition's items by form field name and by id (the same for every document of the form)."""
+    return ({formdefs.field_name(item): item for item in definition.items},
+            {item.id: item for item in definition.items})
+
+
 def check_document(element, number, today, diseases=None) -> DocumentCheck:
     prefix = f"/documents/document[{number}]"
     result = DocumentCheck(number, element.sourceline)
@@ -168,7 +175,10 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
     if not schema.validate(element):
         result.problems = [_schema_problem(e, prefix) for e in schema.error_log]
         return result
-    at = lambda key: element.find(key)  # noqa: E731
+    children = {}
+    for child in element:  # the first of each name, as find() gives it: a dozen find()s cost more
+        children.setdefault(child.tag, child)
+    at = lambda key: element.find(key) if "/" in key else children.get(key)  # noqa: E731
     kind, application_kind, code = at("kind").text, at("application_kind").text, at("disease").text
     problem = lambda path, label, message, fix="", node=None: result.problems.append(  # noqa: E731
         Problem((node if node is not None else element).sourceline, f"{prefix}/{path}" if path else prefix, label,
@@ -206,8 +216,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
             return result
     raw_items, item_problems = formdefs.raw_from_xml(definition, items)
     values, value_problems = formdefs.validate(definition, raw_items, finalize=False)
-    by_field = {formdefs.field_name(item): item for item in definition.items}
-    known_items = {item.id: item for item in definition.items}
+    by_field, known_items = _items_of(definition)
     for item_id, message in item_problems + value_problems:
         item = known_items.get(item_id)
         node = items.find(f"item[@id='{item_id}']") if item_id and re.fullmatch(r"[a-z0-9_]+", item_id) else None
@@ -226,7 +235,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
                              written_on=written_on, explained_on=_date(explanation.get("on")),
                              explanation=explanation.get("answer"), patient=patient, items=values)
     reported = {(p.path, p.message) for p in result.problems}
-    for name, message in patient_problems + content_problems(result.content, today):
+    for name, message in patient_problems + content_problems(result.content, today, patient_problems, True):
         if disease is None and message == NO_DISEASE:
             continue  # the unknown code is reported at <disease>
         if name in ALL_PATIENT_FIELDS:

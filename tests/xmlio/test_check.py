@@ -203,3 +203,32 @@ def test_a_kyoryoku_doctor_may_write_a_renewal():
                                                application_kind="renewal"), today=TODAY)
     assert result.ok, [p.text("x") for d in result.documents for p in d.problems]
     assert result.documents[0].designation == "nanbyo_kyoryoku"
+
+
+def garbled(kind, code, n):
+    """The sample with every n-th item and patient value made wrong in one of several ways (or left out)."""
+    element = samples.element(kind, code)
+    odd = ["", " ", "abc", "１２３", "2024/3/1", "-0", "1,000.50", "x" * 300, "ひらがな", "99999999999999999999",
+           "2026-13-01", "\t改行\n"]
+    nodes = [*element.find("items").iterfind("item"), *element.find("items").iterfind("item/value"),
+             *element.find("patient")]
+    for i, node in enumerate(nodes):
+        if i % n == 0 and node.text is not None:
+            node.text = odd[i % len(odd)]
+    return samples.xml(element)
+
+
+def test_the_check_cleans_once_and_says_what_cleaning_twice_says(monkeypatch):
+    """check_document hands content_problems what it has cleaned (content_rules.content_problems'
+    patient_checks and clean_items): the problems are those of cleaning the content again, as the screen does."""
+    from nanbyo import content_rules
+    files = [data for _name, data, *_ in VIOLATIONS]
+    files += [garbled(kind, code, n) for kind, code in samples.disease_codes() for n in (1, 2, 3, 5)]
+
+    def reported():
+        return [[(p.line, p.path, p.label, p.message, p.fix) for p in problems_of(data)] for data in files]
+    once = reported()
+    monkeypatch.setattr(check, "content_problems", lambda content, today, *_: content_rules.content_problems(
+        content, today))
+    assert reported() == once
+    assert sum(map(len, once)) > 100
