@@ -167,8 +167,12 @@ def _import_one(name, checked, user, institution, today, known, written):
         return outcome
     with db.session.no_autoflush:  # the group's documents are inserted together when it is committed
         author, problems = _author(checked, user, institution, known)
-        problems = problems or documents.authoring_problems(user, content.kind, content.application_kind, author,
-                                                             institution, today)
+        if not problems:
+            key = ("authoring", content.kind, content.application_kind, author.id)
+            if key not in known:  # the same answer for every document of the author and kinds in this import
+                known[key] = documents.authoring_problems(user, content.kind, content.application_kind, author,
+                                                          institution, today)
+            problems = list(known[key])
         if problems:
             outcome.messages = problems
             return outcome
