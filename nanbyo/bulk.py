@@ -8,8 +8,10 @@ fraction of that.
 """
 import json
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import JSON, insert
+from sqlalchemy.exc import DBAPIError
 
 
 def insert_rows(connection, table, rows: list[dict]):
@@ -35,6 +37,12 @@ def insert_rows(connection, table, rows: list[dict]):
     # COPY's text format: every value is parsed as its column's type; JSON goes as its text, as SQLAlchemy sends it.
     encode = [(name, name in json_names) for name in names]
     tail = [json.dumps(value) if name in json_names else value for name, value in defaults.items()]
-    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([json.dumps(row[name]) if is_json else row[name] for name, is_json in encode] + tail)
+    try:
+        with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([json.dumps(row[name]) if is_json else row[name] for name, is_json in encode] + tail)
+    except psycopg.Error as error:
+        # As SQLAlchemy raises it for a statement of its own (IntegrityError for a NOT NULL or UNIQUE refused):
+        # callers catch one kind of error on both databases.
+        raise DBAPIError.instance(statement.as_string(connection.connection.driver_connection), None, error,
+                                  psycopg.Error) from None

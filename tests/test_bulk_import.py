@@ -459,3 +459,12 @@ def test_bulk_rows_get_the_python_defaults_of_the_columns_they_leave_out(app):
     with pytest.raises(ValueError):
         bulk.insert_rows(db.session.connection(), Membership.__table__, [
             dict(user_id=users[0].id, institution_id=institution.id), dict(user_id=users[1].id)])
+
+
+def test_a_row_the_database_refuses_raises_integrity_error_on_both_databases(app):
+    """COPY (PostgreSQL) goes past SQLAlchemy: its refusal is raised as SQLAlchemy raises an INSERT's."""
+    from sqlalchemy.exc import IntegrityError
+    database.begin_write()
+    with pytest.raises(IntegrityError):
+        bulk.insert_rows(db.session.connection(), Designation.__table__, [dict(user_id=None, kind="nanbyo")])
+    db.session.rollback()

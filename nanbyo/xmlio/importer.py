@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from types import SimpleNamespace
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from models._types import today_jst, utcnow
 from models.accounts import Designation, Membership, User
 from models.documents import Document
 from models.masters import NanbyoDisease, ShomanDisease
-from nanbyo import audit, database, documents, jurisdiction
+from nanbyo import audit, bulk, database, documents, jurisdiction
 from nanbyo.document_codes import DRAFT, IMPORT_RESULT_LABELS, NANBYO, SHOMAN
 from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.extensions import db
@@ -224,7 +224,7 @@ def _insert_new(docs):
     connection = db.session.connection()
     for start in range(0, len(docs), 1000):
         chunk = docs[start:start + 1000]
-        connection.execute(insert(table), [doc.row() for doc in chunk])
+        bulk.insert_rows(connection, table, [doc.row() for doc in chunk])
         ids = dict(connection.execute(select(table.c.uid, table.c.id).where(
             table.c.uid.in_([doc.uid for doc in chunk]))).all())
         for doc in chunk:
