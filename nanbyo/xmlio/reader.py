@@ -124,18 +124,19 @@ def iter_elements(data: bytes, tag: str):
     # At most MAX_ELEMENTS elements: libxml2 hands over only the `tag` elements, and each part of the tree is
     # checked whole before it is handed over or dropped (a Python step per element read costs more than the parse).
     locations = b"chemaLocation" in data  # an attribute's name holds no character reference: absent, none to find
+    texts = _may_hold_long_text(data)
     try:
         context = etree.iterparse(io.BytesIO(data), events=("end",) if tag else (), tag=tag, **_PARSER_OPTIONS)
         for _event, element in context:
             parent = element.getparent()
             while (previous := element.getprevious()) is not None:
-                _check_tree(previous, locations)
+                _check_tree(previous, locations, texts)
                 del parent[0]
-            _check_tree(element, locations)
+            _check_tree(element, locations, texts)
             yield element
             element.clear(keep_tail=False)
         root = context.root
-        _check_tree(root, locations)
+        _check_tree(root, locations, texts)
         if root.tag != tag:
             yield root  # the root, last
     except etree.XMLSyntaxError as e:
@@ -152,10 +153,22 @@ def _element_bound(data: bytes) -> int:
     return data.count(b"<") - data.count(b"</") - data.count(b"<!") - data.count(b"<?")
 
 
-def _check_tree(element, locations=True):
-    """Refused for the first node of `element`'s tree that breaks a rule above (its own tail included)."""
+_LONG_RUN = re.compile(b"<[^<]{%d}" % (MAX_TEXT_CHARS + 1))
+
+
+def _may_hold_long_text(data: bytes) -> bool:
+    """Whether a text of the (UTF-8) file may be longer than MAX_TEXT_CHARS. A text lies between two tags, and is
+    never longer (in characters) than its bytes, references included; unless a comment, CDATA section or processing
+    instruction (removed or merged as read) joins two of them: then every text is measured (_check_tree)."""
+    return b"<!" in data or data.find(b"<?", 1) != -1 or _LONG_RUN.search(data) is not None
+
+
+def _check_tree(element, locations=True, texts=True):
+    """Refused for the first node of `element`'s tree that breaks a rule above (its own tail included); `locations`
+    False: the file has no schemaLocation; `texts` False: no text of the file is too long (_may_hold_long_text)."""
     # Every text and tail of the tree measured in C; the node named only when one is too long.
-    if max(map(len, element.itertext()), default=0) > MAX_TEXT_CHARS or len(element.tail or "") > MAX_TEXT_CHARS:
+    if texts and (max(map(len, element.itertext()), default=0) > MAX_TEXT_CHARS
+                  or len(element.tail or "") > MAX_TEXT_CHARS):
         for node in element.iter():
             for text in (node.text, node.tail):
                 if text and len(text) > MAX_TEXT_CHARS:
