@@ -259,7 +259,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
     result.designation = designation
     result.institution_code = at("institution").get("code")
     result.institution_name = at("institution").get("name") or ""
-    result.scans = [int(scan.get("id")) for scan in element.findall("scan")]
+    result.scans = [int(scan.get("id")) for scan in element.findall("scan")] if "scan" in children else []
     return result
 
 
