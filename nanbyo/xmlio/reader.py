@@ -7,10 +7,11 @@ What a file must be before anything of it is used (each refusal a Japanese messa
   the encoding (safe_files.refuse_dtd); no XInclude element; no schemaLocation (the schemas are the application's
   own); nothing is fetched (no network, no DTD);
 - elements nested at most MAX_DEPTH deep, at most MAX_ELEMENTS per file, text of at most MAX_TEXT_CHARS per node
-  (the text limit is checked as each element ends: libxml2 itself refuses a text node over 10 MB).
+  (libxml2 itself refuses a text node over 10 MB).
 
 Elements are read as a stream (iter_elements): each one asked for is handed over whole, then dropped, so a file of
-10,000 documents never is one tree in memory.
+10,000 documents never is one tree in memory. A file whose bytes show it cannot hold more than MAX_ELEMENTS elements
+is checked a tree at a time (each part of it before it is handed over or dropped); any other, an element at a time.
 """
 import codecs
 import io
