@@ -222,6 +222,8 @@ class NewDocument:
 
 def _insert_new(docs):
     """Insert new drafts (NewDocument) in one statement per chunk and give each its id (found by its uid)."""
+    if docs and not database.is_write_locked():  # past the ORM's flush guard: the same rule, said here
+        raise database.UnitOfWorkError("new drafts are inserted after begin_write(), with their log entries")
     table = Document.__table__
     connection = db.session.connection()
     for start in range(0, len(docs), 1000):
