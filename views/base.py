@@ -1,4 +1,5 @@
 """Base views: every admin screen asks nanbyo.access, and scoped model views scope every URL they serve."""
+import re
 from datetime import datetime
 from types import SimpleNamespace
 
@@ -11,7 +12,8 @@ from flask_admin.contrib.sqla import tools as sqla_tools
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.model.template import BaseListRowAction, DeleteRowAction, EditRowAction, ViewRowAction
 from jinja2 import pass_context
-from markupsafe import Markup
+from jinja2.utils import concat
+from markupsafe import Markup, escape
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import inspect as sa_inspect
@@ -103,22 +105,105 @@ class PageRowAction(BaseListRowAction):
     """A list row's 👁, ✎ or 🗑; ✎ and 🗑 only on rows this user may change (a button that can never work is not
     shown). The link or form (with its CSRF token) is the same on every row but for the id: it is rendered once per
     page (an action object serves one page) and each row's id put in. Rendered per row, these took a third of a
-    list page's time."""
+    list page's time. With `once` false, Flask-Admin renders it for every row (the reference tests compare with)."""
 
-    def __init__(self, action, pk_name, writable_only):
+    def __init__(self, action, pk_name, writable_only, once=True):
         super().__init__(action.title)
-        self.action, self.pk_name, self.writable_only = action, pk_name, writable_only
+        self.action, self.pk_name, self.writable_only, self.once = action, pk_name, writable_only, once
         self._html = None
 
     @pass_context
     def render_ctx(self, context, row_id, row):
         if self.writable_only and int(row_id) not in g.get("writable_ids", ()):
             return ""
+        if not self.once:
+            return self.action.render_ctx(context, row_id, row)
         if self._html is None:
             stand_in = SimpleNamespace(**{self.pk_name: ROW_ID_MARK})
             self._html = str(self.action.render_ctx(context, ROW_ID_MARK, stand_in))
         # Flask-Admin's own rendering of the action, with an integer put in: nothing of the row's data is in it.
         return Markup(self._html.replace(ROW_ID_MARK, str(int(row_id))))  # nosec B704
+
+
+ROW_MARK = re.compile(r"nanbyo-row-mark-(pk|[ca]\d+)-")  # a stand-in for a row's id, cell or action
+
+
+class _StandInRowRead(Exception):
+    """The row block read the row other than through get_pk_value, get_value and the row actions."""
+
+
+class _StandInRow:
+    """The row a list's row block is rendered with once per page: any use of it but as an argument stops that."""
+
+    def __getattr__(self, name):
+        raise _StandInRowRead(name)
+
+    def _refuse(self, *args):
+        raise _StandInRowRead()
+
+    __str__ = __bool__ = __len__ = __iter__ = __getitem__ = __eq__ = __hash__ = _refuse
+
+
+class _MarkAction(BaseListRowAction):
+    def __init__(self, key):
+        super().__init__()
+        self.key = key
+
+    def render(self, context, row_id, row):
+        if row_id != "nanbyo-row-mark-pk-" or not isinstance(row, _StandInRow):
+            raise _StandInRowRead(self.key)
+        return f"nanbyo-row-mark-{self.key}-"
+
+
+class PageRows:
+    """A list page's rows: Flask-Admin's own list_row block (admin/model/list.html) rendered once per page with
+    stand-ins for the row's id, its cells and its row actions, then each row's values put in, escaped as the
+    template escapes them. Per row, the block took 0.1 ms (a context, a dozen template calls and each piece yielded
+    through every enclosing block). A row block that reads the row otherwise, editable columns, or the view's
+    `page_rows` false: Flask-Admin renders every row."""
+
+    def __init__(self, view):
+        self.view = view
+        self._steps = None
+
+    @pass_context
+    def __call__(self, context, row):
+        block = context.blocks["list_row"][-1]  # Flask-Admin's own, whatever overrides it
+        if self._steps is None:
+            self._steps = self._compile(context, block) if self.view.page_rows else False
+        if self._steps is False:
+            # The template's output, escaped by it.
+            return Markup(concat(block(context)))  # nosec B704
+        pk = self.view.get_pk_value(row)
+        out = [self._first]
+        for value, static in self._steps:
+            out.append(escape(value(context, row, pk)))
+            out.append(static)
+        # The template's own text, and the row's values escape()d.
+        return Markup("".join(out))  # nosec B704
+
+    def _compile(self, context, block):
+        """[(value of (context, row, pk), the template's text after it)], or False to render every row."""
+        columns, actions = context.resolve("list_columns"), context.resolve("list_row_actions")
+        get_value, view = context.resolve("get_value"), self.view
+        if view.column_editable_list or get_value != view.get_list_value or \
+                context.resolve("get_pk_value") != view.get_pk_value:
+            return False
+        keys = {name: f"c{n}" for n, (name, _label) in enumerate(columns)}
+        stand_in = context.derived({"row": _StandInRow(), "get_pk_value": lambda row: "nanbyo-row-mark-pk-",
+                                    "get_value": lambda row, name: f"nanbyo-row-mark-{keys[name]}-",
+                                    "list_row_actions": [_MarkAction(f"a{n}") for n in range(len(actions))]})
+        try:
+            pieces = ROW_MARK.split(concat(block(stand_in)))
+        except _StandInRowRead:
+            return False
+        values = {"pk": lambda context, row, pk: pk}
+        for name, key in keys.items():
+            values[key] = lambda context, row, pk, name=name: view.get_list_value(context, row, name)
+        for n, row_action in enumerate(actions):
+            values[f"a{n}"] = lambda context, row, pk, a=row_action: a.render_ctx(context, pk, row)
+        self._first = pieces[0]
+        return [(values[key], static) for key, static in zip(pieces[1::2], pieces[2::2])]
 
 
 class AdminForm(FlaskForm):
@@ -141,6 +226,9 @@ class ScopedModelView(ModelView):
     can_set_page_size = True
     export_types = ["csv", "csv_cp932", "xlsx"]  # every row: export() below, never Flask-Admin's export_max_rows
     action_permissions: dict[str, str] = {}
+    # Rows and row actions rendered once per page (PageRows, PageRowAction); False: Flask-Admin renders each row.
+    page_rows = True
+    list_template = "admin/nanbyo_list.html"
     # Permissions of a view's own @expose methods (method name -> permission); any other method is refused.
     extra_view_permissions: dict[str, str] = {}
 
@@ -180,11 +268,13 @@ class ScopedModelView(ModelView):
         return self._may(permission) and super().is_action_allowed(name)
 
     def get_list_row_actions(self):
-        return [PageRowAction(a, self._primary_key, isinstance(a, (EditRowAction, DeleteRowAction)))
+        return [PageRowAction(a, self._primary_key, isinstance(a, (EditRowAction, DeleteRowAction)), self.page_rows)
                 if isinstance(a, (ViewRowAction, EditRowAction, DeleteRowAction)) else a
                 for a in super().get_list_row_actions()]
 
     def render(self, template, **kwargs):
+        if template == self.list_template:
+            kwargs["page_rows"] = PageRows(self)
         if template == self.list_template and kwargs.get("data"):
             ids = [row.id for row in kwargs["data"]]
             g.writable_ids = {row_id for (row_id,) in self.scoped_query("write").with_entities(self.model.id)
