@@ -64,10 +64,11 @@ def _aad(doc: Document) -> bytes:
     return f"document:{doc.uid}".encode()
 
 
-def patient_of(doc: Document) -> dict:
+def patient_of(doc: Document, ring=None) -> dict:
+    """The patient block; `ring`: the key ring a caller decrypting many asked once (keyring() stats its file)."""
     if not doc.patient_cipher:
         return {}
-    return keyring().decrypt_json(doc.patient_cipher, _aad(doc))
+    return (ring or keyring()).decrypt_json(doc.patient_cipher, _aad(doc))
 
 
 def _sealed(doc: Document, patient: dict, ring=None) -> tuple[bytes, str]:

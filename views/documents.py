@@ -1,7 +1,7 @@
 """Documents: list, write, finalize, print, key lookup, review, patient search — one view, every URL scoped."""
 from datetime import date
 
-from flask import Response, abort, flash, redirect, request, url_for
+from flask import Response, abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual, IntEqualFilter
@@ -18,6 +18,7 @@ from models.institutions import Municipality
 from models.masters import NanbyoCategory, NanbyoDisease, ShomanDisease, ShomanGroup
 from models._types import today_jst, utcnow
 from nanbyo import access, audit, database, documents, formdefs, held_forms, jurisdiction
+from nanbyo.crypto import keyring
 from nanbyo.document_codes import (ADMIN_FIELDS, AGREED, APPLICATION_KIND_LABELS, APPLICATION_KINDS, CONSENT_LABELS,
                                    DECLINED, DECLINED_MESSAGE, DRAFT, EXPLANATION_LABELS, FINALIZED, KIND_LABELS,
                                    KIND_SHORT_LABELS, REVIEW_RESULT_LABELS, SHOMAN, STATUS_LABELS,
@@ -38,7 +39,10 @@ AUTHOR_FORM_FIELDS = ("municipality", "explanation")  # on the author's form onl
 
 
 def _patient_name(v, c, m, n):
-    return documents.patient_name(documents.patient_of(m))
+    # The key ring once per page, not once per row.
+    if "page_keyring" not in g:
+        g.page_keyring = keyring()
+    return documents.patient_name(documents.patient_of(m, g.page_keyring))
 
 
 def _disease_text(kind, notification_no, nanbyo_name, shoman_code, shoman_name):
