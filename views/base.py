@@ -110,12 +110,15 @@ class PageRowAction(BaseListRowAction):
     def __init__(self, action, pk_name, writable_only, once=True):
         super().__init__(action.title)
         self.action, self.pk_name, self.writable_only, self.once = action, pk_name, writable_only, once
-        self._html = None
+        self._html = self._writable = None
 
     @pass_context
     def render_ctx(self, context, row_id, row):
-        if self.writable_only and int(row_id) not in g.get("writable_ids", ()):
-            return ""
+        if self.writable_only:
+            if self._writable is None:
+                self._writable = g.get("writable_ids", frozenset())  # the page's, from ScopedModelView.render
+            if int(row_id) not in self._writable:
+                return ""
         if not self.once:
             return self.action.render_ctx(context, row_id, row)
         if self._html is None:
