@@ -19,7 +19,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, union as union_
 from sqlalchemy.orm import ColumnProperty
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import defer, joinedload, selectinload
 from werkzeug.utils import secure_filename
 from wtforms.validators import ValidationError
 
@@ -405,10 +405,14 @@ class ScopedModelView(ModelView):
         return self.session.query(rows.c[self._primary_key]).order_by(
             *(rows.c[f"sort_{n}"].desc() if desc else rows.c[f"sort_{n}"] for n, (_attr, desc) in enumerate(keys)))
 
+    # Columns of the model that no list cell reads (a document's form content): not loaded with a page's rows.
+    list_deferred: tuple[str, ...] = ()
+
     def list_loads(self):
-        """Loader options of a page's rows: Flask-Admin's joined related rows, and each collection the list shows
-        (a user's designations) in one more statement rather than one per row."""
+        """Loader options of a page's rows: Flask-Admin's joined related rows, each collection the list shows (a
+        user's designations) in one more statement rather than one per row, and list_deferred left out."""
         options = [joinedload(attr) for attr in self._auto_joins]
+        options += [defer(getattr(self.model, name)) for name in self.list_deferred]
         relationships = sa_inspect(self.model).relationships
         for name, _label in self._list_columns:
             if name in relationships and relationships[name].uselist and relationships[name].lazy != "dynamic":

@@ -111,6 +111,7 @@ class DocumentView(XmlImportScreens, ScopedModelView):
     column_default_sort = [("written_on", True), ("id", True)]
     column_select_related_list = [Document.nanbyo_disease, Document.shoman_disease, Document.institution,
                                   Document.author, Document.municipality]
+    list_deferred = ("items", "review_note")  # the form's content: kilobytes of JSON per row, never a list cell
     # No COUNT(*) over a million rows: the pager only offers previous/next.
     simple_list_pager = True
     can_view_details = True
