@@ -202,11 +202,32 @@ class PageRows:
             return False
         values = {"pk": lambda context, row, pk: pk}
         for name, key in keys.items():
-            values[key] = lambda context, row, pk, name=name: view.get_list_value(context, row, name)
+            values[key] = self._cell(name)
         for n, row_action in enumerate(actions):
             values[f"a{n}"] = lambda context, row, pk, a=row_action: a.render_ctx(context, pk, row)
         self._first = pieces[0]
         return [(values[key], static) for key, static in zip(pieces[1::2], pieces[2::2])]
+
+    def _cell(self, name):
+        """A column's value of (context, row, pk) as Flask-Admin's get_list_value gives it, the type formatter found
+        once per type of value rather than by an isinstance() walk of every formatter per cell (a third of a cell's
+        time). A view that changes how values are got is asked itself."""
+        view = self.view
+        if (type(view).get_list_value, type(view)._get_list_value, type(view)._get_field_value) != \
+                (ModelView.get_list_value, ModelView._get_list_value, ModelView._get_field_value):
+            return lambda context, row, pk: view.get_list_value(context, row, name)
+        formatter, choices = view.column_formatters.get(name), view._column_choices_map.get(name)
+        type_formatters, by_type = view.column_type_formatters, {}
+
+        def value(context, row, pk):
+            found = view._get_field_value(row, name) if formatter is None else formatter(view, context, row, name)
+            if choices:
+                return choices.get(found) or found
+            kind = type(found)
+            if kind not in by_type:
+                by_type[kind] = next((f for t, f in type_formatters.items() if isinstance(found, t)), None)
+            return found if by_type[kind] is None else by_type[kind](view, found, name)
+        return value
 
 
 class AdminForm(FlaskForm):
