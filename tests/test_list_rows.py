@@ -2,8 +2,10 @@
 Flask-Admin renders one by one (the view's `page_rows` false): the same cells, escaped alike, and on each row the
 same actions with the same URLs, the list's return URL (url=) included; ✎ and 🗑 only on rows the user may change."""
 import re
+from types import SimpleNamespace
 
 import pytest
+from jinja2 import DictLoader, Environment, pass_context
 
 from nanbyo import audit
 from nanbyo.extensions import db
@@ -89,3 +91,44 @@ def test_the_doctors_page_shows_rows_with_and_without_edit_and_delete(app, clien
     assert all(link.endswith("&amp;url=/admin/document/?sort%3D6%26desc%3D1%26page_size%3D20") for link in links), \
         "each action returns to the list as it was"
     assert all(("/admin/document/delete/" in row) == (row in edits) for row in rows)
+
+
+# --- PageRows on its own: a row block that reads the row or the loop itself is rendered per row -------------------
+
+ROW_BLOCKS = {
+    "hooks only": "<td>{{ get_pk_value(row) }}</td>{% for c, _ in list_columns %}<td>{{ get_value(row, c) }}</td>"
+                  "{% endfor %}",
+    "reads the row": "<td>{{ row.name }}</td>{% for c, _ in list_columns %}<td>{{ get_value(row, c) }}</td>"
+                     "{% endfor %}",
+    "numbers the rows": "<td>{{ loop.index }}</td><td>{{ get_value(row, 'name') }}</td>",
+    "another column": "<td>{{ get_value(row, 'note') }}</td><td>{{ get_value(row, 'name') }}</td>",
+}
+
+
+class StubView:
+    page_rows, column_editable_list = True, ()
+
+    def get_pk_value(self, row):
+        return str(row.id)
+
+    @pass_context
+    def get_list_value(self, context, row, name):
+        return getattr(row, name)
+
+
+@pytest.mark.parametrize("block, once", [("hooks only", True), ("reads the row", False),
+                                         ("numbers the rows", False), ("another column", False)])
+def test_a_row_block_that_reads_the_row_itself_is_rendered_per_row(block, once, monkeypatch):
+    env = Environment(autoescape=True, loader=DictLoader({
+        "list.html": "{% for row in data %}<tr>{% block list_row scoped %}" + ROW_BLOCKS[block] +
+                     "{% endblock %}</tr>{% endfor %}",
+        "fast.html": "{% extends 'list.html' %}{% block list_row scoped %}{{ page_rows(row) }}{% endblock %}"}))
+    view, compiled = StubView(), []
+    compile_rows = PageRows._compile
+    monkeypatch.setattr(PageRows, "_compile", lambda self, *a: compiled.append(compile_rows(self, *a)) or compiled[-1])
+    rows = [SimpleNamespace(id=n, name=f"<{n}&>", note="x") for n in range(3)]
+    page = {"data": rows, "list_columns": [("name", "名前")], "list_row_actions": [],
+            "get_pk_value": view.get_pk_value, "get_value": view.get_list_value}
+    fast = env.get_template("fast.html").render(page, page_rows=PageRows(view))
+    assert fast == env.get_template("list.html").render(page)
+    assert "&lt;2&amp;&gt;" in fast and (compiled[0] is not False) == once

@@ -193,8 +193,14 @@ class PageRows:
                 context.resolve("get_pk_value") != view.get_pk_value:
             return False
         keys = {name: f"c{n}" for n, (name, _label) in enumerate(columns)}
-        stand_in = context.derived({"row": _StandInRow(), "get_pk_value": lambda row: "nanbyo-row-mark-pk-",
-                                    "get_value": lambda row, name: f"nanbyo-row-mark-{keys[name]}-",
+
+        def marked_value(row, name):
+            if name not in keys:
+                raise _StandInRowRead(name)
+            return f"nanbyo-row-mark-{keys[name]}-"
+        # The loop too: a block numbering its rows is rendered per row.
+        stand_in = context.derived({"row": _StandInRow(), "loop": _StandInRow(), "get_value": marked_value,
+                                    "get_pk_value": lambda row: "nanbyo-row-mark-pk-",
                                     "list_row_actions": [_MarkAction(f"a{n}") for n in range(len(actions))]})
         try:
             pieces = ROW_MARK.split(concat(block(stand_in)))
@@ -204,7 +210,10 @@ class PageRows:
         for name, key in keys.items():
             values[key] = self._cell(name)
         for n, row_action in enumerate(actions):
-            values[f"a{n}"] = lambda context, row, pk, a=row_action: a.render_ctx(context, pk, row)
+            values[f"a{n}"] = (  # as the template calls it; PageRowAction's render_ctx takes the context
+                (lambda context, row, pk, a=row_action: a.render_ctx(context, pk, row))
+                if isinstance(row_action, PageRowAction) else
+                (lambda context, row, pk, a=row_action: context.call(a.render_ctx, pk, row)))
         self._first = pieces[0]
         return [(values[key], static) for key, static in zip(pieces[1::2], pieces[2::2])]
 
@@ -213,8 +222,8 @@ class PageRows:
         once per type of value rather than by an isinstance() walk of every formatter per cell (a third of a cell's
         time). A view that changes how values are got is asked itself."""
         view = self.view
-        if (type(view).get_list_value, type(view)._get_list_value, type(view)._get_field_value) != \
-                (ModelView.get_list_value, ModelView._get_list_value, ModelView._get_field_value):
+        if any(getattr(type(view), method, None) is not getattr(ModelView, method)
+               for method in ("get_list_value", "_get_list_value", "_get_field_value")):
             return lambda context, row, pk: view.get_list_value(context, row, name)
         formatter, choices = view.column_formatters.get(name), view._column_choices_map.get(name)
         type_formatters, by_type = view.column_type_formatters, {}
