@@ -5,7 +5,8 @@
 
 A page of 50 rows and one of 20 rows of the same list are timed in turn (--samples each, after a warm-up) through
 Flask's test client with a logged-in user, in CPU time of the thread (the machine may be busy with other work); the
-per-row cost is the difference of the medians / 30. The statements
+per-row cost is the difference of the medians / 30, split into the rows' loading (get_list: the query and its ORM
+objects) and the rest (rendering). The statements
 each page runs are counted: they must not grow with the rows. The data: a 自治体 管理者 of Tokyo (the clerk), an
 operator administrator and a doctor; 60 institutions and 60 doctors issued by Tokyo; 100 documents of the doctor,
 addressed to Tokyo, every status (the clerk sees the 60 received, reviewed or completed ones).
@@ -90,7 +91,25 @@ def get(client, path, rows):
     return response
 
 
-def measure(app, client, path, samples, counter):
+class LoadTimer:
+    """The CPU time spent in the views' get_list (the page's rows from the database, as ORM objects): the rest of a
+    request is rendering (and the fixed work around it)."""
+
+    def __init__(self):
+        from views.base import ScopedModelView
+        self.spent = 0.0
+        get_list = ScopedModelView.get_list
+
+        def timed(view, *args, **kwargs):
+            start = time.thread_time()
+            try:
+                return get_list(view, *args, **kwargs)
+            finally:
+                self.spent += time.thread_time() - start
+        ScopedModelView.get_list = timed
+
+
+def measure(app, client, path, samples, counter, loads):
     statements, shown = {}, {}
     for rows in (SMALL, BIG):
         get(client, path, rows)
@@ -98,14 +117,17 @@ def measure(app, client, path, samples, counter):
         body = get(client, path, rows).get_data(as_text=True)
         statements[rows] = counter.count - before
         shown[rows] = body.count('class="action-checkbox"') or body.count('<td class="list-buttons-column">')
-    times = {SMALL: [], BIG: []}
+    times, loading = {SMALL: [], BIG: []}, {SMALL: [], BIG: []}
     for _ in range(samples):
         for rows in (SMALL, BIG):
+            loads.spent = 0.0
             start = time.thread_time()  # this thread's CPU: steadier than the clock on a shared machine
             get(client, path, rows)
             times[rows].append(time.thread_time() - start)
+            loading[rows].append(loads.spent)
     small, big = (statistics.median(times[r]) * 1000 for r in (SMALL, BIG))
-    return small, big, shown, statements
+    load_small, load_big = (statistics.median(loading[r]) * 1000 for r in (SMALL, BIG))
+    return small, big, load_big - load_small, shown, statements
 
 
 def main():
@@ -113,13 +135,14 @@ def main():
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--profile", metavar="ROLE:PATH", help="cProfile this page with 50 rows instead")
     parser.add_argument("--only", metavar="ROLE:PATH", action="append", help="time only these pages")
+    parser.add_argument("--dump", metavar="FILE", help="with --profile: also write the profile to FILE (pstats)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as instance:
         app, users = build(instance)
         with app.app_context():
             from nanbyo.extensions import db
             counter = StatementCounter(db.engine)
-        logged_in = clients(app, users)
+        logged_in, loads = clients(app, users), LoadTimer()
         if args.profile:
             role, path = args.profile.split(":", 1)
             for _ in range(5):
@@ -129,22 +152,27 @@ def main():
             for _ in range(20):
                 get(logged_in[role], path, BIG)
             profile.disable()
-            profile.dump_stats("/tmp/list.prof")
+            if args.dump:
+                profile.dump_stats(args.dump)
             pstats.Stats(profile).sort_stats("cumulative").print_stats(60)
             pstats.Stats(profile).sort_stats("tottime").print_stats(40)
             return
         pages = [tuple(p.split(":", 1)) for p in args.only] if args.only else PAGES
-        print(f"{'role':9} {'list':24} {'rows':>7} {'stmts':>7} {'ms 20':>7} {'ms 50':>7} {'ms/row':>7}")
-        per_row = []
+        print(f"{'role':9} {'list':24} {'rows':>7} {'stmts':>7} {'ms 20':>7} {'ms 50':>7} {'ms/row':>7} "
+              f"{'load':>7} {'render':>7}")
+        per_row, per_row_render = [], []
         for role, path in pages:
-            small, big, shown, statements = measure(app, logged_in[role], path, args.samples, counter)
+            small, big, load, shown, statements = measure(app, logged_in[role], path, args.samples, counter, loads)
             rows = shown[BIG] - shown[SMALL]
             cost = (big - small) / rows if rows else float("nan")
+            load = load / rows if rows else float("nan")
             per_row.append(cost)
+            per_row_render.append(cost - load)
             flag = "" if statements[SMALL] == statements[BIG] else "  STATEMENTS GROW"
             print(f"{role:9} {path:24} {shown[SMALL]:>3}/{shown[BIG]:<3} {statements[SMALL]:>3}/{statements[BIG]:<3} "
-                  f"{small:7.1f} {big:7.1f} {cost:7.3f}{flag}")
-        print(f"mean per-row ms: {statistics.mean(per_row):.3f}")
+                  f"{small:7.1f} {big:7.1f} {cost:7.3f} {load:7.3f} {cost - load:7.3f}{flag}")
+        print(f"mean per-row ms: {statistics.mean(per_row):.3f} (of which past get_list, rendering: "
+              f"{statistics.mean(per_row_render):.3f})")
 
 
 if __name__ == "__main__":
