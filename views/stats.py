@@ -51,8 +51,9 @@ class StatsView(ProtectedBaseView):
             if table is not None:
                 audit.record("stats_view", target_type="statistics", data=self._logged(wanted))
         chart = None
-        if table is not None and table.rows:
-            shown = list(islice((row for row in table.rows if row[-2] != counts.MASKED), CHART_ROWS))
+        shown = [] if table is None else list(islice((row for row in table.rows if row[-2] != counts.MASKED),
+                                                     CHART_ROWS))
+        if shown:  # every row masked: no chart of nothing
             chart = {"labels": [" / ".join(str(v) for v in row[:-2]) for row in shown],
                      "documents": [row[-2] for row in shown], "patients": [row[-1] for row in shown]}
         return self.render("stats/index.html", form=form, table=table, problems=problems, asked=asked,

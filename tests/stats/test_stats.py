@@ -172,6 +172,15 @@ def test_the_screen_shows_a_table_and_a_chart_and_logs_what_was_asked(app, clien
     assert client.get("/admin/stats/").status_code == 200  # the form alone
 
 
+def test_a_table_of_masked_rows_alone_has_no_chart(app, client, w):
+    gen_document(w["doctor"], status="received")  # one patient: masked for the municipality
+    clerk = gen_user("municipality_admin", municipality=w["tokyo"])
+    login(client, clerk)
+    text = client.get("/admin/stats/?by1=kind").get_data(as_text=True)
+    assert 'id="stats-table"' in text and "10未満" in text
+    assert 'id="stats-chart"' not in text
+
+
 def test_downloads_neutralise_formulas_in_every_format(app, client, w):
     gen_document(w["doctor"], status="received")
     database.begin_write()
