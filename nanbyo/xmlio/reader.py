@@ -173,13 +173,13 @@ def _check_tree(element, locations=True, texts=True):
         for node in element.iter():
             for text in (node.text, node.tail):
                 if text and len(text) > MAX_TEXT_CHARS:
-                    raise Refused(f"文字列が長すぎます（1項目 {MAX_TEXT_CHARS:,} 文字まで）。", node.sourceline)
-        raise Refused(f"文字列が長すぎます（1項目 {MAX_TEXT_CHARS:,} 文字まで）。", element.sourceline)
+                    raise _text_too_long(node.sourceline)
+        raise _text_too_long(element.sourceline)
     if locations:
         for node in element.iter():
             _check_attributes(node)
     for node in element.iter(_XINCLUDE_ANY):
-        raise Refused("XInclude は使えません。", node.sourceline)
+        raise _xinclude_refused(node.sourceline)
 
 
 _XINCLUDE_ANY = "{" + XINCLUDE_NS + "}*"
@@ -189,6 +189,14 @@ def _check_attributes(element):
     if any(name in element.attrib for name in _SCHEMA_LOCATIONS):
         raise Refused("schemaLocation は指定しないでください（検査にはこのシステムのスキーマを使います）。",
                       element.sourceline)
+
+
+def _text_too_long(line) -> Refused:
+    return Refused(f"文字列が長すぎます（1項目 {MAX_TEXT_CHARS:,} 文字まで）。", line)
+
+
+def _xinclude_refused(line) -> Refused:
+    return Refused("XInclude は使えません。", line)
 
 
 def _syntax_refusal(e) -> Refused:
@@ -207,7 +215,7 @@ def _iter_counted(data: bytes, tag: str):
                 raise Refused(f"要素が多すぎます（1ファイル {MAX_ELEMENTS:,} まで）。ファイルを分けてください。",
                               element.sourceline)
             if isinstance(element.tag, str) and element.tag.startswith("{" + XINCLUDE_NS + "}"):
-                raise Refused("XInclude は使えません。", element.sourceline)
+                raise _xinclude_refused(element.sourceline)
             _check_attributes(element)
             # A tail is read after its element ends: whole once the next sibling or the parent ends.
             previous = element.getprevious()
@@ -215,7 +223,7 @@ def _iter_counted(data: bytes, tag: str):
             for text in (element.text, element.tail, previous is not None and previous.tail,
                          last is not None and last.tail):
                 if text and len(text) > MAX_TEXT_CHARS:
-                    raise Refused(f"文字列が長すぎます（1項目 {MAX_TEXT_CHARS:,} 文字まで）。", element.sourceline)
+                    raise _text_too_long(element.sourceline)
             if element.tag == tag:
                 # The elements handed over before this one (emptied) go: the tree keeps what is being read.
                 while element.getprevious() is not None:
