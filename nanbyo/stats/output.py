@@ -16,8 +16,6 @@ def render(table, fmt: str) -> bytes:
     if fmt != "xlsx":
         return exports.render(fmt, table.headings, table.rows)
     out = io.BytesIO()
-    texts = {}  # label -> cell text: the labels repeat row after row
-    cells = [[value if type(value) is int else texts.get(value) or texts.setdefault(value, exports.cell_text(value))
-              for value in row] for row in table.rows]
+    cells = [[value if type(value) is int else exports.cell_text(value) for value in row] for row in table.rows]
     exports.write_xlsx(out, table.headings, [cells], rows=len(cells), title="統計")  # one chunk: every row
     return out.getvalue()
