@@ -468,3 +468,27 @@ def test_a_row_the_database_refuses_raises_integrity_error_on_both_databases(app
     with pytest.raises(IntegrityError):
         bulk.insert_rows(db.session.connection(), Designation.__table__, [dict(user_id=None, kind="nanbyo")])
     db.session.rollback()
+
+
+def test_bulk_rows_are_stored_as_an_insert_through_sqlalchemy_stores_them(app):
+    """nanbyo.bulk works out each value itself (COPY's text, the SQLite driver's parameters): what it stores of every
+    column type (JSON, JSON null, dates, UTC datetimes, NULL) is what SQLAlchemy's own INSERT stores."""
+    from sqlalchemy import insert
+    from models.documents import Document
+    from tests.helpers import gen_document
+    doctor = gen_user("designated_doctor", institution=gen_institution())
+    source = gen_document(doctor)
+    table = Document.__table__
+    row = {column.name: getattr(source, column.key) for column in table.columns if column.name not in ("id", "uid")}
+    row |= {"items": {"a": ["1", "2"], "b": "テキスト"}, "explained_on": None, "explained_at": None,
+            "created_at": datetime.datetime(2026, 4, 1, 9, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=9)))}
+    database.begin_write()
+    connection = db.session.connection()
+    bulk.insert_rows(connection, table, [row | {"uid": "b" * 32}])
+    connection.execute(insert(table), [row | {"uid": "s" * 32}])
+    stored = {uid: raw for uid, *raw in connection.exec_driver_sql(
+        "SELECT uid, " + ", ".join(name for name in row) + " FROM document WHERE uid IN (%s, %s)" % (
+            ("?", "?") if connection.dialect.name == "sqlite" else ("%s", "%s")), ("b" * 32, "s" * 32))}
+    db.session.rollback()
+    assert stored["b" * 32] == stored["s" * 32]
+    assert stored["b" * 32][list(row).index("items")] is not None
