@@ -9,6 +9,7 @@ own bind processor (what SQLAlchemy stores, unchanged): SQLAlchemy's executemany
 SQLite's insert itself in working out each row's parameters.
 """
 import json
+from functools import lru_cache
 
 import psycopg
 from psycopg import sql
@@ -52,13 +53,19 @@ def insert_rows(connection, table, rows: list[dict]):
 
 def _insert_sqlite(connection, table, rows, names, defaults):
     """insert_rows on SQLite: tuples to the driver's executemany, each value through its column type's processor."""
-    dialect = connection.dialect
-    compiled = insert(table).compile(dialect=dialect, column_keys=[*names, *defaults])
-    plan = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in compiled.positiontup]
+    statement, plan = _sqlite_plan(connection.dialect, table, tuple(names), tuple(defaults))
     fixed = {key: defaults[key] if process is None else process(defaults[key]) for key, process in plan
              if key in defaults}
     # exec_driver_sql: the driver's executemany inside the caller's transaction; a refusal raises SQLAlchemy's
     # IntegrityError as connection.execute() would.
-    connection.exec_driver_sql(compiled.string, [
+    connection.exec_driver_sql(statement, [
         tuple([fixed[key] if key in fixed else row[key] if process is None else process(row[key])
                for key, process in plan]) for row in rows])
+
+
+@lru_cache(maxsize=32)
+def _sqlite_plan(dialect, table, names, defaults):
+    """The INSERT of these columns, and its parameters in order with their columns' bind processors (or None)."""
+    compiled = insert(table).compile(dialect=dialect, column_keys=[*names, *defaults])
+    return compiled.string, [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
+                             for key in compiled.positiontup]
