@@ -295,7 +295,7 @@ def import_xml_command(paths, institution_code, paper, login_id, all_or_nothing)
             last[0] = time.monotonic()
 
     outcomes = import_uploads([(str(p), p) for p in files], user, institution,
-                              all_or_nothing=all_or_nothing, progress=progress)
+                              all_or_nothing=all_or_nothing, progress=progress, check_aside=True)
     for o in outcomes:
         where = f"{o.file}" + (f" 書類{o.number}" if o.number else "")
         click.echo(f"{where}: {o.label}" + (f"（No.{o.document_id}）" if o.document_id else ""))

@@ -188,7 +188,7 @@ def run(job_id):
         _update(job_id, status=JOB_RUNNING, started_at=utcnow(), files_total=total)
         progress = None if job.all_or_nothing else _Progress(job_id)
         outcomes = importer.import_uploads(_uploads(job), owner, institution, all_or_nothing=job.all_or_nothing,
-                                           progress=progress, collect=outcomes)
+                                           progress=progress, collect=outcomes, check_aside=True)
         _finish(job_id, outcomes)
     except JobGone:
         db.session.rollback()

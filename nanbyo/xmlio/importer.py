@@ -15,6 +15,7 @@ check comes before the first change), so it never takes another with it; and whe
 the documents of its group before it are imported again one by one and committed before the error goes on: what
 was imported before a failure stays, as when each document was its own transaction.
 """
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date
 from types import SimpleNamespace
@@ -31,12 +32,12 @@ from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.extensions import db
 from nanbyo.paper import same_name
 from nanbyo.roles import DESIGNATED_DOCTOR
-from nanbyo.xmlio import check
+from nanbyo.xmlio import check, parallel
 
 CREATED, UPDATED, KEPT, REFUSED = "created", "updated", "kept", "refused"
 ARRIVED = "received"  # a paper form, received at its municipality (nanbyo.xmlio.contractor)
 WRITTEN = (CREATED, UPDATED, ARRIVED)
-GROUP = 100  # documents committed together (one lock, one read of the log chain's tail)
+GROUP = 250  # documents committed together (one lock, one read of the log chain's tail)
 RESULT_LABELS = IMPORT_RESULT_LABELS
 ALL_OR_NOTHING_REFUSED = "ほかの書類に問題があるため取り込んでいません（すべて取り込むか何も取り込まない指定）。"
 
@@ -236,7 +237,7 @@ def _insert_new(docs):
 
 
 def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None, progress=None,
-                   collect=None) -> list[Outcome]:
+                   collect=None, check_aside=False) -> list[Outcome]:
     """Import the documents of `uploads` ([(file name, bytes or path)]: XML files or ZIPs of them) as `user` at
     `institution`, or (institution None) as the operator's contractor data of paper forms (nanbyo.xmlio.contractor).
     Returns one Outcome per document, and one per file refused as a whole.
@@ -245,23 +246,28 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
     committed) with no unit of work of the import's open, except in all-or-nothing mode, where it is called after
     each file with the one unit of work still open.
     `uploads` may be an iterator (each file read as it is reached); `collect`, a list the outcomes are added to as
-    they come (what a caller keeps when the import stops half-way)."""
+    they come (what a caller keeps when the import stops half-way). check_aside: the files are checked in a
+    process of their own, a file ahead of the writes (nanbyo.xmlio.parallel), as the background job and the CLI do."""
     today = today or today_jst()
     outcomes = [] if collect is None else collect
     run = _Run(user, institution, today, all_or_nothing, outcomes, progress)
     names = []
     diseases = server_diseases()
-    for name, data in uploads:
-        names.append(name)
-        for checked_file in check.iter_upload(name, data, today, diseases):
+    uploads = _noting_names(uploads, names)
+    if check_aside:
+        checked_files = parallel.iter_checked(uploads, today, diseases)
+    else:
+        checked_files = (checked for name, data in uploads for checked in check.iter_upload(name, data, today, diseases))
+    with closing(checked_files):  # stopped half-way (a database failure): the checking process stops too
+        for checked_file in checked_files:
             run.files_done += 1
             if checked_file.problems:
                 outcomes.append(Outcome(checked_file.name, None, None, REFUSED,
                                         messages=[p.text(checked_file.name) for p in checked_file.problems]))
-            if not checked_file.problems:
+            else:
                 run.prefetch(checked_file.documents)
-            for checked in checked_file.documents if not checked_file.problems else ():
-                outcomes.append(run.document(checked_file.name, checked))
+                for checked in checked_file.documents:
+                    outcomes.append(run.document(checked_file.name, checked))
             if all_or_nothing or not run.group:
                 run.report()
     run.finish()
@@ -272,6 +278,13 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
                  result="success" if not any(o.result == REFUSED for o in outcomes) else "failure",
                  data={"files": names[:50]} | where | counts(outcomes))
     return outcomes
+
+
+def _noting_names(uploads, names):
+    """`uploads`, each name added to `names` as it is read (the log entry names the files)."""
+    for name, data in uploads:
+        names.append(name)
+        yield name, data
 
 
 class _Run:

@@ -1,0 +1,135 @@
+"""The check of an import's files in a process of its own, a file ahead of the writes: while the import writes one
+file's documents, the next file is read and checked on another core. For the imports that can take minutes (the
+background job, the CLI); an upload imported within its web request is checked in the request's own process.
+
+The checker is `python -m nanbyo.xmlio.parallel`, started for the import with a bare environment (no database URL,
+no configuration: it needs neither) and spoken to over its standard input and output. It gets each upload (its
+bytes, or the path of a file on disk), runs check.iter_upload on it and sends the FileChecks back, one at a time; it
+sends an upload's last FileCheck only when it has nothing else of the upload to do, and the parent sends the next
+upload only then, so neither ever waits on the other with a full pipe, and a large ZIP is never held whole in
+either process. Form definitions travel as their code and version (the same catalogue object on arrival),
+everything else as it is: the caller gets what the check in its own process would give.
+"""
+import copyreg
+import io
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import traceback
+from contextlib import suppress
+from pathlib import Path
+
+from nanbyo import formdefs
+from nanbyo.xmlio import check
+
+ROOT = Path(__file__).resolve().parents[2]
+_LENGTH = struct.Struct("!Q")
+# What the checker may need of the parent's environment: the form definitions it checks by, the locale, the time zone.
+_ENVIRONMENT = ("NANBYO_FORMDEFS_DIR", "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+class CheckerFailed(RuntimeError):
+    """The checking process failed or ended before it finished."""
+
+
+class _Pickler(pickle.Pickler):
+    dispatch_table = copyreg.dispatch_table.copy()
+    dispatch_table[formdefs.FormDefinition] = lambda definition: (formdefs.definition,
+                                                                  (definition.code, definition.version))
+
+
+def _send(stream, value):
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    stream.write(_LENGTH.pack(buffer.tell()))
+    stream.write(buffer.getbuffer())
+    stream.flush()
+
+
+def _receive(stream):
+    head = stream.read(_LENGTH.size)
+    if len(head) == _LENGTH.size:
+        size, = _LENGTH.unpack(head)
+        data = stream.read(size)
+        if len(data) == size:
+            return pickle.loads(data)  # nosec B301 - the parent and its own checker, over their private pipes
+    raise EOFError
+
+
+def main():
+    """The checker: (today, diseases), then uploads until None; sends (FileCheck or None, last of its upload) for
+    each, or a traceback (a str) when it fails."""
+    channel_in, channel_out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but messages goes into the channel
+    try:
+        today, diseases = _receive(channel_in)
+        while (upload := _receive(channel_in)) is not None:
+            name, data = upload
+            previous = None  # held back until the next one shows whether it is the upload's last
+            for checked in check.iter_upload(name, data, today, diseases):
+                if previous is not None:
+                    _send(channel_out, (previous, False))
+                previous = checked
+            _send(channel_out, (previous, True))
+    except EOFError:
+        return 1  # the parent went away
+    except BaseException:  # noqa: B036 - whatever it is, the parent is told rather than left waiting
+        _send(channel_out, traceback.format_exc())
+        return 1
+    return 0
+
+
+def _command() -> list[str]:
+    return [sys.executable, "-m", "nanbyo.xmlio.parallel"]
+
+
+def iter_checked(uploads, today, diseases):
+    """The FileChecks of `uploads` ([(name, bytes or path)], may be an iterator, read one ahead), in order, as
+    check.iter_upload gives them. The next upload goes to the checker before the caller gets the last FileCheck of
+    the one before: the caller's work on it and the check of the next go on side by side."""
+    uploads = iter(uploads)
+    upload = next(uploads, None)
+    if upload is None:
+        return
+    environment = {key: os.environ[key] for key in _ENVIRONMENT if key in os.environ} | {"PYTHONPATH": str(ROOT)}
+    checker = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+                               cwd=ROOT)  # nosec B603 - no shell: this module, run by this Python
+    finished = False
+    try:
+        try:
+            _send(checker.stdin, (today, diseases))
+            _send(checker.stdin, upload)
+            while upload is not None:
+                message = _receive(checker.stdout)
+                if isinstance(message, str):
+                    raise CheckerFailed(message)
+                checked, last = message
+                if last:
+                    upload = next(uploads, None)
+                    _send(checker.stdin, upload)  # None: the checker stops
+                if checked is not None:
+                    yield checked
+            finished = True
+        except (EOFError, BrokenPipeError):
+            raise CheckerFailed(f"XMLを検査するプロセスが終了しました（終了コード {_exit_code(checker)}）。") from None
+    finally:
+        with suppress(OSError):  # a checker gone: nothing left to flush to it
+            checker.stdin.close()
+        if not finished or _exit_code(checker) is None:  # stopped half-way: it may be in a file nobody will read
+            checker.kill()
+        checker.wait()
+        checker.stdout.close()
+
+
+def _exit_code(checker):
+    """The checker's exit code once it has ended (None: still running 5 s on)."""
+    try:
+        return checker.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
