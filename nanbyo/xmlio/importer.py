@@ -255,7 +255,7 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
     diseases = server_diseases()
     uploads = _noting_names(uploads, names)
     if check_aside:
-        checked_files = parallel.iter_checked(uploads, today, diseases)
+        checked_files = parallel.iter_checked(uploads, today, diseases, before_waiting=run.pause)
     else:
         checked_files = (checked for name, data in uploads for checked in check.iter_upload(name, data, today, diseases))
     with closing(checked_files):  # stopped half-way (a database failure): the checking process stops too
@@ -327,6 +327,13 @@ class _Run:
             disease_id = doc.nanbyo_disease_id if doc.kind == NANBYO else doc.shoman_disease_id
             self.known.setdefault(("document", doc.institution_id, doc.author_id, doc.kind, disease_id,
                                    doc.written_on, kana, birth), doc)  # the oldest, as _existing's query
+
+    def pause(self):
+        """The import waits for the next file's check: its open group is committed first, so that no write lock is
+        held while nothing is written (all or nothing keeps its one unit of work)."""
+        if not self.all_or_nothing and self.group:
+            self.commit()
+            self.report()
 
     def report(self):
         if self.progress is not None and self.reported != (self.files_done, len(self.outcomes)):

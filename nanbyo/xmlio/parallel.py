@@ -14,6 +14,7 @@ import copyreg
 import io
 import os
 import pickle
+import select
 import struct
 import subprocess
 import sys
@@ -48,14 +49,27 @@ def _send(stream, value):
     stream.flush()
 
 
+def _read(stream, size) -> bytes:
+    """`size` bytes of `stream` (a raw pipe gives what it has: read until there are enough); EOFError at its end."""
+    parts, missing = [], size
+    while missing:
+        part = stream.read(missing)
+        if not part:
+            raise EOFError
+        parts.append(part)
+        missing -= len(part)
+    return b"".join(parts)
+
+
 def _receive(stream):
-    head = stream.read(_LENGTH.size)
-    if len(head) == _LENGTH.size:
-        size, = _LENGTH.unpack(head)
-        data = stream.read(size)
-        if len(data) == size:
-            return pickle.loads(data)  # nosec B301 - the parent and its own checker, over their private pipes
-    raise EOFError
+    size, = _LENGTH.unpack(_read(stream, _LENGTH.size))
+    return pickle.loads(_read(stream, size))  # nosec B301 - the parent and its own checker, over their private pipes
+
+
+def _ready(stream) -> bool:
+    """Whether the checker has sent something (`stream`: the pipe itself, read unbuffered: nothing waits in a buffer
+    of this process that the pipe does not show)."""
+    return bool(select.select([stream], [], [], 0)[0])
 
 
 def main():
@@ -85,10 +99,11 @@ def _command() -> list[str]:
     return [sys.executable, "-m", "nanbyo.xmlio.parallel"]
 
 
-def iter_checked(uploads, today, diseases):
+def iter_checked(uploads, today, diseases, before_waiting=None):
     """The FileChecks of `uploads` ([(name, bytes or path)], may be an iterator, read one ahead), in order, as
     check.iter_upload gives them. The next upload goes to the checker before the caller gets the last FileCheck of
-    the one before: the caller's work on it and the check of the next go on side by side."""
+    the one before: the caller's work on it and the check of the next go on side by side. before_waiting(), if
+    given, is called when the caller asks for the next FileCheck and it is not there yet."""
     uploads = iter(uploads)
     upload = next(uploads, None)
     if upload is None:
@@ -96,13 +111,15 @@ def iter_checked(uploads, today, diseases):
     environment = {key: os.environ[key] for key in _ENVIRONMENT if key in os.environ} | {"PYTHONPATH": str(ROOT)}
     checker = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
                                cwd=ROOT)  # nosec B603 - no shell: this module, run by this Python
-    finished = False
+    replies, finished = checker.stdout.raw, False
     try:
         try:
             _send(checker.stdin, (today, diseases))
             _send(checker.stdin, upload)
             while upload is not None:
-                message = _receive(checker.stdout)
+                if before_waiting is not None and not _ready(replies):
+                    before_waiting()
+                message = _receive(replies)
                 if isinstance(message, str):
                     raise CheckerFailed(message)
                 checked, last = message

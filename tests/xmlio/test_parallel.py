@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models.documents import Document
+from nanbyo import database
 from nanbyo.extensions import db
 from nanbyo.xmlio import check, importer, parallel, vendor_kit
 from nanbyo.xmlio.importer import CREATED, REFUSED, UPDATED, import_uploads
@@ -109,3 +110,29 @@ def test_the_checker_gets_no_configuration_of_the_server(app, monkeypatch):
     assert list(parallel.iter_checked([("good.xml", two_documents())], DAY, check.diseases_in()))[0].ok
     assert set(environments[0]) <= {"NANBYO_FORMDEFS_DIR", "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH"}
     assert "secret" not in repr(environments[0])
+
+
+@pytest.mark.parametrize("ready", [False, True])
+def test_no_write_lock_is_held_while_the_import_waits_for_the_checker(app, monkeypatch, ready):
+    """When the next file's check is not there yet, the documents written so far are committed before waiting; when
+    it is, they go on into the open group (committed every importer.GROUP documents, and at the end)."""
+    w = world()
+    monkeypatch.setattr(parallel, "_ready", lambda stream: ready)
+    commits = []
+    real_commit = importer._Run.commit
+
+    def commit(self):
+        commits.append((self.files_done, len(self.group), database.is_write_locked()))
+        real_commit(self)
+
+    monkeypatch.setattr(importer._Run, "commit", commit)
+    uploads = [("a.xml", two_documents()), ("b.xml", two_documents(**{"patient/given_kana": "ジロウ"})),
+               ("c.xml", two_documents(**{"patient/given_kana": "サブロウ"}))]
+    outcomes = import_uploads(uploads, w["doctor"], w["hospital"], today=DAY, check_aside=True)
+    assert [o.result for o in outcomes] == [CREATED] * 6
+    if ready:
+        assert commits == [(3, 6, True)]  # one group, committed at the end
+    else:
+        assert commits == [(1, 2, True), (2, 2, True), (3, 2, True)]  # each file's before waiting for the next
+    assert not database.is_write_locked()
+    assert db.session.execute(select(func.count()).select_from(Document)).scalar() == 6
