@@ -42,7 +42,7 @@ from tests.userfile_helpers import csv_bytes, doctor_row
 from tests.xmlio.test_import import world
 
 POSTGRESQL = (TEST_DATABASE_URL or "").startswith("postgresql")
-DOCUMENTS = 1500  # 15 groups: the kill lands with whole groups behind it and more to come
+DOCUMENTS = 3000  # 12 groups (importer.GROUP): the kill lands with whole groups behind it and more to come
 ROWS = 5000  # userfile.MAX_ROWS: the longest unit of work a user data file makes
 
 
