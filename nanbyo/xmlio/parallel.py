@@ -87,7 +87,7 @@ def main():
                     _send(channel_out, (previous, False))
                 previous = checked
             _send(channel_out, (previous, True))
-    except EOFError:
+    except (EOFError, BrokenPipeError):
         return 1  # the parent went away
     except BaseException:  # noqa: B036 - whatever it is, the parent is told rather than left waiting
         _send(channel_out, traceback.format_exc())
