@@ -317,8 +317,11 @@ class _Run:
         if not patients:
             return
         with db.session.no_autoflush:
+            # Found by the patients' index; the institution compared as an expression (+ 0), which no index serves:
+            # SQLite, and PostgreSQL while a table filled by an import has no statistics yet, would otherwise read
+            # every document of the institution for each file.
             found = db.session.execute(select(Document).where(
-                Document.institution_id == self.institution.id, Document.patient_index.in_(list(patients)))
+                Document.patient_index.in_(list(patients)), Document.institution_id + 0 == self.institution.id)
                 .order_by(Document.id)).scalars().all()
         for kana, birth in patients.values():
             self.known[("fetched", kana, birth)] = True

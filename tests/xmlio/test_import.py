@@ -300,3 +300,32 @@ def test_the_screen_is_for_doctors_and_staff_at_their_institutions(app, client):
 def exports_xlsx():
     from nanbyo.exports import FORMATS
     return FORMATS["xlsx"][0]
+
+
+def test_the_documents_of_a_file_are_looked_up_by_their_patients_not_by_reading_the_institutions(app):
+    """The one query per file that finds documents already there (the re-upload rule) goes by the patients' index:
+    reading every document of the institution instead grows with the institution, file after file."""
+    from sqlalchemy import event
+    w = world()
+    import_uploads([("first.xml", two_documents())], w["doctor"], w["hospital"], today=DAY)
+    statements = []
+
+    def collect(_conn, _cursor, statement, parameters, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT") and "patient_index IN" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", collect)
+    try:
+        import_uploads([("again.xml", two_documents())], w["doctor"], w["hospital"], today=DAY)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", collect)
+    assert len(statements) == 1
+    statement, parameters = statements[0]
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite":
+        plan = " ".join(str(row) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+        assert "ix_document_patient_index" in plan, plan
+    else:
+        plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+    assert "ix_document_institution" not in plan, plan
+    db.session.rollback()
