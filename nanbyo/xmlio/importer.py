@@ -257,7 +257,8 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
     if check_aside:
         checked_files = parallel.iter_checked(uploads, today, diseases, before_waiting=run.pause)
     else:
-        checked_files = (checked for name, data in uploads for checked in check.iter_upload(name, data, today, diseases))
+        checked_files = (checked for name, data in uploads
+                         for checked in check.iter_upload(name, data, today, diseases))
     with closing(checked_files):  # stopped half-way (a database failure): the checking process stops too
         for checked_file in checked_files:
             run.files_done += 1
