@@ -1,16 +1,19 @@
-"""The check of an import's files in a process of its own, a file ahead of the writes: while the import writes one
-file's documents, the next file is read and checked on another core. For the imports that can take minutes (the
+"""The check of an import's files in processes of their own, ahead of the writes: while the import writes one
+file's documents, the next files are read and checked on the other cores. For the imports that can take minutes (the
 background job, the CLI); an upload imported within its web request is checked in the request's own process.
 
-The checker is `python -m nanbyo.xmlio.parallel`, started for the import with a bare environment (no database URL,
-no configuration: it needs neither) and spoken to over its standard input and output. It gets each upload (its
-bytes, or the path of a file on disk), runs check.iter_upload on it and sends the FileChecks back, one at a time; it
-sends an upload's last FileCheck only when it has nothing else of the upload to do, and the parent sends the next
-upload only then, so neither ever waits on the other with a full pipe, and a large ZIP is never held whole in
-either process. Form definitions travel as their code and version (the same catalogue object on arrival),
-everything else as it is: the caller gets what the check in its own process would give.
+A checker is `python -m nanbyo.xmlio.parallel`, started for the import with a bare environment (no database URL,
+no configuration: it needs neither) and spoken to over its standard input and output; an import starts one per core
+it may run on (checker_count), and no more than it has uploads. Each checker gets an upload (its bytes, or the path
+of a file on disk), runs check.iter_upload on it and sends the FileChecks back, one at a time; it sends an upload's
+last FileCheck only when it has nothing else of the upload to do, and is sent its next upload only then, so no
+process ever waits on another with a full pipe, and a large ZIP is never held whole in any. The uploads go to the
+checkers in turn and their FileChecks come back in the uploads' order. Form definitions travel as their code and
+version (the same catalogue object on arrival), everything else as it is: the caller gets what the check in its own
+process would give.
 """
 import copyreg
+import gc
 import io
 import os
 import pickle
@@ -19,7 +22,9 @@ import struct
 import subprocess
 import sys
 import traceback
+from collections import deque
 from contextlib import suppress
+from itertools import islice
 from pathlib import Path
 
 from nanbyo import formdefs
@@ -28,6 +33,7 @@ from nanbyo.xmlio import check
 ROOT = Path(__file__).resolve().parents[2]
 _LENGTH = struct.Struct("!Q")
 # What the checker may need of the parent's environment: the form definitions it checks by, the locale, the time zone.
+MAX_CHECKERS = 4  # past the cores a server has for its imports, more checkers only take memory
 _ENVIRONMENT = ("NANBYO_FORMDEFS_DIR", "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
@@ -79,6 +85,7 @@ def main():
     sys.stdout = sys.stderr  # nothing but messages goes into the channel
     try:
         today, diseases = _receive(channel_in)
+        gc.freeze()  # what the checker has loaded is kept for good: the collector looks only at what each file makes
         while (upload := _receive(channel_in)) is not None:
             name, data = upload
             previous = None  # held back until the next one shows whether it is the upload's last
@@ -99,24 +106,39 @@ def _command() -> list[str]:
     return [sys.executable, "-m", "nanbyo.xmlio.parallel"]
 
 
-def iter_checked(uploads, today, diseases, before_waiting=None):
-    """The FileChecks of `uploads` ([(name, bytes or path)], may be an iterator, read one ahead), in order, as
-    check.iter_upload gives them. The next upload goes to the checker before the caller gets the last FileCheck of
-    the one before: the caller's work on it and the check of the next go on side by side. before_waiting(), if
-    given, is called when the caller asks for the next FileCheck and it is not there yet."""
-    uploads = iter(uploads)
-    upload = next(uploads, None)
-    if upload is None:
-        return
+def checker_count() -> int:
+    """How many checkers an import starts: one per core this process may run on, at most MAX_CHECKERS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_CHECKERS, cores or 1))
+
+
+def _start_checker():
     environment = {key: os.environ[key] for key in _ENVIRONMENT if key in os.environ} | {"PYTHONPATH": str(ROOT)}
-    checker = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
-                               cwd=ROOT)  # nosec B603 - no shell: this module, run by this Python
-    replies, finished = checker.stdout.raw, False
+    return subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+                            cwd=ROOT)  # nosec B603 - no shell: this module, run by this Python
+
+
+def iter_checked(uploads, today, diseases, before_waiting=None, checkers=None):
+    """The FileChecks of `uploads` ([(name, bytes or path)], may be an iterator, read ahead), in order, as
+    check.iter_upload gives them. Each checker has an upload of its own to check while the caller works on the one
+    before. before_waiting(), if given, is called when the caller asks for the next FileCheck and it is not there
+    yet."""
+    uploads = iter(uploads)
+    ahead = list(islice(uploads, checkers or checker_count()))
+    if not ahead:
+        return
+    started, turns, finished = [], deque(), False
     try:
         try:
-            _send(checker.stdin, (today, diseases))
-            _send(checker.stdin, upload)
-            while upload is not None:
+            for upload in ahead:
+                checker = _start_checker()
+                started.append(checker)
+                _send(checker.stdin, (today, diseases))
+                _send(checker.stdin, upload)
+                turns.append(checker)
+            while turns:
+                checker = turns[0]
+                replies = checker.stdout.raw
                 if before_waiting is not None and not _ready(replies):
                     before_waiting()
                 message = _receive(replies)
@@ -124,20 +146,24 @@ def iter_checked(uploads, today, diseases, before_waiting=None):
                     raise CheckerFailed(message)
                 checked, last = message
                 if last:
+                    turns.popleft()
                     upload = next(uploads, None)
                     _send(checker.stdin, upload)  # None: the checker stops
+                    if upload is not None:
+                        turns.append(checker)
                 if checked is not None:
                     yield checked
             finished = True
         except (EOFError, BrokenPipeError):
             raise CheckerFailed(f"XMLを検査するプロセスが終了しました（終了コード {_exit_code(checker)}）。") from None
     finally:
-        with suppress(OSError):  # a checker gone: nothing left to flush to it
-            checker.stdin.close()
-        if not finished or _exit_code(checker) is None:  # stopped half-way: it may be in a file nobody will read
-            checker.kill()
-        checker.wait()
-        checker.stdout.close()
+        for checker in started:
+            with suppress(OSError):  # a checker gone: nothing left to flush to it
+                checker.stdin.close()
+            if not finished or _exit_code(checker) is None:  # stopped half-way: it may be in a file nobody will read
+                checker.kill()
+            checker.wait()
+            checker.stdout.close()
 
 
 def _exit_code(checker):

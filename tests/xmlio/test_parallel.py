@@ -44,6 +44,33 @@ def test_files_checked_aside_are_those_checked_in_process(tmp_path):
                for a, h in zip(aside, here) if a.ok)  # the catalogue's own definition, not a copy
 
 
+@pytest.mark.parametrize("checkers", [1, 3])
+def test_uploads_shared_by_several_checkers_come_back_in_their_order(tmp_path, monkeypatch, checkers):
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    uploads = mixed_uploads(tmp_path) * 2
+    diseases = check.diseases_in()
+    here = [checked for name, data in uploads for checked in check.iter_upload(name, data, DAY, diseases)]
+    assert list(parallel.iter_checked(iter(uploads), DAY, diseases, checkers=checkers)) == here
+    assert len(started) == checkers and all(checker.poll() == 0 for checker in started)
+    # No more checkers than uploads.
+    assert len(list(parallel.iter_checked([("good.xml", two_documents())], DAY, diseases, checkers=3))) == 1
+    assert len(started) == checkers + 1
+
+
+def test_an_import_starts_a_checker_per_core_up_to_a_limit(monkeypatch):
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert parallel.checker_count() == 2
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert parallel.checker_count() == parallel.MAX_CHECKERS
+
+
 def test_an_import_checked_aside_writes_what_one_checked_in_process_writes(app, tmp_path):
     w = world()
     uploads = mixed_uploads(tmp_path)
@@ -93,7 +120,7 @@ def test_an_import_stopped_half_way_leaves_no_checker_running(app, monkeypatch):
     monkeypatch.setattr(importer._Run, "prefetch", prefetch)
     with pytest.raises(RuntimeError, match="database gone"):
         import_uploads(failing, w["doctor"], w["hospital"], today=DAY, check_aside=True)
-    assert len(started) == 1 and started[0].poll() is not None
+    assert started and all(checker.poll() is not None for checker in started)
 
 
 def test_the_checker_gets_no_configuration_of_the_server(app, monkeypatch):
