@@ -71,19 +71,22 @@ def patient_of(doc: Document, ring=None) -> dict:
     return (ring or keyring()).decrypt_json(doc.patient_cipher, _aad(doc))
 
 
-def _sealed(doc: Document, patient: dict, ring=None) -> tuple[bytes, str]:
-    """The ciphertext and blind index of a patient block (empty index when カナ or 生年月日 is missing)."""
+def _sealed(doc: Document, patient: dict, ring=None, index=None) -> tuple[bytes, str]:
+    """The ciphertext and blind index of a patient block (empty index when カナ or 生年月日 is missing); `index`:
+    the block's blind index under the ring's active index key, when the caller has worked it out already."""
     ring = ring or keyring()
     kana, birth = _kana(patient), patient.get("birth_date")
-    index = ring.blind_index(patient_search_value(kana, date.fromisoformat(birth))) if kana and birth else ""
+    if index is None:
+        index = ring.blind_index(patient_search_value(kana, date.fromisoformat(birth))) if kana and birth else ""
     return ring.encrypt_json(patient, _aad(doc)), index
 
 
-def set_patient(doc: Document, patient: dict, ring=None):
-    """`ring`: the key ring, when the caller holds it (an import: keyring() looks at the key file each time)."""
+def set_patient(doc: Document, patient: dict, ring=None, index=None):
+    """`ring`: the key ring, when the caller holds it (an import: keyring() looks at the key file each time);
+    `index`: the blind index, when the caller holds it (see _sealed)."""
     if doc.uid is None:
         doc.uid = uuid.uuid4().hex
-    doc.patient_cipher, doc.patient_index = _sealed(doc, patient, ring)
+    doc.patient_cipher, doc.patient_index = _sealed(doc, patient, ring, index)
     set_statistics(doc, patient)
 
 

@@ -73,7 +73,8 @@ def server_diseases() -> dict:
 
 
 def _author(checked, user, institution, known):
-    """(author, problems) of a checked document at `institution`; `known` keeps the answers of this import."""
+    """(author, author's id, problems) of a checked document at `institution`; `known` keeps the answers of this
+    import (the id as read once: a commit expires the author, and reading its id again would be a query)."""
     content = checked.content
     number, name = checked.doctor
     needed = documents.doctor_kinds_for(content.kind, content.application_kind)
@@ -81,7 +82,8 @@ def _author(checked, user, institution, known):
         needed &= {checked.designation}  # the file says which 指定 the number is: it must be that one
     key = ("author", number, name, frozenset(needed))
     if key not in known:
-        known[key] = _find_author(number, name, needed, user, institution)
+        author, problems = _find_author(number, name, needed, user, institution)
+        known[key] = author, author.id if author is not None else None, problems
     return known[key]
 
 
@@ -101,17 +103,17 @@ def _find_author(number, name, needed, user, institution):
     return author, []
 
 
-def _same_document(content, author, institution, disease) -> tuple:
+def _same_document(content, author_id, institution_id, disease) -> tuple:
     """What makes an upload the same document (see the module's docstring)."""
     patient = content.patient
-    return (institution.id, author.id, content.kind, disease.id, content.written_on,
+    return (institution_id, author_id, content.kind, disease.id, content.written_on,
             patient.get("family_kana", "") + patient.get("given_kana", ""), patient["birth_date"])
 
 
-def _existing(content, author, institution, disease, known):
+def _existing(content, author_id, institution_id, disease, known):
     """The same document, already in the database or written earlier in this import's open unit of work (not yet
     flushed: known holds it). What _Run.prefetch found for the file answers without a query."""
-    key = ("document", *_same_document(content, author, institution, disease))
+    key = ("document", *_same_document(content, author_id, institution_id, disease))
     if key in known:
         if isinstance(known[key], NewDocument) and known[key].id is not None:  # inserted since: the row now
             known[key] = db.session.get(Document, known[key].id)
@@ -126,17 +128,18 @@ def _existing(content, author, institution, disease, known):
         documents.patient_criterion(kana, date.fromisoformat(birth))).order_by(Document.id)).scalars().first()
 
 
-def apply(doc, content, author=None, ring=None):
-    """What the XML says, onto the document (the answer to 説明 recorded as the author's: a paper form has none).
-    `ring`: the key ring the patient block is sealed with (documents.set_patient)."""
+def apply(doc, content, author_id=None, ring=None, patient_index=None):
+    """What the XML says, onto the document (the answer to 説明 recorded as the author's, `author_id`: a paper form
+    has none). `ring`, `patient_index`: the key ring the patient block is sealed with and its blind index, when the
+    caller has them (documents.set_patient)."""
     doc.application_kind = content.application_kind
     doc.form_code, doc.form_version = content.definition.code, content.definition.version
     doc.written_on, doc.diagnosed_on, doc.explained_on = content.written_on, content.diagnosed_on, content.explained_on
     if doc.explanation != content.explanation:
         doc.explanation, doc.explained_at = content.explanation, utcnow()
-        doc.explained_by_id = author.id if author is not None else None
+        doc.explained_by_id = author_id
     doc.items = dict(content.items)
-    documents.set_patient(doc, content.patient, ring)
+    documents.set_patient(doc, content.patient, ring, patient_index)
 
 
 def _authority_id(content, institution, known):
@@ -154,9 +157,22 @@ def refused_unless_checked(name, checked) -> Outcome:
     return Outcome(name, checked.number, checked.line, REFUSED, messages=[p.text(name) for p in checked.problems])
 
 
-def _import_one(name, checked, user, institution, today, known, written):
+@dataclass(frozen=True)
+class Ids:
+    """What an import reads of its user and institution for every document, read once at its start: each commit
+    expires the ORM objects, and reading one again is a query (several a group)."""
+    user: int
+    institution: int
+    institution_code: str
+
+    @classmethod
+    def of(cls, user, institution):
+        return cls(user.id, institution.id, institution.code)
+
+
+def _import_one(name, checked, user, institution, today, known, written, ids):
     """The document's outcome; its changes are in the session (not flushed) and (outcome, document) in `written`.
-    A refusal changes nothing."""
+    A refusal changes nothing. `ids`: Ids.of(user, institution)."""
     outcome = refused_unless_checked(name, checked)
     if not checked.ok:
         return outcome
@@ -165,13 +181,13 @@ def _import_one(name, checked, user, institution, today, known, written):
         outcome.messages = ["<scan> は紙の書類のデータ（運営主体が取り込む、外部委託事業者のXML）だけに書きます。"
                             "院内システムのXMLからは外してください。"]
         return outcome
-    if checked.institution_code != institution.code:
-        outcome.messages = [f"医療機関コード {checked.institution_code} は取込先の医療機関（{institution.code}）と違います。"]
+    if checked.institution_code != ids.institution_code:
+        outcome.messages = [f"医療機関コード {checked.institution_code} は取込先の医療機関（{ids.institution_code}）と違います。"]
         return outcome
     with db.session.no_autoflush:  # the group's documents are inserted together when it is committed
-        author, problems = _author(checked, user, institution, known)
+        author, author_id, problems = _author(checked, user, institution, known)
         if not problems:
-            key = ("authoring", content.kind, content.application_kind, author.id)
+            key = ("authoring", content.kind, content.application_kind, author_id)
             if key not in known:  # the same answer for every document of the author and kinds in this import
                 known[key] = documents.authoring_problems(user, content.kind, content.application_kind, author,
                                                           institution, today)
@@ -180,7 +196,7 @@ def _import_one(name, checked, user, institution, today, known, written):
             outcome.messages = problems
             return outcome
         disease = content.disease
-        existing = _existing(content, author, institution, disease, known)
+        existing = _existing(content, author_id, ids.institution, disease, known)
         authority_id = _authority_id(content, institution, known) if existing is None else None
     if existing is not None and existing.status != DRAFT:
         outcome.result, outcome.document_id = KEPT, existing.id
@@ -188,14 +204,17 @@ def _import_one(name, checked, user, institution, today, known, written):
         return outcome
     doc = existing
     if doc is None:
-        doc = NewDocument(kind=content.kind, author_id=author.id, created_by_id=user.id,
-                          institution_id=institution.id, municipality_id=authority_id, status=DRAFT)
+        doc = NewDocument(kind=content.kind, author_id=author_id, created_by_id=ids.user,
+                          institution_id=ids.institution, municipality_id=authority_id, status=DRAFT)
         if content.kind == SHOMAN:
             doc.shoman_disease_id = disease.id
         else:
             doc.nanbyo_disease_id = disease.id
-        known[("document", *_same_document(content, author, institution, disease))] = doc
-    apply(doc, content, author, known.get(RING))
+        known[("document", *_same_document(content, author_id, ids.institution, disease))] = doc
+    patient, ring = content.patient, known[RING]
+    index = known.get(("index", ring.index_active, patient.get("family_kana", "") + patient.get("given_kana", ""),
+                       patient.get("birth_date")))  # worked out by _Run.prefetch
+    apply(doc, content, author_id, ring, index)
     outcome.result = UPDATED if existing is not None else CREATED
     written.append((outcome, doc))
     return outcome
@@ -295,25 +314,32 @@ class _Run:
         self.user, self.institution, self.today, self.all_or_nothing = user, institution, today, all_or_nothing
         self.outcomes, self.progress, self.files_done, self.reported = outcomes, progress, 0, None
         self.known = {RING: keyring()}  # authors and 実施主体 already looked up in this import
+        self.ids = Ids.of(user, institution) if institution is not None else None
+        # Who the log entries name, read once (audit reads id, login_id and role of the actor).
+        self.actor = SimpleNamespace(id=user.id, login_id=user.login_id, role=user.role)
         self.group, self.written = [], []  # the open unit of work's documents: (name, checked), (outcome, doc)
 
     def prefetch(self, checked_documents):
         """The file's documents already in the database, in one query rather than one per document (_existing):
         those of the institution with any of the file's patients. What was known of the file before goes, except
-        the documents written in the open unit of work."""
+        the documents written in the open unit of work. Each patient's blind indexes are kept for the file's
+        documents (("index", index key, kana, birth): sealing a document needs the active key's)."""
         if self.institution is None:
             return  # a paper form is known by its scans (contractor.import_one)
         pending = {id(doc) for _outcome, doc in self.written}
         self.known = {key: value for key, value in self.known.items()
-                      if key[0] not in ("document", "fetched") or (key[0] == "document" and id(value) in pending)}
+                      if key[0] not in ("document", "fetched", "index")
+                      or (key[0] == "document" and id(value) in pending)}
         patients = {}
-        ring = keyring()
+        ring = keyring()  # as it is now: a row re-indexed under a key added since the group began is found too
         for checked in checked_documents:
             patient = checked.content.patient if checked.ok and checked.content is not None else None
             if not patient or not patient.get("birth_date"):
                 continue
             kana, birth = patient.get("family_kana", "") + patient.get("given_kana", ""), patient["birth_date"]
-            for index in ring.blind_indexes(patient_search_value(kana, date.fromisoformat(birth))):
+            value = patient_search_value(kana, date.fromisoformat(birth))
+            for key_id in ring.index_keys:
+                index = self.known[("index", key_id, kana, birth)] = ring.blind_index(value, key_id)
                 patients[index] = (kana, birth)
         if not patients:
             return
@@ -322,7 +348,7 @@ class _Run:
             # SQLite, and PostgreSQL while a table filled by an import has no statistics yet, would otherwise read
             # every document of the institution for each file.
             found = db.session.execute(select(Document).where(
-                Document.patient_index.in_(list(patients)), Document.institution_id + 0 == self.institution.id)
+                Document.patient_index.in_(list(patients)), Document.institution_id + 0 == self.ids.institution)
                 .order_by(Document.id)).scalars().all()
         for kana, birth in patients.values():
             self.known[("fetched", kana, birth)] = True
@@ -349,7 +375,7 @@ class _Run:
         if self.institution is None:
             from nanbyo.xmlio import contractor
             return contractor.import_one(name, checked, self.user, self.today, self.known, self.written)
-        return _import_one(name, checked, self.user, self.institution, self.today, self.known, self.written)
+        return _import_one(name, checked, self.user, self.institution, self.today, self.known, self.written, self.ids)
 
     def document(self, name, checked) -> Outcome:
         try:
@@ -391,7 +417,7 @@ class _Run:
                 data = {"file": name, "number": checked.number, "result": outcome.result}
                 entries.append({"action": action, "target_type": "document", "target_id": str(doc.id),
                                 "data": data | ({"scans": checked.scans} if checked.scans else {})})
-            audit.record_many(entries, actor=self.user)
+            audit.record_many(entries, actor=self.actor)
         if database.is_write_locked():
             db.session.commit()
         self.group, self.written = [], []

@@ -1,6 +1,7 @@
 """Bulk import of checked XML as drafts: matched to this server's 指定医 and institution, idempotent by document,
 finalized ones kept, per document or all or nothing, every hostile file refused with no document changed."""
 import io
+from datetime import date
 
 import pytest
 
@@ -9,6 +10,7 @@ from sqlalchemy import func, select
 
 from models.documents import Document
 from nanbyo import documents, jurisdiction
+from nanbyo.crypto import keyring, patient_search_value
 from nanbyo.extensions import db
 from nanbyo.xmlio import importer, vendor_kit
 from nanbyo.xmlio.importer import CREATED, KEPT, REFUSED, UPDATED, import_uploads
@@ -329,3 +331,38 @@ def test_the_documents_of_a_file_are_looked_up_by_their_patients_not_by_reading_
         plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
     assert "ix_document_institution" not in plan, plan
     db.session.rollback()
+
+
+def test_the_user_institution_and_author_are_read_once_not_again_after_every_group(app, monkeypatch):
+    """Each commit expires the ORM objects; what the import needs of them for every document and group (ids, the
+    institution's code, who the log entries name) is read once, so more groups make no more reads of them."""
+    from sqlalchemy import event
+    w = world()
+    reads = []
+
+    def collect(_conn, _cursor, statement, _parameters, _context, _many):
+        if statement.lstrip().upper().startswith("SELECT") and \
+                any(f"FROM {table} " in statement + " " for table in ("user_account", "institution")):
+            reads.append(statement)
+
+    def files(names):
+        return [(f"{name}.xml", five_patients().replace("ハナコ".encode(), name.encode())) for name in names]
+
+    runs = {1000: ["ハナコ", "ジロウ", "サブロウ"], 1: ["シロウ", "ゴロウ", "ロクロウ"]}  # new patients each run
+    counts = {}
+    for group, names in runs.items():
+        monkeypatch.setattr(importer, "GROUP", group)
+        reads.clear()
+        db.session.expire_all()  # each run starts as a job does: nothing of the user or institution read yet
+        event.listen(db.engine, "before_cursor_execute", collect)
+        try:
+            outcomes = import_uploads(files(names), w["doctor"], w["hospital"], today=DAY)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", collect)
+        assert [o.result for o in outcomes] == [CREATED] * 15
+        counts[group] = len(reads)
+    assert counts[1] == counts[1000]  # 15 groups read them as often as one
+    # Each sealed with the blind index the file's lookup worked out: the patient's, as the screens search it.
+    assert {d.patient_index for d in db.session.execute(select(Document)).scalars()} == {
+        keyring().blind_index(patient_search_value(f"ヤマダ{name}{'ア' * n}", date(2015, 4, 1)))
+        for names in runs.values() for name in names for n in range(5)}
