@@ -830,6 +830,9 @@ def diagnosis_date_required(defn: FormDefinition, values: Mapping) -> bool:
     return _holds(defn.diagnosis_date, values)
 
 
+_CODED_SCALARS = frozenset({"choice", "yesno"})
+
+
 def validate(defn: FormDefinition, raw: Mapping, *, finalize: bool) -> tuple[dict, list[tuple[str, str]]]:
     """Clean `raw` (form strings or stored values) by the definition: (values, problems).
 
@@ -842,7 +845,17 @@ def validate(defn: FormDefinition, raw: Mapping, *, finalize: bool) -> tuple[dic
     for item in defn.items:
         if item.when is not None and not _holds(item.when, values):  # _applies, inline: this runs per item
             continue
-        text = _as_text(item, raw.get(item.id))
+        value, kind = raw.get(item.id), item.type
+        if kind in _CODED_SCALARS and type(value) is str and value.isascii():
+            # What a form or a file sends for a choice or yes/no item, inline: this runs per item.
+            code = value.strip()
+            if code:
+                if code in item.code_labels:
+                    values[item.id] = code
+                else:
+                    problems.append((item.id, format_message(item)))
+                continue
+        text = _as_text(item, value)
         if text is None:
             problems.append((item.id, format_message(item)))
             continue
@@ -1062,7 +1075,7 @@ def raw_from_xml(defn: FormDefinition, element) -> tuple[dict, list[tuple[str, s
             problems.append(("", f"様式 {defn.code} に版 {version!r} はありません（あるのは版 "
                                  f"{'、'.join(str(v) for v in known)}）。"))
     known = defn._by_id  # made once per definition
-    for node in element.iterfind("item"):
+    for node in element.iterchildren("item"):
         item_id = node.get("id", "")
         item = known.get(item_id)
         if item is None:
@@ -1075,7 +1088,7 @@ def raw_from_xml(defn: FormDefinition, element) -> tuple[dict, list[tuple[str, s
             problems.append((item_id, f"「{item.label}」の型は {item.type} です。"))
             continue
         if item.type == "multichoice":
-            raw[item_id] = [(v.text or "") for v in node.iterfind("value")]
+            raw[item_id] = [(v.text or "") for v in node.iterchildren("value")]
         else:
             raw[item_id] = node.text or ""
     return raw, problems

@@ -255,6 +255,9 @@ def test_choice():
     assert _one(ALS, "umn", "3") == (None, ["「上位運動ニューロン徴候」: 選択肢にない値です。"])
     assert _one(ALS, "umn", "あり") == (None, ["「上位運動ニューロン徴候」: 選択肢にない値です。"])
     assert _one(ALS, "umn", ["1", "2"]) == (None, ["「上位運動ニューロン徴候」: 選択肢にない値です。"])
+    # A code as a file or form sends it (ASCII, spaces around) and an empty one: the same as any other value.
+    assert _one(ALS, "umn", " 1\n") == ("1", []) and _one(ALS, "umn", "  ") == (None, [])
+    assert _one(ALS, "umn", " 3 ") == (None, ["「上位運動ニューロン徴候」: 選択肢にない値です。"])
 
 
 def test_multichoice_is_stored_in_definition_order_without_duplicates():

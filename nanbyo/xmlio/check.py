@@ -168,10 +168,37 @@ def _items_of(definition) -> tuple[dict, dict]:
             {item.id: item for item in definition.items})
 
 
-def check_document(element, number, today, diseases=None) -> DocumentCheck:
+class _Forms:
+    """The form definitions a file's documents name and those their diseases and dates call for, each looked up once
+    for the file (formdefs finds its catalogue by the NANBYO_FORMDEFS_DIR of the moment at every lookup)."""
+
+    def __init__(self):
+        self._named, self._expected = {}, {}
+
+    def named(self, form, version):
+        """formdefs.definition(form, version); KeyError for one that is not there."""
+        key = (form, version)
+        if key not in self._named:
+            try:
+                self._named[key] = formdefs.definition(form, version)
+            except KeyError:
+                self._named[key] = None
+        if self._named[key] is None:
+            raise KeyError(key)
+        return self._named[key]
+
+    def expected(self, kind, disease, written_on):
+        key = (kind, disease, written_on)
+        if key not in self._expected:
+            self._expected[key] = formdefs.definition_for(kind, disease, on=written_on)
+        return self._expected[key]
+
+
+def check_document(element, number, today, diseases=None, forms=None) -> DocumentCheck:
+    """`forms`: the file's _Forms, when the caller checks many documents."""
     prefix = f"/documents/document[{number}]"
     result = DocumentCheck(number, element.sourceline)
-    schema = document_schema()
+    schema, forms = document_schema(), forms or _Forms()
     if not schema.validate(element):
         result.problems = [_schema_problem(e, prefix) for e in schema.error_log]
         return result
@@ -195,7 +222,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
     items = at("items")
     form, version = items.get("form"), int(items.get("version"))
     try:
-        definition = formdefs.definition(form, version)
+        definition = forms.named(form, version)
     except KeyError:
         problem("items/@form", LABELS["items/@form"], f"様式 {form} の版 {version} はありません。",
                 "ファイルレコード定義書の様式コードと版を確認してください。", items)
@@ -207,7 +234,7 @@ def check_document(element, number, today, diseases=None) -> DocumentCheck:
     written_on = _date(at("written_on").text)
     if disease is not None:
         # The form the screen would give a new document of this disease on its 作成年月日.
-        expected = formdefs.definition_for(kind, disease_key(kind, disease), on=written_on)
+        expected = forms.expected(kind, disease_key(kind, disease), written_on)
         if (expected.code, expected.version) != (form, version):
             problem("items/@form", LABELS["items/@form"],
                     f"{disease.name_ja}の作成年月日 {written_on.isoformat()} の様式は {expected.code} 版 "
@@ -269,7 +296,7 @@ def check_bytes(name, data, today=None, diseases=None) -> FileCheck:
     """Every document of one XML file (bytes)."""
     today = today or formdefs.today_in_japan()
     result = FileCheck(name)
-    number = 0
+    number, forms = 0, _Forms()
     try:
         for element in reader.iter_elements(data, "document"):
             if element.tag != "document":  # the root, last
@@ -294,7 +321,7 @@ def check_bytes(name, data, today=None, diseases=None) -> FileCheck:
                         if version else "version 属性がありません。",
                         f'<documents version="{max(VERSIONS)}"> としてください。'))
                     return result
-            result.documents.append(check_document(element, number, today, diseases))
+            result.documents.append(check_document(element, number, today, diseases, forms))
     except reader.Refused as refused:
         result.problems.append(Problem(refused.line, "/", "", refused.message))
     return result
