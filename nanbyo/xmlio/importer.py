@@ -250,7 +250,7 @@ def _insert_new(docs):
         chunk = docs[start:start + 1000]
         bulk.insert_rows(connection, table, [doc.row() for doc in chunk])
         ids = dict(connection.execute(select(table.c.uid, table.c.id).where(
-            table.c.uid.in_([doc.uid for doc in chunk]))).all())
+            database.among(table.c.uid, [doc.uid for doc in chunk]))).all())
         for doc in chunk:
             doc.id = ids[doc.uid]
 
@@ -348,7 +348,7 @@ class _Run:
             # SQLite, and PostgreSQL while a table filled by an import has no statistics yet, would otherwise read
             # every document of the institution for each file.
             found = db.session.execute(select(Document).where(
-                Document.patient_index.in_(list(patients)), Document.institution_id + 0 == self.ids.institution)
+                database.among(Document.patient_index, patients), Document.institution_id + 0 == self.ids.institution)
                 .order_by(Document.id)).scalars().all()
         for kana, birth in patients.values():
             self.known[("fetched", kana, birth)] = True

@@ -13,6 +13,7 @@ version (the same catalogue object on arrival), everything else as it is: the ca
 process would give.
 """
 import copyreg
+import fcntl
 import gc
 import io
 import os
@@ -33,6 +34,7 @@ from nanbyo.xmlio import check
 ROOT = Path(__file__).resolve().parents[2]
 _LENGTH = struct.Struct("!Q")
 # What the checker may need of the parent's environment: the form definitions it checks by, the locale, the time zone.
+PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size
 MAX_CHECKERS = 4  # past the cores a server has for its imports, more checkers only take memory
 _ENVIRONMENT = ("NANBYO_FORMDEFS_DIR", "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
@@ -114,8 +116,18 @@ def checker_count() -> int:
 
 def _start_checker():
     environment = {key: os.environ[key] for key in _ENVIRONMENT if key in os.environ} | {"PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
-                            cwd=ROOT)  # nosec B603 - no shell: this module, run by this Python
+    checker = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+                               cwd=ROOT)  # nosec B603 - no shell: this module, run by this Python
+    for pipe in (checker.stdin, checker.stdout):
+        _widen(pipe)
+    return checker
+
+
+def _widen(pipe):
+    """The pipe made to hold PIPE_BYTES (where the system lets it): an upload or a file's FileChecks goes in at once,
+    without the writer waiting, 64 KB at a time, for the reader to be given a core."""
+    with suppress(OSError, AttributeError):  # not Linux, or above the system's pipe-max-size
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def iter_checked(uploads, today, diseases, before_waiting=None, checkers=None):

@@ -313,7 +313,8 @@ def test_the_documents_of_a_file_are_looked_up_by_their_patients_not_by_reading_
     statements = []
 
     def collect(_conn, _cursor, statement, parameters, _context, _many):
-        if statement.lstrip().upper().startswith("SELECT") and "patient_index IN" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and \
+                any(f"patient_index {among}" in statement for among in ("IN", "= ANY")):  # SQLite, PostgreSQL
             statements.append((statement, parameters))
 
     event.listen(db.engine, "before_cursor_execute", collect)
