@@ -7,6 +7,7 @@ IDs and counts, never values.
 import hashlib
 import json
 from datetime import timezone
+from types import SimpleNamespace
 
 from flask import has_request_context, request
 from flask_login import current_user
@@ -185,6 +186,12 @@ def _append(connection, values) -> OperationLog:
     connection.execute(insert(OperationLog.__table__).values(
         {column.key: getattr(entry, column.key) for column in OperationLog.__table__.columns if column.key != "id"}))
     return entry
+
+
+def actor_as_read(user):
+    """What an entry records of its actor (_who), read now: for a long run of units of work, each of whose commits
+    expires the user (reading it again is a query)."""
+    return SimpleNamespace(id=user.id, login_id=user.login_id, role=user.role)
 
 
 def _who(actor) -> dict:

@@ -315,8 +315,7 @@ class _Run:
         self.outcomes, self.progress, self.files_done, self.reported = outcomes, progress, 0, None
         self.known = {RING: keyring()}  # authors and 実施主体 already looked up in this import
         self.ids = Ids.of(user, institution) if institution is not None else None
-        # Who the log entries name, read once (audit reads id, login_id and role of the actor).
-        self.actor = SimpleNamespace(id=user.id, login_id=user.login_id, role=user.role)
+        self.actor = audit.actor_as_read(user)  # who the log entries name
         self.group, self.written = [], []  # the open unit of work's documents: (name, checked), (outcome, doc)
 
     def prefetch(self, checked_documents):
