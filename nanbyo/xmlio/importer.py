@@ -265,8 +265,8 @@ def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=No
     committed) with no unit of work of the import's open, except in all-or-nothing mode, where it is called after
     each file with the one unit of work still open.
     `uploads` may be an iterator (each file read as it is reached); `collect`, a list the outcomes are added to as
-    they come (what a caller keeps when the import stops half-way). check_aside: the files are checked in a
-    process of their own, a file ahead of the writes (nanbyo.xmlio.parallel), as the background job and the CLI do."""
+    they come (what a caller keeps when the import stops half-way). check_aside: the files are checked in
+    processes of their own, ahead of the writes (nanbyo.xmlio.parallel), as the background job and the CLI do."""
     today = today or today_jst()
     outcomes = [] if collect is None else collect
     run = _Run(user, institution, today, all_or_nothing, outcomes, progress)
