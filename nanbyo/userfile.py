@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from flask import current_app
 from lxml import etree
-from sqlalchemy import ARRAY, any_, bindparam, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
 from models._types import utcnow
@@ -603,24 +603,13 @@ def _check_record(r, problems):
 
 # --- planning ------------------------------------------------------------------------------------------------------
 
-IN_LIST_SIZE = 1000  # values per IN (...) of a batch look-up on SQLite: a statement per thousand rows, not per row
-
-
-def _among(column, values: list):
-    """Conditions `column` is one of `values`, each for one statement: on PostgreSQL one `= ANY(array)` (one
-    parameter: psycopg spends ~20 ms parsing a statement of a thousand), elsewhere IN lists of IN_LIST_SIZE."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return [column == any_(bindparam(None, values, type_=ARRAY(column.type)))] if values else []
-    return [column.in_(values[start:start + IN_LIST_SIZE]) for start in range(0, len(values), IN_LIST_SIZE)]
-
-
 def _existing_doctors(keys) -> dict[tuple[str, str], User]:
-    """The doctor (not deleted) holding each (kind, 指定医番号) of `keys`, found with one query (_among);
+    """The doctor (not deleted) holding each (kind, 指定医番号) of `keys`, found with one query (database.among);
     what the plan reads of them (issuer, memberships and their institutions, designations) comes along in a
     constant number of queries, not one per row."""
     found = {}
     numbers = sorted({number for _, number in keys})
-    for among in _among(Designation.number, numbers):
+    for among in database.among(Designation.number, numbers):
         query = (select(Designation.kind, Designation.number, User).join(User, Designation.user)
                  .where(among, User.status != STATUS_DELETED).order_by(User.id)
                  .options(joinedload(User.issuing_municipality),
@@ -773,8 +762,9 @@ LOGIN_ID_DIGITS = 8
 
 
 def new_login_ids(count: int) -> list[str]:
-    """`count` distinct login IDs nobody has ("d" and 8 random digits), checked with one query (_among; and again
-    only for the rare ones already taken). Call it under the write lock, so that no other import takes them too."""
+    """`count` distinct login IDs nobody has ("d" and 8 random digits), checked with one query (database.among; and
+    again only for the rare ones already taken). Call it under the write lock, so that no other import takes them
+    too."""
     chosen, seen = [], set()
     while len(chosen) < count:
         candidates = []
@@ -784,7 +774,7 @@ def new_login_ids(count: int) -> list[str]:
                 seen.add(candidate)
                 candidates.append(candidate)
         taken = set()
-        for among in _among(User.login_id, candidates):
+        for among in database.among(User.login_id, candidates):
             taken.update(db.session.execute(select(User.login_id).where(among)).scalars())
         chosen.extend(c for c in candidates if c not in taken)
     return chosen
@@ -1000,7 +990,7 @@ def _apply_moves(moves: list[_Move], institution: Institution):
     most one primary membership), and take the file's 指定期間: a few multi-row statements for any number of moves."""
     if not moves:
         return
-    for among in _among(Membership.id, [move.old_id for move in moves if move.old_id is not None]):
+    for among in database.among(Membership.id, [move.old_id for move in moves if move.old_id is not None]):
         db.session.execute(delete(Membership).where(among))
     promoted = [dict(id=move.here.id, kind="primary",
                      department=move.row.values["department"] or move.here.department)
