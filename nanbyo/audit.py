@@ -233,27 +233,36 @@ def record(action, *, target=None, target_type="", target_id="", result="success
         return _append(connection, values)
 
 
-def record_many(entries, *, actor=None) -> list[dict]:
+def record_many(entries, *, actor=None, first=None) -> list[dict]:
     """Append `entries` in order inside the caller's unit of work (after begin_write(); commits nothing): one read of
     the chain's tail, the hashes chained in memory, one insert (nanbyo.bulk). For a change of many rows at once (a
     user data file import), where record() per row would read the tail once per row.
 
     entries: dicts of record()'s keyword arguments action, target, target_type, target_id, result and data. They share
-    `actor` (default: the logged-in user), the address and the time. Returns the rows inserted (columns by name)."""
+    `actor` (default: the logged-in user), the address and the time. first: (table, rows), the change's own rows,
+    inserted before the entries with one statement (nanbyo.bulk), the entries' hashes chained while the database
+    takes them. Returns the entries' rows inserted (columns by name)."""
     session = db.session
     if not database.is_write_locked(session):
         raise database.UnitOfWorkError("record_many() joins a unit of work: begin_write() must come first")
     who = _who(actor)
     rows = [_entry_values(who=who, **entry) for entry in entries]
-    if not rows:
-        return rows
     connection = session.connection()
-    seq, prev_hash = _tail(connection)
-    for values in rows:
-        seq += 1
-        values.update(seq=seq, prev_hash=prev_hash)
-        values["entry_hash"] = prev_hash = _hash(values)
-    bulk.insert_rows(connection, OperationLog.__table__, rows)  # a statement, not one per entry
+    tail = _tail(connection) if rows else None
+
+    def chain():  # no database here: it may run while the connection is busy with `first`
+        seq, prev_hash = tail
+        for values in rows:
+            seq += 1
+            values.update(seq=seq, prev_hash=prev_hash)
+            values["entry_hash"] = prev_hash = _hash(values)
+
+    if first is not None:
+        bulk.insert_rows(connection, *first, meanwhile=chain if rows else None)
+    elif rows:
+        chain()
+    if rows:
+        bulk.insert_rows(connection, OperationLog.__table__, rows)  # a statement, not one per entry
     return rows
 
 

@@ -13,15 +13,19 @@ from functools import lru_cache
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import JSON, insert
+from sqlalchemy import JSON, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 
-def insert_rows(connection, table, rows: list[dict]):
+def insert_rows(connection, table, rows: list[dict], meanwhile=None):
     """Insert `rows` (dicts by column name, all with the same keys) into `table` on `connection` (a SQLAlchemy
     Connection in the caller's transaction). A column left out gets its Python-side default (as an INSERT through
-    SQLAlchemy would; a callable one is called once for all the rows), else its server default or NULL."""
+    SQLAlchemy would; a callable one is called once for all the rows), else its server default or NULL.
+    meanwhile(), if given, is called once the rows are sent, before the database is waited for (on PostgreSQL it runs
+    while the server inserts them): work of the caller's that does not use the database."""
     if not rows:
+        if meanwhile is not None:
+            meanwhile()
         return
     names = list(rows[0])
     if any(len(row) != len(names) for row in rows):
@@ -33,6 +37,8 @@ def insert_rows(connection, table, rows: list[dict]):
     columns = names + list(defaults)
     if connection.dialect.name == "sqlite":
         _insert_sqlite(connection, table, rows, names, defaults)
+        if meanwhile is not None:
+            meanwhile()
         return
     json_names = {column.name for column in table.columns if isinstance(column.type, JSON)}
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -44,6 +50,8 @@ def insert_rows(connection, table, rows: list[dict]):
         with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row([json.dumps(row[name]) if is_json else row[name] for name, is_json in encode] + tail)
+            if meanwhile is not None:
+                meanwhile()
     except psycopg.Error as error:
         # As SQLAlchemy raises it for a statement of its own (IntegrityError for a NOT NULL or UNIQUE refused):
         # callers catch one kind of error on both databases.
@@ -69,3 +77,17 @@ def _sqlite_plan(dialect, table, names, defaults):
     compiled = insert(table).compile(dialect=dialect, column_keys=[*names, *defaults])
     return compiled.string, [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect))
                              for key in compiled.positiontup]
+
+
+def next_ids(connection, table, count) -> list[int]:
+    """`count` ids for new rows of `table` (its integer primary key `id`), for rows inserted with them in the caller's
+    unit of work (write lock held): from the table's sequence on PostgreSQL; after the largest id on SQLite, which is
+    what SQLite itself gives a new row of a table without AUTOINCREMENT."""
+    if count <= 0:
+        return []
+    if connection.dialect.name == "postgresql":
+        return list(connection.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count) ORDER BY 1"),
+            {"table": table.name, "count": count}).scalars())
+    largest = connection.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(largest + 1, largest + 1 + count))

@@ -492,3 +492,50 @@ def test_bulk_rows_are_stored_as_an_insert_through_sqlalchemy_stores_them(app):
     db.session.rollback()
     assert stored["b" * 32] == stored["s" * 32]
     assert stored["b" * 32][list(row).index("items")] is not None
+
+
+def test_record_many_inserts_the_changes_rows_first_and_chains_its_entries_meanwhile(app, monkeypatch):
+    """first=(table, rows): the change's rows go in with one statement, the entries' hashes are chained while the
+    database takes them (bulk.insert_rows' meanwhile, before it waits), and the entries follow: one intact chain."""
+    user = gen_user("designated_doctor", institution=gen_institution())
+    audit.record("update", target=user, actor=user)
+    calls, real_insert = [], bulk.insert_rows
+
+    def insert_rows(connection, table, rows, meanwhile=None):
+        def noted():
+            calls.append(("meanwhile", table.name))
+            meanwhile()
+        real_insert(connection, table, rows, noted if meanwhile else None)
+        calls.append(("inserted", table.name, len(rows)))
+
+    monkeypatch.setattr(bulk, "insert_rows", insert_rows)
+    database.begin_write()
+    ids = bulk.next_ids(db.session.connection(), User.__table__, 3)
+    rows = [dict(id=id_, login_id=f"first{id_}", name="先", role="designated_doctor", password_hash="x") for id_ in ids]
+    entries = audit.record_many([dict(action="create", target_type="user_account", target_id=str(id_)) for id_ in ids],
+                                actor=user, first=(User.__table__, rows))
+    db.session.commit()
+    assert calls == [("meanwhile", "user_account"), ("inserted", "user_account", 3),
+                     ("inserted", "operation_log", 3)]
+    assert [r["target_id"] for r in entries] == [str(i) for i in ids] and all(r["entry_hash"] for r in entries)
+    assert sorted(db.session.execute(select(User.id).where(User.login_id.like("first%"))).scalars()) == ids
+    assert_chain_intact()
+
+
+def test_ids_given_out_ahead_are_new_and_the_next_insert_gets_another(app):
+    """bulk.next_ids: ids for rows inserted with them (the import's drafts, whose log entries name them first)."""
+    hospital = gen_institution()
+    gen_user("designated_doctor", institution=hospital)  # a membership there already
+    users = [gen_user("designated_doctor") for _ in range(2)]
+    database.begin_write()
+    connection = db.session.connection()
+    taken = set(db.session.execute(select(Membership.id)).scalars())
+    ids = bulk.next_ids(connection, Membership.__table__, 4)
+    assert len(set(ids)) == 4 and ids == sorted(ids) and not taken & set(ids)
+    assert bulk.next_ids(connection, Membership.__table__, 0) == []
+    bulk.insert_rows(connection, Membership.__table__, [dict(id=ids[0], user_id=users[0].id,
+                                                              institution_id=hospital.id)])
+    db.session.add(Membership(user_id=users[1].id, institution_id=hospital.id))
+    db.session.flush()  # the ORM's next id is neither a taken one nor one given out
+    assert len(set(db.session.execute(select(Membership.id)).scalars())) == len(taken) + 2
+    db.session.rollback()

@@ -237,22 +237,16 @@ class NewDocument:
         self.__dict__.update(dict.fromkeys(self.COLUMNS), **values)
 
     def row(self) -> dict:
-        return {name: getattr(self, name) for name in self.COLUMNS}
+        return {"id": self.id} | {name: getattr(self, name) for name in self.COLUMNS}
 
 
-def _insert_new(docs):
-    """Insert new drafts (NewDocument) in one statement per chunk and give each its id (found by its uid)."""
+def _number_new(docs):
+    """Give new drafts (NewDocument) their ids before they are inserted: their log entries, which name them, are
+    then worked out while the database inserts the drafts (audit.record_many's `first`)."""
     if docs and not database.is_write_locked():  # past the ORM's flush guard: the same rule, said here
         raise database.UnitOfWorkError("new drafts are inserted after begin_write(), with their log entries")
-    table = Document.__table__
-    connection = db.session.connection()
-    for start in range(0, len(docs), 1000):
-        chunk = docs[start:start + 1000]
-        bulk.insert_rows(connection, table, [doc.row() for doc in chunk])
-        ids = dict(connection.execute(select(table.c.uid, table.c.id).where(
-            database.among(table.c.uid, [doc.uid for doc in chunk]))).all())
-        for doc in chunk:
-            doc.id = ids[doc.uid]
+    for doc, id_ in zip(docs, bulk.next_ids(db.session.connection(), Document.__table__, len(docs))):
+        doc.id = id_
 
 
 def import_uploads(uploads, user, institution, *, all_or_nothing=False, today=None, progress=None,
@@ -346,9 +340,10 @@ class _Run:
             # Found by the patients' index; the institution compared as an expression (+ 0), which no index serves:
             # SQLite, and PostgreSQL while a table filled by an import has no statistics yet, would otherwise read
             # every document of the institution for each file.
-            found = db.session.execute(select(Document).where(
-                database.among(Document.patient_index, patients), Document.institution_id + 0 == self.ids.institution)
-                .order_by(Document.id)).scalars().all()
+            found = sorted((doc for among in database.among(Document.patient_index, patients)
+                            for doc in db.session.execute(select(Document).where(
+                                among, Document.institution_id + 0 == self.ids.institution)).scalars()),
+                           key=lambda doc: doc.id)
         for kana, birth in patients.values():
             self.known[("fetched", kana, birth)] = True
         for doc in found:
@@ -406,8 +401,8 @@ class _Run:
 
     def _commit_group(self):
         if self.written:
-            _insert_new(list({id(doc): doc for _outcome, doc in self.written
-                              if isinstance(doc, NewDocument)}.values()))
+            new = list({id(doc): doc for _outcome, doc in self.written if isinstance(doc, NewDocument)}.values())
+            _number_new(new)
             db.session.flush()  # drafts updated, paper forms
             entries = []
             action = "document_import" if self.institution is not None else "document_paper_import"
@@ -416,7 +411,7 @@ class _Run:
                 data = {"file": name, "number": checked.number, "result": outcome.result}
                 entries.append({"action": action, "target_type": "document", "target_id": str(doc.id),
                                 "data": data | ({"scans": checked.scans} if checked.scans else {})})
-            audit.record_many(entries, actor=self.actor)
+            audit.record_many(entries, actor=self.actor, first=(Document.__table__, [doc.row() for doc in new]))
         if database.is_write_locked():
             db.session.commit()
         self.group, self.written = [], []
