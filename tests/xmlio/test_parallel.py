@@ -44,16 +44,21 @@ def test_files_checked_aside_are_those_checked_in_process(tmp_path):
                for a, h in zip(aside, here) if a.ok)  # the catalogue's own definition, not a copy
 
 
-@pytest.mark.parametrize("checkers", [1, 3])
-def test_uploads_shared_by_several_checkers_come_back_in_their_order(tmp_path, monkeypatch, checkers):
-    started = []
-    real_popen = subprocess.Popen
+@pytest.fixture
+def started(monkeypatch):
+    """The processes the test starts (the checkers), as they are started."""
+    processes, real_popen = [], subprocess.Popen
 
     def popen(*args, **kwargs):
-        started.append(real_popen(*args, **kwargs))
-        return started[-1]
+        processes.append(real_popen(*args, **kwargs))
+        return processes[-1]
 
     monkeypatch.setattr(subprocess, "Popen", popen)
+    return processes
+
+
+@pytest.mark.parametrize("checkers", [1, 3])
+def test_uploads_shared_by_several_checkers_come_back_in_their_order(tmp_path, started, checkers):
     uploads = mixed_uploads(tmp_path) * 2
     diseases = check.diseases_in()
     here = [checked for name, data in uploads for checked in check.iter_upload(name, data, DAY, diseases)]
@@ -102,16 +107,8 @@ def test_a_checker_error_comes_back_as_its_traceback():
         list(parallel.iter_checked([("x.xml", b"<documents/>", "extra")], DAY, check.diseases_in()))
 
 
-def test_an_import_stopped_half_way_leaves_no_checker_running(app, monkeypatch):
+def test_an_import_stopped_half_way_leaves_no_checker_running(app, monkeypatch, started):
     w = world()
-    started = []
-    real_popen = subprocess.Popen
-
-    def popen(*args, **kwargs):
-        started.append(real_popen(*args, **kwargs))
-        return started[-1]
-
-    monkeypatch.setattr(subprocess, "Popen", popen)
     failing = iter([("good.xml", two_documents()), ("again.xml", two_documents())])
 
     def prefetch(self, checked_documents):
