@@ -33,9 +33,9 @@ from nanbyo.xmlio import check
 
 ROOT = Path(__file__).resolve().parents[2]
 _LENGTH = struct.Struct("!Q")
-# What the checker may need of the parent's environment: the form definitions it checks by, the locale, the time zone.
 PIPE_BYTES = 1024 * 1024  # Linux's default pipe-max-size
 MAX_CHECKERS = 4  # past the cores a server has for its imports, more checkers only take memory
+# What the checker may need of the parent's environment: the form definitions it checks by, the locale, the time zone.
 _ENVIRONMENT = ("NANBYO_FORMDEFS_DIR", "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
