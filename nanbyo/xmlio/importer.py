@@ -402,8 +402,8 @@ class _Run:
     def _commit_group(self):
         if self.written:
             new = list({id(doc): doc for _outcome, doc in self.written if isinstance(doc, NewDocument)}.values())
+            db.session.flush()  # drafts updated, paper forms: before the new drafts are numbered after the largest id
             _number_new(new)
-            db.session.flush()  # drafts updated, paper forms
             entries = []
             action = "document_import" if self.institution is not None else "document_paper_import"
             for (name, checked), (outcome, doc) in zip(self.group, self.written):
