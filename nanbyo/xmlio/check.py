@@ -177,15 +177,9 @@ class _Forms:
 
     def named(self, form, version):
         """formdefs.definition(form, version); KeyError for one that is not there."""
-        key = (form, version)
-        if key not in self._named:
-            try:
-                self._named[key] = formdefs.definition(form, version)
-            except KeyError:
-                self._named[key] = None
-        if self._named[key] is None:
-            raise KeyError(key)
-        return self._named[key]
+        if (form, version) not in self._named:
+            self._named[form, version] = formdefs.definition(form, version)
+        return self._named[form, version]
 
     def expected(self, kind, disease, written_on):
         key = (kind, disease, written_on)
