@@ -75,7 +75,7 @@ def _sealed(doc: Document, patient: dict, ring=None, index=None) -> tuple[bytes,
     """The ciphertext and blind index of a patient block (empty index when カナ or 生年月日 is missing); `index`:
     the block's blind index under the ring's active index key, when the caller has worked it out already."""
     ring = ring or keyring()
-    kana, birth = _kana(patient), patient.get("birth_date")
+    kana, birth = patient_kana(patient), patient.get("birth_date")
     if index is None:
         index = ring.blind_index(patient_search_value(kana, date.fromisoformat(birth))) if kana and birth else ""
     return ring.encrypt_json(patient, _aad(doc)), index
@@ -105,7 +105,8 @@ def patient_key(blind_index: str) -> int | None:
     return int(blind_index[:15], 16) if blind_index else None
 
 
-def _kana(patient: dict) -> str:
+def patient_kana(patient: dict) -> str:
+    """The patient's カナ as the blind index and the re-upload rule take it: family and given, joined."""
     return f"{patient.get('family_kana', '')}{patient.get('given_kana', '')}"
 
 

@@ -107,7 +107,7 @@ def _same_document(content, author_id, institution_id, disease) -> tuple:
     """What makes an upload the same document (see the module's docstring)."""
     patient = content.patient
     return (institution_id, author_id, content.kind, disease.id, content.written_on,
-            patient.get("family_kana", "") + patient.get("given_kana", ""), patient["birth_date"])
+            documents.patient_kana(patient), patient["birth_date"])
 
 
 def _existing(content, author_id, institution_id, disease, known):
@@ -211,9 +211,8 @@ def _import_one(name, checked, user, institution, today, known, written, ids):
         else:
             doc.nanbyo_disease_id = disease.id
         known[("document", *_same_document(content, author_id, ids.institution, disease))] = doc
-    patient, ring = content.patient, known[RING]
-    index = known.get(("index", ring.index_active, patient.get("family_kana", "") + patient.get("given_kana", ""),
-                       patient.get("birth_date")))  # worked out by _Run.prefetch
+    patient, ring = content.patient, known[RING]  # the blind index, as _Run.prefetch worked it out:
+    index = known.get(("index", ring.index_active, documents.patient_kana(patient), patient.get("birth_date")))
     apply(doc, content, author_id, ring, index)
     outcome.result = UPDATED if existing is not None else CREATED
     written.append((outcome, doc))
@@ -329,7 +328,7 @@ class _Run:
             patient = checked.content.patient if checked.ok and checked.content is not None else None
             if not patient or not patient.get("birth_date"):
                 continue
-            kana, birth = patient.get("family_kana", "") + patient.get("given_kana", ""), patient["birth_date"]
+            kana, birth = documents.patient_kana(patient), patient["birth_date"]
             value = patient_search_value(kana, date.fromisoformat(birth))
             for key_id in ring.index_keys:
                 index = self.known[("index", key_id, kana, birth)] = ring.blind_index(value, key_id)
