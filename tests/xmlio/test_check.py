@@ -65,6 +65,20 @@ def test_an_item_required_by_its_condition_is_named():
     assert problem.path.endswith(f"items/item[@id='{required.id}']") and "入力" in problem.message
 
 
+def test_a_form_version_that_is_not_there_is_named_in_every_document_that_uses_it():
+    """The file's form look-ups are kept for the file; one that fails is reported for each document naming it."""
+    elements = [samples.element("nanbyo", "6") for _ in range(2)] + [samples.element("shoman", "01_01_001")]
+    form = elements[0].find("items").get("form")
+    for element in elements[:2]:
+        element.find("items").set("version", "99")
+    result = check.check_bytes("x.xml", samples.xml(*elements), today=TODAY)
+    assert [d.ok for d in result.documents] == [False, False, True]
+    for number in (1, 2):
+        problem, = result.documents[number - 1].problems
+        assert (problem.path, problem.message) == (f"/documents/document[{number}]/items/@form",
+                                                   f"様式 {form} の版 99 はありません。")
+
+
 def test_documents_are_numbered_and_lines_point_into_the_file():
     good, bad = samples.element("nanbyo", "6"), samples.element("nanbyo", "6")
     bad.find("written_on").text = "2027-01-01"
